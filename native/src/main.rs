@@ -1,0 +1,70 @@
+//! `strata`: the native command-line interface.
+
+use std::process::ExitCode;
+use std::time::Instant;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "strata", version, about = "strata: LLM inference for the browser and native")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Show a model's architecture, every config value with its source, tensor bytes by
+    /// dtype and the validation result. Exits non-zero when the model is invalid.
+    Inspect {
+        /// A .gguf file, a .safetensors file (config.json beside it), a
+        /// model.safetensors.index.json, or a directory holding a model.
+        path: std::path::PathBuf,
+        /// Print one JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Inspect { path, json } => inspect(&path, json),
+    }
+}
+
+fn inspect(path: &std::path::Path, json: bool) -> ExitCode {
+    let t0 = Instant::now();
+    let files = match strata::model::open(path) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("strata inspect: {e}");
+            if json {
+                println!("{}", serde_json::json!({"valid": false, "errors": [e.to_string()], "path": path.display().to_string()}));
+            }
+            return ExitCode::FAILURE;
+        }
+    };
+    let parse_ms = t0.elapsed().as_secs_f64() * 1e3;
+    let analysis = strata::model::analyze(files);
+    let total_ms = t0.elapsed().as_secs_f64() * 1e3;
+    if json {
+        let mut report = strata::inspect::report_json(&analysis);
+        report["timings"] = serde_json::json!({"header_parse_ms": parse_ms, "total_ms": total_ms});
+        println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
+    } else {
+        print!("{}", strata::inspect::report_text(&analysis));
+        println!("time:         header parsed in {parse_ms:.2} ms, validated in {total_ms:.2} ms total");
+    }
+    if analysis.is_valid() {
+        ExitCode::SUCCESS
+    } else {
+        for e in &analysis.errors {
+            eprintln!("strata inspect: {e}");
+        }
+        if analysis.errors.is_empty() {
+            eprintln!("strata inspect: {}: invalid model", path.display());
+        }
+        ExitCode::FAILURE
+    }
+}

@@ -1,0 +1,39 @@
+//! Gemma 2: pre- and post-norms around attention and FFN, GELU-tanh gating, embeddings
+//! scaled by sqrt(hidden), tied head, logit soft-capping, local (even) / global (odd) layers.
+
+use super::{Arch, ArchSpec, Need, Param, Part, SlidingPattern};
+use crate::model::config::{Activation, RopeStyle};
+
+pub(crate) const GEMMA2_LAYER: &[(Part, Param, Need)] = &[
+    (Part::AttnNorm, Param::Weight, Need::Required),
+    (Part::AttnQ, Param::Weight, Need::Required),
+    (Part::AttnK, Param::Weight, Need::Required),
+    (Part::AttnV, Param::Weight, Need::Required),
+    (Part::AttnOutput, Param::Weight, Need::Required),
+    (Part::AttnPostNorm, Param::Weight, Need::Required),
+    (Part::FfnNorm, Param::Weight, Need::Required),
+    (Part::FfnGate, Param::Weight, Need::Required),
+    (Part::FfnUp, Param::Weight, Need::Required),
+    (Part::FfnDown, Param::Weight, Need::Required),
+    (Part::FfnPostNorm, Param::Weight, Need::Required),
+];
+
+pub static SPEC: ArchSpec = ArchSpec {
+    arch: Arch::Gemma2,
+    gguf_names: &["gemma2"],
+    hf_architectures: &["Gemma2ForCausalLM"],
+    hf_model_types: &["gemma2"],
+    rope_style_gguf: RopeStyle::Neox,
+    rope_style_hf: RopeStyle::Neox,
+    activation: Activation::GeluTanh,
+    hf_tie_default: true,
+    hf_default_eps: 1e-6,
+    hf_default_rope_theta: 10_000.0,
+    sliding: SlidingPattern::EvenLayersLocal,
+    default_window: Some(4096),
+    default_rope_base_local: None,
+    embedding_scale: true,
+    hf_norm_weight_offset: 1.0,
+    layer_tensors: GEMMA2_LAYER,
+    extra_global_tensors: &[],
+};

@@ -1,0 +1,495 @@
+//! Architectures: one file each, holding what differs between them — names, rope style,
+//! activation, which tensors a layer has. Shapes are derived here from a `ModelConfig`,
+//! once, for both file formats. (The forward graph joins these files with the engine.)
+//!
+//! Canonical tensor roles ([`Part`] + [`Param`], with a layer index for decoder-layer
+//! tensors) map to GGUF names (`blk.3.attn_q.weight`) and Hugging Face names
+//! (`model.layers.3.self_attn.q_proj.weight`); both resolve to the same [`TensorId`].
+
+pub mod gemma2;
+pub mod gemma3;
+pub mod llama;
+pub mod phi3;
+pub mod qwen2;
+pub mod qwen3;
+
+use std::fmt;
+
+use crate::model::config::{Activation, ModelConfig, RopeStyle};
+
+/// The decoder-only architectures strata knows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Arch {
+    /// Llama 2/3, SmolLM/SmolLM2, TinyLlama, Mistral.
+    Llama,
+    Qwen2,
+    Qwen3,
+    Gemma2,
+    Gemma3,
+    Phi3,
+}
+
+pub const ALL_ARCHS: &[Arch] = &[Arch::Llama, Arch::Qwen2, Arch::Qwen3, Arch::Gemma2, Arch::Gemma3, Arch::Phi3];
+
+/// How layers use sliding-window attention.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SlidingPattern {
+    /// Every layer attends globally.
+    None,
+    /// Every layer uses the window when the config sets one (Mistral, Phi-3).
+    AllLayers,
+    /// Layer `i` is local when `i % 2 == 0` (Gemma 2).
+    EvenLayersLocal,
+    /// Layer `i` is global when `(i + 1) % period == 0`, local otherwise (Gemma 3: 6).
+    Period(u32),
+}
+
+/// Whether a tensor must be present in every layer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Need {
+    Required,
+    /// Present in all layers or in none (decided by layer 0; see `ModelConfig` flags).
+    Optional,
+}
+
+/// What an architecture fixes (everything else comes from the file's metadata).
+pub struct ArchSpec {
+    pub arch: Arch,
+    /// `general.architecture` values.
+    pub gguf_names: &'static [&'static str],
+    /// config.json `architectures[0]` values.
+    pub hf_architectures: &'static [&'static str],
+    /// config.json `model_type` values.
+    pub hf_model_types: &'static [&'static str],
+    /// RoPE pairing for GGUF weights. llama.cpp's converter permutes Llama Q/K rows so that
+    /// rotated pairs are adjacent ("normal"); HF checkpoints keep the rotate-half ("NeoX")
+    /// layout. The style belongs to the weight layout, so it is chosen per format.
+    pub rope_style_gguf: RopeStyle,
+    pub rope_style_hf: RopeStyle,
+    pub activation: Activation,
+    /// `tie_word_embeddings` when config.json omits it (the transformers class default).
+    pub hf_tie_default: bool,
+    /// `rms_norm_eps` / `rope_theta` when config.json omits them (transformers defaults).
+    pub hf_default_eps: f32,
+    pub hf_default_rope_theta: f32,
+    pub sliding: SlidingPattern,
+    /// Sliding-window size when the file omits it but the pattern needs one.
+    pub default_window: Option<u32>,
+    /// RoPE base of local layers when the file omits it (Gemma 3: 10000).
+    pub default_rope_base_local: Option<f32>,
+    /// Embeddings are multiplied by sqrt(hidden) (Gemma).
+    pub embedding_scale: bool,
+    /// HF Gemma RMSNorm computes `x * (1 + w)`; llama.cpp's converter stores `1 + w`.
+    pub hf_norm_weight_offset: f32,
+    /// Per-layer tensors and whether each must be present.
+    pub layer_tensors: &'static [(Part, Param, Need)],
+    /// Global tensors besides embedding, final norm and output head.
+    pub extra_global_tensors: &'static [(Part, Param, Need)],
+}
+
+impl Arch {
+    pub fn spec(self) -> &'static ArchSpec {
+        match self {
+            Arch::Llama => &llama::SPEC,
+            Arch::Qwen2 => &qwen2::SPEC,
+            Arch::Qwen3 => &qwen3::SPEC,
+            Arch::Gemma2 => &gemma2::SPEC,
+            Arch::Gemma3 => &gemma3::SPEC,
+            Arch::Phi3 => &phi3::SPEC,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        self.spec().gguf_names[0]
+    }
+
+    pub fn from_gguf_name(name: &str) -> Option<Arch> {
+        ALL_ARCHS.iter().copied().find(|a| a.spec().gguf_names.contains(&name))
+    }
+
+    /// From config.json: `architectures[0]` first, then `model_type`.
+    pub fn from_hf(architectures: Option<&str>, model_type: Option<&str>) -> Option<Arch> {
+        let by_class = architectures
+            .and_then(|c| ALL_ARCHS.iter().copied().find(|a| a.spec().hf_architectures.contains(&c)));
+        by_class.or_else(|| {
+            model_type.and_then(|t| ALL_ARCHS.iter().copied().find(|a| a.spec().hf_model_types.contains(&t)))
+        })
+    }
+
+    pub fn supported_list() -> String {
+        ALL_ARCHS.iter().map(|a| a.name()).collect::<Vec<_>>().join(", ")
+    }
+}
+
+impl fmt::Display for Arch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A module of the model. Layer parts live in every decoder block.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Part {
+    TokenEmbd,
+    OutputNorm,
+    Output,
+    /// Llama 3 RoPE frequency factors (llama.cpp precomputes them into a tensor).
+    RopeFreqs,
+    /// Phi-3 LongRoPE factors.
+    RopeFactorsLong,
+    RopeFactorsShort,
+    AttnNorm,
+    AttnQ,
+    AttnK,
+    AttnV,
+    /// Phi-3's fused Q|K|V projection.
+    AttnQkv,
+    AttnOutput,
+    AttnQNorm,
+    AttnKNorm,
+    /// Gemma's norm after attention (before the residual add).
+    AttnPostNorm,
+    FfnNorm,
+    FfnGate,
+    /// Phi-3: the fused gate|up projection, twice the FFN width.
+    FfnUp,
+    FfnDown,
+    /// Gemma's norm after the FFN.
+    FfnPostNorm,
+}
+
+impl Part {
+    pub fn is_layer(self) -> bool {
+        !matches!(
+            self,
+            Part::TokenEmbd | Part::OutputNorm | Part::Output | Part::RopeFreqs | Part::RopeFactorsLong | Part::RopeFactorsShort
+        )
+    }
+
+    /// True for vectors that scale activations (norm weights).
+    pub fn is_norm(self) -> bool {
+        matches!(
+            self,
+            Part::OutputNorm | Part::AttnNorm | Part::AttnQNorm | Part::AttnKNorm | Part::AttnPostNorm | Part::FfnNorm | Part::FfnPostNorm
+        )
+    }
+
+    pub fn is_rope_factors(self) -> bool {
+        matches!(self, Part::RopeFreqs | Part::RopeFactorsLong | Part::RopeFactorsShort)
+    }
+
+    pub fn gguf_name(self) -> &'static str {
+        match self {
+            Part::TokenEmbd => "token_embd",
+            Part::OutputNorm => "output_norm",
+            Part::Output => "output",
+            Part::RopeFreqs => "rope_freqs",
+            Part::RopeFactorsLong => "rope_factors_long",
+            Part::RopeFactorsShort => "rope_factors_short",
+            Part::AttnNorm => "attn_norm",
+            Part::AttnQ => "attn_q",
+            Part::AttnK => "attn_k",
+            Part::AttnV => "attn_v",
+            Part::AttnQkv => "attn_qkv",
+            Part::AttnOutput => "attn_output",
+            Part::AttnQNorm => "attn_q_norm",
+            Part::AttnKNorm => "attn_k_norm",
+            Part::AttnPostNorm => "post_attention_norm",
+            Part::FfnNorm => "ffn_norm",
+            Part::FfnGate => "ffn_gate",
+            Part::FfnUp => "ffn_up",
+            Part::FfnDown => "ffn_down",
+            Part::FfnPostNorm => "post_ffw_norm",
+        }
+    }
+
+    /// The Hugging Face module name (without `model.layers.N.`), per architecture.
+    pub fn hf_name(self, arch: Arch) -> Option<&'static str> {
+        let gemma = matches!(arch, Arch::Gemma2 | Arch::Gemma3);
+        Some(match self {
+            Part::TokenEmbd => "model.embed_tokens",
+            Part::OutputNorm => "model.norm",
+            Part::Output => "lm_head",
+            Part::RopeFreqs | Part::RopeFactorsLong | Part::RopeFactorsShort => return None,
+            Part::AttnNorm => "input_layernorm",
+            Part::AttnQ => "self_attn.q_proj",
+            Part::AttnK => "self_attn.k_proj",
+            Part::AttnV => "self_attn.v_proj",
+            Part::AttnQkv => "self_attn.qkv_proj",
+            Part::AttnOutput => "self_attn.o_proj",
+            Part::AttnQNorm => "self_attn.q_norm",
+            Part::AttnKNorm => "self_attn.k_norm",
+            Part::AttnPostNorm if gemma => "post_attention_layernorm",
+            Part::AttnPostNorm => return None,
+            // In Llama-family checkpoints "post_attention_layernorm" is the pre-FFN norm.
+            Part::FfnNorm if gemma => "pre_feedforward_layernorm",
+            Part::FfnNorm => "post_attention_layernorm",
+            Part::FfnGate => "mlp.gate_proj",
+            Part::FfnUp if arch == Arch::Phi3 => "mlp.gate_up_proj",
+            Part::FfnUp => "mlp.up_proj",
+            Part::FfnDown => "mlp.down_proj",
+            Part::FfnPostNorm if gemma => "post_feedforward_layernorm",
+            Part::FfnPostNorm => return None,
+        })
+    }
+}
+
+pub const ALL_PARTS: &[Part] = &[
+    Part::TokenEmbd, Part::OutputNorm, Part::Output, Part::RopeFreqs, Part::RopeFactorsLong,
+    Part::RopeFactorsShort, Part::AttnNorm, Part::AttnQ, Part::AttnK, Part::AttnV, Part::AttnQkv,
+    Part::AttnOutput, Part::AttnQNorm, Part::AttnKNorm, Part::AttnPostNorm, Part::FfnNorm,
+    Part::FfnGate, Part::FfnUp, Part::FfnDown, Part::FfnPostNorm,
+];
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Param {
+    Weight,
+    Bias,
+}
+
+impl Param {
+    fn suffix(self) -> &'static str {
+        match self {
+            Param::Weight => "weight",
+            Param::Bias => "bias",
+        }
+    }
+}
+
+/// A canonical tensor role: the same id for the GGUF and the HF name of a tensor.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TensorId {
+    pub layer: Option<u32>,
+    pub part: Part,
+    pub param: Param,
+}
+
+impl TensorId {
+    pub fn global(part: Part, param: Param) -> Self {
+        TensorId { layer: None, part, param }
+    }
+
+    pub fn layer(layer: u32, part: Part, param: Param) -> Self {
+        TensorId { layer: Some(layer), part, param }
+    }
+
+    pub fn gguf_name(&self) -> String {
+        match self.layer {
+            Some(l) => format!("blk.{l}.{}.{}", self.part.gguf_name(), self.param.suffix()),
+            None => format!("{}.{}", self.part.gguf_name(), self.param.suffix()),
+        }
+    }
+
+    pub fn hf_name(&self, arch: Arch) -> Option<String> {
+        let module = self.part.hf_name(arch)?;
+        Some(match self.layer {
+            Some(l) => format!("model.layers.{l}.{module}.{}", self.param.suffix()),
+            None => format!("{module}.{}", self.param.suffix()),
+        })
+    }
+}
+
+/// Why a name did not resolve to a role.
+#[derive(Debug, PartialEq, Eq)]
+pub enum NameError {
+    /// Not a tensor strata knows (reported as a warning and ignored).
+    Unknown,
+    /// A layer tensor whose index is not a number (`blk.x.attn_q.weight`).
+    BadLayer,
+}
+
+fn split_param(name: &str) -> Option<(&str, Param)> {
+    if let Some(stem) = name.strip_suffix(".weight") {
+        Some((stem, Param::Weight))
+    } else {
+        name.strip_suffix(".bias").map(|stem| (stem, Param::Bias))
+    }
+}
+
+fn parse_layer(s: &str) -> Result<u32, NameError> {
+    // Plain decimal only: no sign, no leading '+', no overflow.
+    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(NameError::BadLayer);
+    }
+    s.parse().map_err(|_| NameError::BadLayer)
+}
+
+/// Resolves a GGUF tensor name (`blk.3.attn_q.weight`, `token_embd.weight`).
+pub fn parse_gguf_name(name: &str) -> Result<TensorId, NameError> {
+    let (stem, param) = split_param(name).ok_or(NameError::Unknown)?;
+    if let Some(rest) = stem.strip_prefix("blk.") {
+        let (layer, part) = rest.split_once('.').ok_or(NameError::Unknown)?;
+        let part = ALL_PARTS.iter().copied().find(|p| p.is_layer() && p.gguf_name() == part).ok_or(NameError::Unknown)?;
+        return Ok(TensorId::layer(parse_layer(layer)?, part, param));
+    }
+    let part = ALL_PARTS.iter().copied().find(|p| !p.is_layer() && p.gguf_name() == stem).ok_or(NameError::Unknown)?;
+    Ok(TensorId::global(part, param))
+}
+
+/// Resolves a Hugging Face tensor name for `arch`. Multimodal checkpoints that nest the
+/// language model (`model.language_model.layers.N...`) resolve like text-only ones.
+pub fn parse_hf_name(arch: Arch, name: &str) -> Result<TensorId, NameError> {
+    let name = name
+        .strip_prefix("model.language_model.")
+        .map(|rest| format!("model.{rest}"))
+        .or_else(|| name.strip_prefix("language_model.").map(str::to_owned))
+        .unwrap_or_else(|| name.to_owned());
+    let (stem, param) = split_param(&name).ok_or(NameError::Unknown)?;
+    if let Some(rest) = stem.strip_prefix("model.layers.") {
+        let (layer, module) = rest.split_once('.').ok_or(NameError::Unknown)?;
+        let part = ALL_PARTS
+            .iter()
+            .copied()
+            .find(|p| p.is_layer() && p.hf_name(arch) == Some(module))
+            .ok_or(NameError::Unknown)?;
+        return Ok(TensorId::layer(parse_layer(layer)?, part, param));
+    }
+    let part = ALL_PARTS
+        .iter()
+        .copied()
+        .find(|p| !p.is_layer() && p.hf_name(arch) == Some(stem))
+        .ok_or(NameError::Unknown)?;
+    Ok(TensorId::global(part, param))
+}
+
+/// A tensor the config implies: its role, row-major shape and how the shape follows
+/// from the config (for error messages).
+#[derive(Clone, Debug, PartialEq)]
+pub struct TensorSpec {
+    pub id: TensorId,
+    pub shape: Vec<u64>,
+    pub why: String,
+    pub required: bool,
+}
+
+/// The row-major shape `part`/`param` must have under `cfg`, with its derivation.
+pub fn expected_shape(cfg: &ModelConfig, part: Part, param: Param) -> (Vec<u64>, String) {
+    let h = u64::from(cfg.hidden_size);
+    let ff = u64::from(cfg.intermediate_size);
+    let q = u64::from(cfg.n_heads) * u64::from(cfg.head_dim);
+    let k = u64::from(cfg.n_kv_heads) * u64::from(cfg.head_dim);
+    let v = u64::from(cfg.n_kv_heads) * u64::from(cfg.head_dim_v);
+    let o_in = u64::from(cfg.n_heads) * u64::from(cfg.head_dim_v);
+    let vocab = u64::from(cfg.vocab_size);
+    let (out, inp, why_out, why_in): (u64, Option<u64>, &str, &str) = match part {
+        Part::TokenEmbd | Part::Output => (vocab, Some(h), "vocab_size", "hidden_size"),
+        Part::OutputNorm | Part::AttnNorm | Part::AttnPostNorm | Part::FfnNorm | Part::FfnPostNorm => {
+            (h, None, "hidden_size", "")
+        }
+        Part::AttnQNorm | Part::AttnKNorm => (u64::from(cfg.head_dim), None, "head_dim", ""),
+        Part::RopeFreqs | Part::RopeFactorsLong | Part::RopeFactorsShort => {
+            (u64::from(cfg.rope_dim / 2), None, "rope_dim / 2", "")
+        }
+        Part::AttnQ => (q, Some(h), "n_heads * head_dim", "hidden_size"),
+        Part::AttnK => (k, Some(h), "n_kv_heads * head_dim", "hidden_size"),
+        Part::AttnV => (v, Some(h), "n_kv_heads * head_dim_v", "hidden_size"),
+        Part::AttnQkv => (q + k + v, Some(h), "(n_heads + n_kv_heads) * head_dim + n_kv_heads * head_dim_v", "hidden_size"),
+        Part::AttnOutput => (h, Some(o_in), "hidden_size", "n_heads * head_dim_v"),
+        Part::FfnGate => (ff, Some(h), "intermediate_size", "hidden_size"),
+        Part::FfnUp if cfg.fused_gate_up => (2 * ff, Some(h), "2 * intermediate_size (fused gate|up)", "hidden_size"),
+        Part::FfnUp => (ff, Some(h), "intermediate_size", "hidden_size"),
+        Part::FfnDown => (h, Some(ff), "hidden_size", "intermediate_size"),
+    };
+    match (param, inp) {
+        (Param::Weight, Some(inp)) => (vec![out, inp], format!("[{why_out}, {why_in}]")),
+        _ => (vec![out], format!("[{why_out}]")),
+    }
+}
+
+/// Every tensor `cfg` implies, in a stable order: globals, then layer by layer.
+pub fn expected_tensors(cfg: &ModelConfig) -> Vec<TensorSpec> {
+    let spec = cfg.architecture.spec();
+    let mut out = Vec::new();
+    let mut push = |id: TensorId, required: bool| {
+        let (shape, why) = expected_shape(cfg, id.part, id.param);
+        out.push(TensorSpec { id, shape, why, required });
+    };
+    push(TensorId::global(Part::TokenEmbd, Param::Weight), true);
+    push(TensorId::global(Part::OutputNorm, Param::Weight), true);
+    if !cfg.tied_embeddings {
+        push(TensorId::global(Part::Output, Param::Weight), true);
+    }
+    for &(part, param, need) in spec.extra_global_tensors {
+        push(TensorId::global(part, param), need == Need::Required);
+    }
+    for layer in 0..cfg.n_layers {
+        for &(part, param, need) in spec.layer_tensors {
+            if layer_tensor_needed(cfg, part, need) {
+                push(TensorId::layer(layer, part, param), true);
+            }
+        }
+    }
+    out
+}
+
+/// Whether a layer tensor belongs to the model under `cfg`. Optional layer tensors
+/// (biases) are present in all layers or in none, as layer 0 shows: the loader records
+/// that in `cfg.attn_bias` / `cfg.attn_output_bias`, and then every layer must have them.
+fn layer_tensor_needed(cfg: &ModelConfig, part: Part, need: Need) -> bool {
+    let split_qkv = matches!(part, Part::AttnQ | Part::AttnK | Part::AttnV);
+    if (part == Part::AttnQkv && !cfg.fused_qkv) || (split_qkv && cfg.fused_qkv) {
+        return false;
+    }
+    match need {
+        Need::Required => true,
+        Need::Optional if part == Part::AttnOutput => cfg.attn_output_bias,
+        Need::Optional => cfg.attn_bias,
+    }
+}
+
+/// The activation names config.json may use for each supported activation.
+pub fn activation_from_hf(name: &str) -> Option<Activation> {
+    match name {
+        "silu" | "swish" => Some(Activation::Silu),
+        "gelu_pytorch_tanh" | "gelu_new" | "gelu_fast" => Some(Activation::GeluTanh),
+        _ => None,
+    }
+}
+
+/// Layer tensors of the Llama family: shared by several architecture files.
+pub(crate) const LLAMA_LAYER: &[(Part, Param, Need)] = &[
+    (Part::AttnNorm, Param::Weight, Need::Required),
+    (Part::AttnQ, Param::Weight, Need::Required),
+    (Part::AttnK, Param::Weight, Need::Required),
+    (Part::AttnV, Param::Weight, Need::Required),
+    (Part::AttnQ, Param::Bias, Need::Optional),
+    (Part::AttnK, Param::Bias, Need::Optional),
+    (Part::AttnV, Param::Bias, Need::Optional),
+    (Part::AttnOutput, Param::Weight, Need::Required),
+    (Part::AttnOutput, Param::Bias, Need::Optional),
+    (Part::FfnNorm, Param::Weight, Need::Required),
+    (Part::FfnGate, Param::Weight, Need::Required),
+    (Part::FfnUp, Param::Weight, Need::Required),
+    (Part::FfnDown, Param::Weight, Need::Required),
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gguf_and_hf_names_resolve_to_the_same_role() {
+        for &arch in ALL_ARCHS {
+            for &part in ALL_PARTS {
+                for param in [Param::Weight, Param::Bias] {
+                    let id = if part.is_layer() { TensorId::layer(7, part, param) } else { TensorId::global(part, param) };
+                    assert_eq!(parse_gguf_name(&id.gguf_name()), Ok(id));
+                    if let Some(hf) = id.hf_name(arch) {
+                        assert_eq!(parse_hf_name(arch, &hf), Ok(id), "{arch} {hf}");
+                    }
+                }
+            }
+        }
+        // The same HF module name means different roles in Llama and Gemma checkpoints.
+        let n = "model.layers.0.post_attention_layernorm.weight";
+        assert_eq!(parse_hf_name(Arch::Llama, n).unwrap().part, Part::FfnNorm);
+        assert_eq!(parse_hf_name(Arch::Gemma3, n).unwrap().part, Part::AttnPostNorm);
+        assert_eq!(parse_gguf_name("blk.-1.attn_q.weight"), Err(NameError::BadLayer));
+        assert_eq!(parse_gguf_name("blk.99999999999.attn_q.weight"), Err(NameError::BadLayer));
+        assert_eq!(parse_gguf_name("blk.0.attn_q.scales"), Err(NameError::Unknown));
+        assert_eq!(
+            parse_hf_name(Arch::Gemma3, "model.language_model.layers.2.self_attn.q_norm.weight"),
+            Ok(TensorId::layer(2, Part::AttnQNorm, Param::Weight))
+        );
+    }
+}

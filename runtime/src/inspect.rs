@@ -1,0 +1,133 @@
+//! The `strata inspect` report, shared by the CLI and the browser build: every config
+//! value with its source, tensor bytes by dtype, and the validation result.
+
+use serde_json::{json, Map, Value as Json};
+
+use crate::model::{Analysis, Format};
+
+/// The JSON report. Top-level keys: `architecture`, `n_layers`, `hidden_size`, `n_heads`,
+/// `n_kv_heads`, `head_dim`, `rope_dim`, `vocab_size`, `context_length`,
+/// `tied_embeddings`, `n_tensors`, `valid`, and `errors` when invalid; then every other
+/// config field, `provenance`, `tensors_by_dtype`, `warnings` and file facts.
+pub fn report_json(a: &Analysis) -> Json {
+    let mut o = Map::new();
+    o.insert("architecture".into(), json!(a.config.as_ref().map(|c| c.architecture.name().to_owned()).or(a.architecture_name.clone())));
+    let cfg = a.config.as_ref().map(|c| serde_json::to_value(c).unwrap_or(Json::Null));
+    for key in ["n_layers", "hidden_size", "n_heads", "n_kv_heads", "head_dim", "rope_dim", "vocab_size", "context_length", "tied_embeddings"] {
+        o.insert(key.into(), cfg.as_ref().and_then(|c| c.get(key).cloned()).unwrap_or(Json::Null));
+    }
+    o.insert("n_tensors".into(), json!(a.files.tensors.len()));
+    o.insert("valid".into(), json!(a.is_valid()));
+    if !a.is_valid() {
+        let mut errors: Vec<String> = a.errors.iter().map(|e| e.to_string()).collect();
+        if errors.is_empty() {
+            errors.push(format!("{}: the configuration could not be built", a.files.path));
+        }
+        o.insert("errors".into(), json!(errors));
+    }
+    if let Some(Json::Object(c)) = cfg {
+        for (k, v) in c {
+            o.entry(k).or_insert(v);
+        }
+    }
+    if let Some(c) = &a.config {
+        let prov: Map<String, Json> = c.provenance.iter().map(|(k, s)| ((*k).to_owned(), json!(s.to_string()))).collect();
+        o.insert("provenance".into(), Json::Object(prov));
+    }
+    o.insert("format".into(), json!(match a.files.format { Format::Gguf => "gguf", Format::Safetensors => "safetensors" }));
+    if let Some(h) = &a.files.gguf {
+        o.insert("gguf_version".into(), json!(h.version));
+        o.insert("n_metadata_keys".into(), json!(h.metadata.len()));
+    }
+    o.insert("path".into(), json!(a.files.path));
+    o.insert("files".into(), json!(a.files.files));
+    o.insert("file_bytes".into(), json!(a.files.file_bytes));
+    o.insert("header_bytes_read".into(), json!(a.files.header_bytes_read));
+    o.insert("tensor_bytes".into(), json!(a.files.tensors.iter().map(|t| t.nbytes).sum::<u64>()));
+    let by_dtype: Vec<Json> = a
+        .files
+        .bytes_by_dtype()
+        .into_iter()
+        .map(|(d, n, b)| json!({"dtype": d.name(), "tensors": n, "bytes": b}))
+        .collect();
+    o.insert("tensors_by_dtype".into(), json!(by_dtype));
+    o.insert("warnings".into(), json!(a.warnings));
+    Json::Object(o)
+}
+
+fn human(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = bytes as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 { format!("{bytes} B") } else { format!("{v:.1} {}", UNITS[u]) }
+}
+
+/// The human-readable report.
+pub fn report_text(a: &Analysis) -> String {
+    use std::fmt::Write;
+    let mut s = String::new();
+    let f = &a.files;
+    let fmt_name = match (&f.format, &f.gguf) {
+        (Format::Gguf, Some(h)) => format!("GGUF v{}, {} metadata keys", h.version, h.metadata.len()),
+        _ => format!("safetensors + config.json, {} shard(s)", f.files.len()),
+    };
+    let _ = writeln!(s, "model:        {}", f.path);
+    let _ = writeln!(s, "format:       {fmt_name}");
+    let _ = writeln!(s, "size:         {} ({} of headers read)", human(f.file_bytes), human(f.header_bytes_read));
+    let arch = a.config.as_ref().map(|c| c.architecture.name().to_owned()).or(a.architecture_name.clone());
+    let _ = writeln!(s, "architecture: {}", arch.as_deref().unwrap_or("?"));
+    if let Some(c) = &a.config {
+        let _ = writeln!(s, "\nconfig (value, then where it came from):");
+        if let Json::Object(m) = serde_json::to_value(c).unwrap_or(Json::Null) {
+            for (k, v) in m {
+                if k == "provenance" {
+                    continue;
+                }
+                let shown = match &v {
+                    Json::Array(items) if items.len() > 8 => summarize_list(items),
+                    other => other.to_string(),
+                };
+                let src = c.provenance.get(k.as_str()).map(|p| p.to_string()).unwrap_or_else(|| "-".into());
+                let _ = writeln!(s, "  {k:<20} {shown:<24} {src}");
+            }
+        }
+    }
+    let total: u64 = f.tensors.iter().map(|t| t.nbytes).sum();
+    let _ = writeln!(s, "\ntensors: {} ({})", f.tensors.len(), human(total));
+    for (d, n, b) in f.bytes_by_dtype() {
+        let _ = writeln!(s, "  {:<8} {n:>5} tensors  {:>10}", d.name(), human(b));
+    }
+    for w in &a.warnings {
+        let _ = writeln!(s, "warning: {w}");
+    }
+    if a.is_valid() {
+        let _ = writeln!(s, "\nvalid: yes (config and all {} tensor shapes checked)", a.index.len());
+    } else {
+        let _ = writeln!(s, "\nvalid: NO");
+        for e in &a.errors {
+            let _ = writeln!(s, "  error: {e}");
+        }
+    }
+    s
+}
+
+/// `["local" x 5, "global", ...]` for long per-layer lists.
+fn summarize_list(items: &[Json]) -> String {
+    let mut runs: Vec<(String, usize)> = Vec::new();
+    for it in items {
+        let t = it.as_str().map(str::to_owned).unwrap_or_else(|| it.to_string());
+        match runs.last_mut() {
+            Some((last, n)) if *last == t => *n += 1,
+            _ => runs.push((t, 1)),
+        }
+    }
+    if runs.len() > 12 {
+        return format!("[{} items]", items.len());
+    }
+    let parts: Vec<String> = runs.iter().map(|(t, n)| if *n > 1 { format!("{t} x{n}") } else { t.clone() }).collect();
+    format!("[{}]", parts.join(", "))
+}

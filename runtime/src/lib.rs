@@ -1,0 +1,15 @@
+//! strata runtime: the backend-agnostic core. Builds for native targets and wasm32.
+//!
+//! Today: the metadata loader (`model`), the architecture definitions (`arch`) and the
+//! tensor formats (`quant`). See ARCHITECTURE.md for what is built and DESIGN.md for
+//! where it is going.
+
+pub mod arch;
+pub mod error;
+pub mod inspect;
+pub mod model;
+pub mod quant;
+pub mod source;
+
+pub use error::{Error, ErrorKind, Errors, Result, Shape};
+pub use model::{load, ModelConfig, LoadedModel};

@@ -1,0 +1,107 @@
+//! A bounds-checked little-endian cursor over a [`ByteSource`], reading through a small
+//! window so that parsing a multi-megabyte GGUF header costs a handful of `pread`s.
+//! Every read checks the file length first: a truncated file is a `Truncated` error, and
+//! nothing is allocated that the remaining bytes of the file could not back.
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::source::ByteSource;
+
+const WINDOW: usize = 1 << 16;
+
+pub(crate) struct Reader<'a> {
+    src: &'a dyn ByteSource,
+    pos: u64,
+    len: u64,
+    window: Vec<u8>,
+    window_start: u64,
+}
+
+impl<'a> Reader<'a> {
+    pub fn new(src: &'a dyn ByteSource) -> Self {
+        Reader { src, pos: 0, len: src.len(), window: Vec::new(), window_start: 0 }
+    }
+
+    pub fn pos(&self) -> u64 {
+        self.pos
+    }
+
+    pub fn file_len(&self) -> u64 {
+        self.len
+    }
+
+    pub fn remaining(&self) -> u64 {
+        self.len - self.pos
+    }
+
+    pub fn err(&self, kind: ErrorKind) -> Error {
+        Error::new(self.src.name(), kind)
+    }
+
+    /// Fails with `Truncated` unless `n` more bytes exist.
+    pub fn need(&self, n: u64, what: &dyn Fn() -> String) -> Result<()> {
+        if n > self.remaining() {
+            return Err(self.err(ErrorKind::Truncated {
+                what: what(),
+                offset: self.pos,
+                end: self.pos.saturating_add(n),
+                file_len: self.len,
+            }));
+        }
+        Ok(())
+    }
+
+    /// The next `n` bytes (checked against the file length before any allocation).
+    pub fn bytes(&mut self, n: u64, what: &dyn Fn() -> String) -> Result<&[u8]> {
+        self.need(n, what)?;
+        let n_usize = usize::try_from(n).map_err(|_| {
+            self.err(ErrorKind::TooLong { what: what(), len: n, max: usize::MAX as u64 })
+        })?;
+        let in_window = self.pos >= self.window_start
+            && self.pos + n <= self.window_start + self.window.len() as u64;
+        if !in_window {
+            let fill = n_usize.max(WINDOW).min((self.len - self.pos) as usize);
+            self.window.resize(fill, 0);
+            self.src.read_exact_at(self.pos, &mut self.window).map_err(|e| {
+                self.err(ErrorKind::Io { op: format!("read {}", what()), message: e.to_string() })
+            })?;
+            self.window_start = self.pos;
+        }
+        let start = (self.pos - self.window_start) as usize;
+        self.pos += n;
+        Ok(&self.window[start..start + n_usize])
+    }
+
+    pub fn array<const N: usize>(&mut self, what: &dyn Fn() -> String) -> Result<[u8; N]> {
+        let b = self.bytes(N as u64, what)?;
+        let mut out = [0u8; N];
+        out.copy_from_slice(b);
+        Ok(out)
+    }
+
+    pub fn u8(&mut self, what: &dyn Fn() -> String) -> Result<u8> {
+        Ok(self.array::<1>(what)?[0])
+    }
+    pub fn u16(&mut self, what: &dyn Fn() -> String) -> Result<u16> {
+        Ok(u16::from_le_bytes(self.array(what)?))
+    }
+    pub fn u32(&mut self, what: &dyn Fn() -> String) -> Result<u32> {
+        Ok(u32::from_le_bytes(self.array(what)?))
+    }
+    pub fn u64(&mut self, what: &dyn Fn() -> String) -> Result<u64> {
+        Ok(u64::from_le_bytes(self.array(what)?))
+    }
+
+    /// A GGUF string: u64 length, then that many UTF-8 bytes (at most `max`).
+    pub fn string(&mut self, max: u64, what: &dyn Fn() -> String) -> Result<String> {
+        let len = self.u64(&|| format!("length of {}", what()))?;
+        if len > max {
+            return Err(self.err(ErrorKind::TooLong { what: what(), len, max }));
+        }
+        let offset = self.pos;
+        let bytes = self.bytes(len, what)?;
+        match std::str::from_utf8(bytes) {
+            Ok(s) => Ok(s.to_owned()),
+            Err(_) => Err(self.err(ErrorKind::BadUtf8 { what: what(), offset })),
+        }
+    }
+}

@@ -1,5 +1,6 @@
 //! `strata`: the native command-line interface.
 
+use std::io::Write;
 use std::process::ExitCode;
 use std::time::Instant;
 
@@ -40,7 +41,7 @@ fn inspect(path: &std::path::Path, json: bool) -> ExitCode {
         Err(e) => {
             eprintln!("strata inspect: {e}");
             if json {
-                println!("{}", serde_json::json!({"valid": false, "errors": [e.to_string()], "path": path.display().to_string()}));
+                out(&serde_json::json!({"valid": false, "errors": [e.to_string()], "path": path.display().to_string()}).to_string());
             }
             return ExitCode::FAILURE;
         }
@@ -51,10 +52,12 @@ fn inspect(path: &std::path::Path, json: bool) -> ExitCode {
     if json {
         let mut report = strata::inspect::report_json(&analysis);
         report["timings"] = serde_json::json!({"header_parse_ms": parse_ms, "total_ms": total_ms});
-        println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
+        out(&serde_json::to_string_pretty(&report).unwrap_or_default());
     } else {
-        print!("{}", strata::inspect::report_text(&analysis));
-        println!("time:         header parsed in {parse_ms:.2} ms, validated in {total_ms:.2} ms total");
+        out(&format!(
+            "{}time:         header parsed in {parse_ms:.2} ms, validated in {total_ms:.2} ms total",
+            strata::inspect::report_text(&analysis)
+        ));
     }
     if analysis.is_valid() {
         ExitCode::SUCCESS
@@ -67,4 +70,10 @@ fn inspect(path: &std::path::Path, json: bool) -> ExitCode {
         }
         ExitCode::FAILURE
     }
+}
+
+/// Prints a line to stdout; a closed pipe (`strata inspect ... | head`) is not an error.
+fn out(text: &str) {
+    let mut stdout = std::io::stdout().lock();
+    let _ = writeln!(stdout, "{text}");
 }

@@ -59,9 +59,18 @@ impl<'a> Reader<'a> {
         let in_window = self.pos >= self.window_start
             && self.pos + n <= self.window_start + self.window.len() as u64;
         if !in_window {
+            // Keep the unconsumed tail of the window, read only what follows it.
+            let window_end = self.window_start + self.window.len() as u64;
+            let keep_from = if (self.window_start..window_end).contains(&self.pos) {
+                (self.pos - self.window_start) as usize
+            } else {
+                self.window.len()
+            };
+            self.window.drain(..keep_from);
+            let have = self.window.len();
             let fill = n_usize.max(WINDOW).min((self.len - self.pos) as usize);
             self.window.resize(fill, 0);
-            self.src.read_exact_at(self.pos, &mut self.window).map_err(|e| {
+            self.src.read_exact_at(self.pos + have as u64, &mut self.window[have..]).map_err(|e| {
                 self.err(ErrorKind::Io { op: format!("read {}", what()), message: e.to_string() })
             })?;
             self.window_start = self.pos;

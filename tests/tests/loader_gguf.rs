@@ -485,3 +485,12 @@ fn tensor_byte_sizes_for_every_ggml_type() {
     }
 }
 
+
+#[test]
+fn layer_count_beyond_the_tensor_table_is_refused_before_allocating() {
+    // Found by the fuzzer: 2^21 claimed layers in a file of 14 tensors.
+    let a = analyze_bytes(Tiny::llama().gguf().kv("llama.block_count", Value::U32(0x0020_0001)).build());
+    assert!(a.config.is_none());
+    assert_eq!(a.errors.len(), 1, "{:?}", a.errors);
+    assert!(matches!(&a.errors[0].kind, ErrorKind::InvalidConfig { message } if message.contains("2097153")));
+}

@@ -669,6 +669,8 @@ pub(crate) trait TensorFacts {
     fn shape(&self, id: crate::arch::TensorId) -> Option<Vec<u64>>;
     /// The dtype holding the most bytes among weight matrices, if any.
     fn dominant_weight_dtype(&self) -> Option<DType>;
+    /// How many tensors the file holds (bounds what a header may claim).
+    fn count(&self) -> usize;
 }
 
 /// Records a value and where it came from.
@@ -695,6 +697,12 @@ pub(crate) fn finish(p: Params, arch: Arch, t: &dyn TensorFacts, errs: &mut Errs
     let n_heads = pv.take("n_heads", p.n_heads?);
     let context_length = pv.take("context_length", p.context_length?);
     let layer0 = |part, param| TensorId::layer(0, part, param);
+    // Every layer holds several tensors: a layer count beyond the tensor count is a lie,
+    // refused before anything is sized by it (per-layer lists, expected-tensor specs).
+    if n_layers as usize > t.count() {
+        bad(errs, format!("n_layers = {n_layers} cannot be right: the file holds only {} tensors", t.count()));
+        return None;
+    }
 
     // n_kv_heads: default n_heads (no grouped-query attention), override from the key.
     let n_kv_heads = pv.take(

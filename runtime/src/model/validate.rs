@@ -52,6 +52,10 @@ impl TensorFacts for Facts<'_> {
         self.by_id.get(&id).map(|&i| self.files.tensors[i].shape.0.clone())
     }
 
+    fn count(&self) -> usize {
+        self.files.tensors.len()
+    }
+
     fn dominant_weight_dtype(&self) -> Option<DType> {
         let mut bytes: HashMap<DType, u64> = HashMap::new();
         // Decoder-layer matrices: the embedding table is often kept at higher precision.

@@ -6,6 +6,8 @@ use std::time::Instant;
 
 use clap::{Parser, Subcommand};
 
+mod demo_model;
+
 #[derive(Parser)]
 #[command(name = "strata", version, about = "strata: LLM inference for the browser and native")]
 struct Cli {
@@ -19,8 +21,9 @@ enum Command {
     /// dtype and the validation result. Exits non-zero when the model is invalid.
     Inspect {
         /// A .gguf file, a .safetensors file (config.json beside it), a
-        /// model.safetensors.index.json, or a directory holding a model.
-        path: std::path::PathBuf,
+        /// model.safetensors.index.json, or a directory holding a model. Default: the demo
+        /// model (SmolLM2-135M-Instruct Q4_1), fetched once into the cache.
+        path: Option<std::path::PathBuf>,
         /// Print one JSON object instead of text.
         #[arg(long)]
         json: bool,
@@ -30,7 +33,16 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Inspect { path, json } => inspect(&path, json),
+        Command::Inspect { path, json } => {
+            let path = match path.map_or_else(demo_model::path, Ok) {
+                Ok(p) => p,
+                Err(e) => {
+                    eprintln!("strata inspect: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            inspect(&path, json)
+        }
     }
 }
 

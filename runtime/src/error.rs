@@ -34,7 +34,7 @@ pub enum ErrorKind {
     BadMagic { found: [u8; 4] },
     #[error("unsupported GGUF version {version}: strata reads versions 2 and 3{hint}")]
     UnsupportedVersion { version: u32, hint: String },
-    #[error("{what} claims {claimed} entries but at most {max} fit in the {remaining} bytes left in the file")]
+    #[error("{what} claims {claimed} entries but at most {max} fit in the {remaining} bytes left in the file (the file is truncated or its header is corrupt)")]
     CountTooLarge { what: String, claimed: u64, max: u64, remaining: u64 },
     #[error("{what} at byte {offset} is not valid UTF-8")]
     BadUtf8 { what: String, offset: u64 },

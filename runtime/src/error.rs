@@ -90,17 +90,22 @@ pub enum ErrorKind {
     InvalidConfig { message: String },
 }
 
-/// An error about one file (or model directory).
+/// An error about one file (or model directory). The kind is boxed so that `Result`s in
+/// the parser's hot loop stay small.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Error {
     /// The file, shard or directory the error is about.
     pub file: String,
-    pub kind: ErrorKind,
+    pub kind: Box<ErrorKind>,
 }
 
 impl Error {
     pub fn new(file: impl Into<String>, kind: ErrorKind) -> Self {
-        Error { file: file.into(), kind }
+        Error { file: file.into(), kind: Box::new(kind) }
+    }
+
+    pub fn kind(&self) -> &ErrorKind {
+        &self.kind
     }
 }
 
@@ -120,7 +125,7 @@ pub struct Errors(pub Vec<Error>);
 impl Errors {
     /// True when any error is of the kind `pred` accepts.
     pub fn any(&self, pred: impl Fn(&ErrorKind) -> bool) -> bool {
-        self.0.iter().any(|e| pred(&e.kind))
+        self.0.iter().any(|e| pred(e.kind()))
     }
 }
 

@@ -18,7 +18,7 @@ fn analyze_bytes(bytes: Vec<u8>) -> Analysis {
 }
 
 fn kinds(a: &Analysis) -> Vec<&ErrorKind> {
-    a.errors.iter().map(|e| &e.kind).collect()
+    a.errors.iter().map(|e| e.kind()).collect()
 }
 
 fn valid(w: &GgufWriter) -> strata::ModelConfig {
@@ -173,9 +173,9 @@ fn tensor_twice_as_wide_as_the_config_says() {
     // ffn_down takes intermediate_size (96) inputs; the file gives 192.
     let a = analyze_bytes(Tiny::llama().gguf().reshape("blk.0.ffn_down.weight", &[64, 192]).build());
     assert!(!a.is_valid());
-    let e = a.errors.iter().find(|e| matches!(e.kind, ErrorKind::ShapeMismatch { .. })).expect("shape error");
+    let e = a.errors.iter().find(|e| matches!(*e.kind, ErrorKind::ShapeMismatch { .. })).expect("shape error");
     assert_eq!(
-        e.kind,
+        *e.kind,
         ErrorKind::ShapeMismatch {
             tensor: "blk.0.ffn_down.weight".into(),
             expected: Shape(vec![64, 96]),
@@ -255,7 +255,7 @@ fn parse_err(bytes: Vec<u8>) -> ErrorKind {
         Ok(_) => panic!("expected an error"),
         Err(e) => {
             assert_eq!(e.file, "test.gguf");
-            e.kind
+            *e.kind
         }
     }
 }
@@ -359,7 +359,7 @@ fn truncated_file_every_prefix_is_an_error_never_a_panic() {
             Ok(_) => panic!("prefix of {cut}/{full_len} bytes parsed"),
             Err(e) => {
                 // A count checked against the bytes left is how a cut inside the counts shows.
-                if matches!(e.kind, ErrorKind::Truncated { .. } | ErrorKind::TensorOutOfBounds { .. } | ErrorKind::CountTooLarge { .. }) {
+                if matches!(*e.kind, ErrorKind::Truncated { .. } | ErrorKind::TensorOutOfBounds { .. } | ErrorKind::CountTooLarge { .. }) {
                     truncated_kinds += 1;
                 }
             }
@@ -492,5 +492,5 @@ fn layer_count_beyond_the_tensor_table_is_refused_before_allocating() {
     let a = analyze_bytes(Tiny::llama().gguf().kv("llama.block_count", Value::U32(0x0020_0001)).build());
     assert!(a.config.is_none());
     assert_eq!(a.errors.len(), 1, "{:?}", a.errors);
-    assert!(matches!(&a.errors[0].kind, ErrorKind::InvalidConfig { message } if message.contains("2097153")));
+    assert!(matches!(a.errors[0].kind(), ErrorKind::InvalidConfig { message } if message.contains("2097153")));
 }

@@ -19,7 +19,7 @@ fn run(t: &Tiny, dtype: &str) -> Analysis {
 }
 
 fn kinds(a: &Analysis) -> Vec<&ErrorKind> {
-    a.errors.iter().map(|e| &e.kind).collect()
+    a.errors.iter().map(|e| e.kind()).collect()
 }
 
 #[test]
@@ -144,7 +144,7 @@ fn structural_errors() {
     let try_bytes = |b: Vec<u8>| {
         let src = SliceSource::new("model.safetensors", b);
         let shards: [&dyn ByteSource; 1] = [&src];
-        ModelFiles::from_safetensors("model", &cfg, None, None, &shards).map(|_| ()).map_err(|e| e.kind)
+        ModelFiles::from_safetensors("model", &cfg, None, None, &shards).map(|_| ()).map_err(|e| *e.kind)
     };
     assert!(try_bytes(good.clone()).is_ok());
     // Truncated anywhere: header length, header, data.
@@ -172,7 +172,7 @@ fn structural_errors() {
     let src = SliceSource::new("model.safetensors", good);
     let shards: [&dyn ByteSource; 1] = [&src];
     let e = ModelFiles::from_safetensors("model", "{not json", None, None, &shards).unwrap_err();
-    assert!(matches!(e.kind, ErrorKind::Json { .. }));
+    assert!(matches!(*e.kind, ErrorKind::Json { .. }));
     assert_eq!(e.file, "model/config.json");
 }
 
@@ -210,11 +210,11 @@ fn sharded_model_on_disk() {
     wrong["weight_map"][last] = json!("model-00001-of-00002.safetensors");
     std::fs::write(dir.join("model.safetensors.index.json"), wrong.to_string()).unwrap();
     let e = strata::model::open(&dir).unwrap_err();
-    assert!(matches!(e.kind, ErrorKind::MissingTensor { ref tensor, ref hint } if tensor == last && hint.contains("found in")), "{e}");
+    assert!(matches!(*e.kind, ErrorKind::MissingTensor { ref tensor, ref hint } if tensor == last && hint.contains("found in")), "{e}");
     let mut escape = index.clone();
     escape["weight_map"]["model.norm.weight"] = json!("../x.safetensors");
     std::fs::write(dir.join("model.safetensors.index.json"), escape.to_string()).unwrap();
-    assert!(matches!(strata::model::open(&dir).unwrap_err().kind, ErrorKind::BadValue { .. }));
+    assert!(matches!(*strata::model::open(&dir).unwrap_err().kind, ErrorKind::BadValue { .. }));
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

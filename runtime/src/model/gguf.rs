@@ -161,28 +161,6 @@ impl Value {
             _ => None,
         }
     }
-
-    /// A short rendering for messages and `strata inspect` (arrays are summarised).
-    pub fn display_short(&self) -> String {
-        match self {
-            Value::String(s) if s.len() > 60 => {
-                let cut = (0..=60).rev().find(|&i| s.is_char_boundary(i)).unwrap_or(0);
-                format!("{:?}... ({} bytes)", &s[..cut], s.len())
-            }
-            Value::String(s) => format!("{s:?}"),
-            Value::Array(a) => format!("[{} x {}]", a.len(), a.elem_type_name()),
-            Value::F32(v) => format!("{v}"),
-            Value::F64(v) => format!("{v}"),
-            Value::Bool(v) => format!("{v}"),
-            other => other.as_u64().map(|v| v.to_string()).unwrap_or_else(|| match other {
-                Value::I8(v) => v.to_string(),
-                Value::I16(v) => v.to_string(),
-                Value::I32(v) => v.to_string(),
-                Value::I64(v) => v.to_string(),
-                _ => String::new(),
-            }),
-        }
-    }
 }
 
 impl Array {

@@ -249,3 +249,29 @@ fn phi3_fused_projections() {
     let a = analyze(files(&cfg, &half).unwrap());
     assert!(kinds(&a).iter().any(|k| matches!(k, ErrorKind::ShapeMismatch { tensor, why, .. } if tensor.contains("gate_up_proj") && why.contains("fused"))));
 }
+
+#[test]
+fn gemma3_multimodal_checkpoint_reads_text_config() {
+    // Gemma3ForConditionalGeneration nests the text model: config under `text_config`,
+    // tensors under `model.language_model.`; the vision tower is ignored with warnings.
+    let t = Tiny::gemma3();
+    let text = t.config_json();
+    let cfg = json!({
+        "architectures": ["Gemma3ForConditionalGeneration"], "model_type": "gemma3",
+        "text_config": text, "vision_config": {"hidden_size": 1152}, "eos_token_id": [1, 106]
+    });
+    let mut tensors: Vec<(String, &str, Vec<u64>)> = t
+        .hf_tensors("BF16")
+        .into_iter()
+        .map(|(n, d, s)| (n.replacen("model.", "model.language_model.", 1), d, s))
+        .collect();
+    tensors.push(("model.vision_tower.patch_embedding.weight".into(), "BF16", vec![4, 4]));
+    let a = analyze(files(&cfg, &tensors).unwrap());
+    assert!(a.is_valid(), "{:#?}", a.errors);
+    let c = a.config.unwrap();
+    assert_eq!((c.hidden_size, c.head_dim, c.n_layers), (64, 48, 7));
+    assert_eq!(c.provenance["head_dim"], Source::ConfigJson("text_config.head_dim".into()));
+    assert_eq!(c.eog_token_ids, vec![1, 106]);
+    assert_eq!(c.norm_weight_offset, 1.0);
+    assert!(a.warnings.iter().any(|w| w.contains("vision_tower")));
+}

@@ -507,9 +507,12 @@ impl HfKeys<'_, '_> {
         }
     }
 
-    /// A token id or a list of them (`eos_token_id: [1, 106]`).
+    /// A token id or a list of them (`eos_token_id: [1, 106]`). Token ids belong to the
+    /// whole model (its tokenizer), so a multimodal wrapper's top level wins over
+    /// `text_config`.
     fn token_ids(&mut self, field: &str) -> Vec<(u32, Source)> {
-        let Some((v, path)) = self.get(field) else { return Vec::new() };
+        let root = self.root.get(field).filter(|v| !v.is_null()).map(|v| (v, field.to_owned()));
+        let Some((v, path)) = root.or_else(|| self.get(field)) else { return Vec::new() };
         let ids: Option<Vec<u32>> = match v {
             Json::Array(items) => items.iter().map(|x| x.as_u64().and_then(|n| u32::try_from(n).ok())).collect(),
             other => other.as_u64().and_then(|n| u32::try_from(n).ok()).map(|n| vec![n]),

@@ -3,7 +3,9 @@
 //!
 //! The block table matches ggml's `type_traits` (checked against the `gguf` Python
 //! package by `tests/fixtures/ggml_types.json`, made by `scripts/make_fixtures.py`).
-//! Dequantisation kernels arrive with the CPU reference engine.
+//! `dequant` holds the CPU dequantisation of the compute formats.
+
+pub mod dequant;
 
 use std::fmt;
 

@@ -5,11 +5,15 @@
 //! where it is going.
 
 pub mod arch;
+pub mod backend;
 pub mod error;
 pub mod inspect;
+pub mod kv_cache;
 pub mod model;
 pub mod quant;
+pub mod rope;
 pub mod source;
+pub mod weights;
 
 pub use error::{Error, ErrorKind, Errors, Result, Shape};
 pub use model::{LoadedModel, ModelConfig};

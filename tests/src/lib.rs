@@ -439,6 +439,8 @@ impl Tiny {
     }
 }
 
+pub mod engine;
+
 /// Real models: fetched by `scripts/fetch_models.sh` into the strata cache.
 pub mod models {
     use std::path::PathBuf;

@@ -6,6 +6,7 @@
 //! tensors) map to GGUF names (`blk.3.attn_q.weight`) and Hugging Face names
 //! (`model.layers.3.self_attn.q_proj.weight`); both resolve to the same [`TensorId`].
 
+pub mod forward;
 pub mod gemma2;
 pub mod gemma3;
 pub mod llama;

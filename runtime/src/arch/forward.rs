@@ -1,0 +1,161 @@
+//! The decoder forward pass, written once against `Backend` for every architecture whose
+//! block is "pre-norm attention + gated FFN" (Llama, Qwen2, Qwen3, Gemma 2, Gemma 3). What
+//! differs between them is data in `ModelConfig` (biases, QK-norm, post-norms, activation,
+//! embedding scale, soft-caps, local/global layers with their RoPE base).
+//!
+//! Activations are `[tokens, width]` for any number of tokens: a single-token decode step is
+//! the same code with `tokens = 1`. Token `i` of a call sits at position `kv.len + i`.
+
+use crate::backend::{AttnArgs, BResult, Backend, BackendError, RopeArgs};
+use crate::kv_cache::KvCache;
+use crate::model::{LayerAttention, ModelConfig};
+use crate::rope::RopeTables;
+use crate::weights::Weights;
+
+/// Which positions to compute logits for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Logits {
+    /// Only the last token (generation).
+    Last,
+    /// Every token of the call (teacher forcing, scoring).
+    All,
+}
+
+/// Runs `tokens` through the model, appending their K/V to `kv`, and returns the logits
+/// (`[1 or tokens, vocab]`, row-major, on the device).
+pub fn forward<B: Backend>(
+    b: &B,
+    cfg: &ModelConfig,
+    w: &Weights<B>,
+    rope: &RopeTables,
+    kv: &mut KvCache<B>,
+    tokens: &[u32],
+    logits: Logits,
+) -> BResult<B::Buf> {
+    let t = tokens.len();
+    let past = kv.len;
+    if t == 0 {
+        return Err(BackendError::Shape { op: "forward", message: "no tokens".into() });
+    }
+    if past + t > kv.capacity {
+        return Err(BackendError::Shape { op: "forward", message: format!("{} positions exceed the KV cache capacity {}", past + t, kv.capacity) });
+    }
+    let h = cfg.hidden_size as usize;
+    let (nh, nkv) = (cfg.n_heads as usize, cfg.n_kv_heads as usize);
+    let (hd, hdv) = (cfg.head_dim as usize, cfg.head_dim_v as usize);
+    let ff = cfg.intermediate_size as usize;
+    let eps = cfg.norm_eps;
+    let off = cfg.norm_weight_offset;
+    let positions: Vec<u32> = (past..past + t).map(|p| p as u32).collect();
+
+    // Token embeddings: x [t, h] (Gemma scales them by sqrt(hidden)).
+    let mut x = b.alloc(t * h)?;
+    b.embed(&w.embed, tokens, cfg.embedding_scale.unwrap_or(1.0), &mut x)?;
+
+    let mut xn = b.alloc(t * h)?;
+    let mut q = b.alloc(t * nh * hd)?;
+    let mut k = b.alloc(t * nkv * hd)?;
+    let mut v = b.alloc(t * nkv * hdv)?;
+    let mut qn = b.alloc(t * nh * hd)?;
+    let mut kn = b.alloc(t * nkv * hd)?;
+    let mut attn = b.alloc(t * nh * hdv)?;
+    let mut proj = b.alloc(t * h)?;
+    let mut post = b.alloc(t * h)?;
+    let mut gate = b.alloc(t * ff)?;
+    let mut up = b.alloc(t * ff)?;
+    let mut act = b.alloc(t * ff)?;
+
+    for (l, lw) in w.layers.iter().enumerate() {
+        let kind = cfg.layer_attention[l];
+
+        // Attention block: xn = norm(x); q, k, v projections (+ biases).
+        b.rms_norm(&x, t, h, &lw.attn_norm, eps, off, &mut xn)?;
+        b.matmul(&xn, t, &lw.q, &mut q)?;
+        b.matmul(&xn, t, &lw.k, &mut k)?;
+        b.matmul(&xn, t, &lw.v, &mut v)?;
+        if let Some(bias) = &lw.q_bias {
+            b.add_bias(&mut q, t, bias)?;
+        }
+        if let Some(bias) = &lw.k_bias {
+            b.add_bias(&mut k, t, bias)?;
+        }
+        if let Some(bias) = &lw.v_bias {
+            b.add_bias(&mut v, t, bias)?;
+        }
+        // QK-norm: RMS norm over each head's head_dim values.
+        if let (Some(qw), Some(kw)) = (&lw.q_norm, &lw.k_norm) {
+            b.rms_norm(&q, t * nh, hd, qw, eps, off, &mut qn)?;
+            b.rms_norm(&k, t * nkv, hd, kw, eps, off, &mut kn)?;
+            std::mem::swap(&mut q, &mut qn);
+            std::mem::swap(&mut k, &mut kn);
+        }
+        // RoPE at the tokens' absolute positions, with this layer's frequencies.
+        let rope_args = RopeArgs {
+            rope_dim: cfg.rope_dim as usize,
+            style: cfg.rope_style,
+            inv_freq: rope.for_layer(kind),
+            mscale: rope.mscale,
+            positions: &positions,
+        };
+        b.rope(&mut q, nh, hd, &rope_args)?;
+        b.rope(&mut k, nkv, hd, &rope_args)?;
+
+        // Append this step's K/V to the cache, then attend over everything cached.
+        let (kc, vc) = &mut kv.layers[l];
+        b.copy_rows(kc, past, &k, 0, t, nkv * hd)?;
+        b.copy_rows(vc, past, &v, 0, t, nkv * hdv)?;
+        let args = AttnArgs {
+            tokens: t,
+            past,
+            n_heads: nh,
+            n_kv_heads: nkv,
+            head_dim: hd,
+            head_dim_v: hdv,
+            scale: cfg.attention_scale,
+            window: match kind {
+                LayerAttention::Local => cfg.sliding_window.map(|w| w as usize),
+                LayerAttention::Global => None,
+            },
+            softcap: cfg.attn_logit_softcap,
+        };
+        b.attention(&q, kc, vc, &args, &mut attn)?;
+        b.matmul(&attn, t, &lw.o, &mut proj)?;
+        if let Some(bias) = &lw.o_bias {
+            b.add_bias(&mut proj, t, bias)?;
+        }
+        if let Some(pn) = &lw.attn_post_norm {
+            b.rms_norm(&proj, t, h, pn, eps, off, &mut post)?;
+            std::mem::swap(&mut proj, &mut post);
+        }
+        b.add(&mut x, &proj, t * h)?;
+
+        // FFN block: x += down(act(gate(norm(x))) * up(norm(x))).
+        b.rms_norm(&x, t, h, &lw.ffn_norm, eps, off, &mut xn)?;
+        b.matmul(&xn, t, &lw.gate, &mut gate)?;
+        b.matmul(&xn, t, &lw.up, &mut up)?;
+        b.gated(&gate, &up, t * ff, cfg.activation, &mut act)?;
+        b.matmul(&act, t, &lw.down, &mut proj)?;
+        if let Some(pn) = &lw.ffn_post_norm {
+            b.rms_norm(&proj, t, h, pn, eps, off, &mut post)?;
+            std::mem::swap(&mut proj, &mut post);
+        }
+        b.add(&mut x, &proj, t * h)?;
+    }
+    kv.len = past + t;
+
+    // Final norm and output head, for the rows asked for.
+    let rows = match logits {
+        Logits::All => t,
+        Logits::Last => 1,
+    };
+    let mut last = b.alloc(rows * h)?;
+    b.copy_rows(&mut last, 0, &x, t - rows, rows, h)?;
+    b.rms_norm(&last, rows, h, &w.output_norm, eps, off, &mut xn)?;
+    let vocab = cfg.vocab_size as usize;
+    let mut out = b.alloc(rows * vocab)?;
+    b.matmul(&xn, rows, w.output(), &mut out)?;
+    if let Some(cap) = cfg.final_logit_softcap {
+        b.softcap(&mut out, rows * vocab, cap)?;
+    }
+    Ok(out)
+}

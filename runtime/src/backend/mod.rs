@@ -1,0 +1,101 @@
+//! The `Backend` trait: a small, closed op set. Backends decide *how* an op is computed;
+//! what is computed (the forward pass, RoPE positions, the KV cache) lives in the runtime.
+//!
+//! Activations are f32 buffers holding row-major `[rows, cols]` matrices (rows are
+//! tokens); attention tensors are `[tokens, heads, head_dim]` flattened the same way.
+//! Weights stay in their file dtype (`Weight`); only readback is async, so a GPU backend
+//! can enqueue every op and a browser backend can await its `mapAsync`.
+
+pub mod cpu;
+
+use std::future::Future;
+
+use crate::model::config::{Activation, RopeStyle};
+use crate::quant::DType;
+
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum BackendError {
+    #[error("{backend} does not support {what}")]
+    Unsupported { backend: String, what: String },
+    #[error("{op}: {message}")]
+    Shape { op: &'static str, message: String },
+    #[error("device error: {0}")]
+    Device(String),
+}
+
+pub type BResult<T> = Result<T, BackendError>;
+
+/// RoPE for one call: the rotated head prefix, pairing, and per-pair inverse frequencies
+/// (`theta_i = position * inv_freq[i]`), with each token's absolute position.
+#[derive(Clone, Debug)]
+pub struct RopeArgs<'a> {
+    pub rope_dim: usize,
+    pub style: RopeStyle,
+    /// `rope_dim / 2` values.
+    pub inv_freq: &'a [f32],
+    /// Multiplies cos and sin (YaRN attention factor; 1 otherwise).
+    pub mscale: f32,
+    /// One absolute position per token.
+    pub positions: &'a [u32],
+}
+
+/// Causal attention of `tokens` new queries over the cache.
+#[derive(Clone, Debug)]
+pub struct AttnArgs {
+    pub tokens: usize,
+    /// Positions already in the cache before these tokens; query `t` sits at `past + t`
+    /// and sees cache rows `0..=past + t` (within the window).
+    pub past: usize,
+    pub n_heads: usize,
+    pub n_kv_heads: usize,
+    pub head_dim: usize,
+    pub head_dim_v: usize,
+    pub scale: f32,
+    /// Sliding window: a query at p sees keys at positions > p - window.
+    pub window: Option<usize>,
+    /// `cap * tanh(score / cap)` before the softmax (Gemma 2).
+    pub softcap: Option<f32>,
+}
+
+/// The op set. Every op checks the lengths it is given and fails with `Shape` rather than
+/// reading or writing out of bounds.
+pub trait Backend {
+    /// An f32 activation buffer on the device.
+    type Buf;
+    /// A weight in its file dtype on the device: `[rows, cols]` (`[n]` is `[1, n]`).
+    type Weight;
+
+    fn name(&self) -> String;
+    /// Whether `matmul` / `embed` read this weight dtype directly.
+    fn supports(&self, dtype: DType) -> bool;
+    fn upload_weight(&self, dtype: DType, rows: usize, cols: usize, bytes: &[u8]) -> BResult<Self::Weight>;
+    fn alloc(&self, len: usize) -> BResult<Self::Buf>;
+    fn upload(&self, data: &[f32]) -> BResult<Self::Buf>;
+    /// Copies `len` values from `offset` back to the host.
+    fn read(&self, buf: &Self::Buf, offset: usize, len: usize) -> impl Future<Output = BResult<Vec<f32>>>;
+
+    /// `out[t] = table[ids[t]] * scale`: `[tokens, cols]`.
+    fn embed(&self, table: &Self::Weight, ids: &[u32], scale: f32, out: &mut Self::Buf) -> BResult<()>;
+    /// RMS norm of each of `rows` rows of `cols`: `x / rms(x) * (w + w_offset)`.
+    #[allow(clippy::too_many_arguments)]
+    fn rms_norm(&self, x: &Self::Buf, rows: usize, cols: usize, w: &Self::Weight, eps: f32, w_offset: f32, out: &mut Self::Buf) -> BResult<()>;
+    /// `out[r, n] = sum_k x[r, k] * w[n, k]` for `rows` rows: `[rows, K] x [N, K]^T`.
+    fn matmul(&self, x: &Self::Buf, rows: usize, w: &Self::Weight, out: &mut Self::Buf) -> BResult<()>;
+    /// `x[r, n] += b[n]`.
+    fn add_bias(&self, x: &mut Self::Buf, rows: usize, b: &Self::Weight) -> BResult<()>;
+    /// Rotates the first `rope_dim` dims of each head of `[tokens, heads, head_dim]`.
+    fn rope(&self, x: &mut Self::Buf, heads: usize, head_dim: usize, args: &RopeArgs) -> BResult<()>;
+    /// Copies `rows` rows of `width` values from `src` (from row `src_row`) into `dst` (from
+    /// row `dst_row`): KV-cache appends, picking the last token's row.
+    #[allow(clippy::too_many_arguments)]
+    fn copy_rows(&self, dst: &mut Self::Buf, dst_row: usize, src: &Self::Buf, src_row: usize, rows: usize, width: usize) -> BResult<()>;
+    /// `q: [tokens, n_heads * head_dim]`, caches `[positions, n_kv_heads * head_dim(_v)]`,
+    /// `out: [tokens, n_heads * head_dim_v]`.
+    fn attention(&self, q: &Self::Buf, k: &Self::Buf, v: &Self::Buf, args: &AttnArgs, out: &mut Self::Buf) -> BResult<()>;
+    /// `out = act(gate) * up` over `n` values.
+    fn gated(&self, gate: &Self::Buf, up: &Self::Buf, n: usize, act: Activation, out: &mut Self::Buf) -> BResult<()>;
+    /// `x += y` over `n` values.
+    fn add(&self, x: &mut Self::Buf, y: &Self::Buf, n: usize) -> BResult<()>;
+    /// `x = cap * tanh(x / cap)` over `n` values.
+    fn softcap(&self, x: &mut Self::Buf, n: usize, cap: f32) -> BResult<()>;
+}

@@ -1,0 +1,82 @@
+//! The CPU reference engine against llama.cpp on the real quantised models (fixtures from
+//! scripts/make_reference_fixtures.py). Quantised models legitimately differ by up to ~1
+//! logit (llama.cpp quantises activations to 8 bits for its dot products), so the checks
+//! are margin-aware: final top-20 overlap >= 18 and cosine >= 0.99; under teacher forcing,
+//! top-1 must agree wherever llama.cpp's top-1 leads its second by >= 0.75 logits.
+
+use std::path::Path;
+
+use serde_json::Value as Json;
+use strata::arch::forward::Logits;
+use strata_conformance::engine::{argmax, cosine, top_k, CpuModel};
+use strata_conformance::models;
+
+fn reference(key: &str) -> (Json, std::path::PathBuf) {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/reference");
+    let j = serde_json::from_str(&std::fs::read_to_string(dir.join(format!("{key}.llamacpp.json"))).unwrap()).unwrap();
+    (j, dir)
+}
+
+fn read_f32(path: &Path) -> Vec<f32> {
+    std::fs::read(path).unwrap().chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect()
+}
+
+fn ids(v: &Json) -> Vec<u32> {
+    v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect()
+}
+
+fn check_model(key: &str, file: &str) {
+    let Some(path) = models::find(file) else { return };
+    let m = CpuModel::load(&path);
+    let (r, dir) = reference(key);
+    assert_eq!(r["vocab_size"].as_u64().unwrap() as usize, m.vocab());
+    let mut excused = 0;
+    for case in r["cases"].as_array().unwrap() {
+        let name = case["name"].as_str().unwrap();
+        let prompt = ids(&case["prompt_ids"]);
+        let greedy = ids(&case["greedy"]);
+        let want = read_f32(&dir.join(case["final_logits_file"].as_str().unwrap()));
+
+        // Final position of the prompt.
+        let mut kv = m.cache(prompt.len() + greedy.len());
+        let got = m.run(&mut kv, &prompt, Logits::Last);
+        let cos = cosine(&got, &want);
+        let (ours20, ref20) = (top_k(&got, 20), top_k(&want, 20));
+        let overlap = ours20.iter().filter(|i| ref20.contains(i)).count();
+        // Margin-aware: a reference top-20 id we miss is excused when llama.cpp itself puts
+        // it within 0.25 logits of its 20th value (a near-tie at the boundary).
+        let boundary = want[ref20[19]];
+        let missed_near_tie = ref20.iter().filter(|i| !ours20.contains(i) && want[**i] - boundary < 0.25).count();
+        println!("{key}/{name}: final cosine {cos:.5}, top-20 overlap {overlap}/20 ({missed_near_tie} missed at a near-tie boundary)");
+        assert!(cos >= 0.99, "{key}/{name}: cosine {cos}");
+        assert!(overlap + missed_near_tie >= 18 && overlap >= 16, "{key}/{name}: top-20 overlap {overlap}");
+
+        // Teacher forcing along llama.cpp's greedy continuation, all 32 rows at once.
+        let mut kv = m.cache(prompt.len() + greedy.len());
+        let mut seq = prompt.clone();
+        seq.extend_from_slice(&greedy[..greedy.len() - 1]);
+        let all = m.run(&mut kv, &seq, Logits::All);
+        let v = m.vocab();
+        for (step, top5) in case["top5"].as_array().unwrap().iter().enumerate() {
+            let row = &all[(prompt.len() - 1 + step) * v..(prompt.len() + step) * v];
+            let ref_ids = ids(&top5["ids"]);
+            let ref_logits: Vec<f64> = top5["logits"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect();
+            let margin = ref_logits[0] - ref_logits[1];
+            let ours = argmax(row) as u32;
+            if margin >= 0.75 {
+                assert_eq!(ours, ref_ids[0], "{key}/{name} step {step}: top-1 {ours} vs llama.cpp {} (margin {margin:.2})", ref_ids[0]);
+            } else if ours != ref_ids[0] {
+                excused += 1;
+            }
+        }
+    }
+    println!("{key}: {excused} near-tie steps (margin < 0.75) where top-1 differed, excused");
+}
+
+#[test]
+fn smollm2_matches_llama_cpp() {
+    check_model("smollm2", models::SMOLLM2);
+}
+
+// Gemma 3 against llama.cpp: see engine_hf.rs and the note in ARCHITECTURE.md: the
+// BOS-less single-token prompt differs by up to ~1.1 logits on a few tokens.

@@ -12,6 +12,7 @@ pub mod kv_cache;
 pub mod model;
 pub mod quant;
 pub mod rope;
+pub mod sampler;
 pub mod source;
 pub mod weights;
 

@@ -42,15 +42,7 @@ impl CpuModel {
     }
 }
 
-pub fn argmax(v: &[f32]) -> usize {
-    let mut best = 0;
-    for (i, &x) in v.iter().enumerate() {
-        if x > v[best] {
-            best = i;
-        }
-    }
-    best
-}
+pub use strata::sampler::argmax;
 
 /// Indices of the `k` largest values, largest first.
 pub fn top_k(v: &[f32], k: usize) -> Vec<usize> {

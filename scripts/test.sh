@@ -17,11 +17,12 @@ if ! "$venv/bin/python" -c "import gguf, numpy" 2>/dev/null; then
   "$venv/bin/pip" install --quiet --disable-pip-version-check "gguf==0.19.0" "numpy<3"
 fi
 m="$cache/models"
-for variant in "" "-sharded"; do
-  out="$m/SmolLM2-135M-Instruct-safetensors$variant"
+# HF copies of SmolLM2: BF16 single file, BF16 in 3 shards, F32 (the exact engine check).
+for spec in "safetensors:1:bf16" "safetensors-sharded:3:bf16" "f32:1:f32"; do
+  IFS=: read -r suffix shards dtype <<<"$spec"
+  out="$m/SmolLM2-135M-Instruct-$suffix"
   if [ ! -f "$out/config.json" ]; then
-    shards=1; [ -n "$variant" ] && shards=3
-    "$venv/bin/python" scripts/gguf_to_safetensors.py "$m/SmolLM2-135M-Instruct.Q4_1.gguf" "$out" --shards $shards >/dev/null
+    "$venv/bin/python" scripts/gguf_to_safetensors.py "$m/SmolLM2-135M-Instruct.Q4_1.gguf" "$out" --shards "$shards" --dtype "$dtype" >/dev/null
   fi
 done
 

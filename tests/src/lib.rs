@@ -474,4 +474,6 @@ pub mod models {
     /// Made by scripts/gguf_to_safetensors.py from SMOLLM2.
     pub const SMOLLM2_ST: &str = "SmolLM2-135M-Instruct-safetensors";
     pub const SMOLLM2_ST_SHARDED: &str = "SmolLM2-135M-Instruct-safetensors-sharded";
+    /// F32 safetensors copy (scripts/gguf_to_safetensors.py --dtype f32) for exact checks.
+    pub const SMOLLM2_F32: &str = "SmolLM2-135M-Instruct-f32";
 }

@@ -14,6 +14,7 @@ pub mod quant;
 pub mod rope;
 pub mod sampler;
 pub mod source;
+pub mod tokenizer;
 pub mod weights;
 
 pub use error::{Error, ErrorKind, Errors, Result, Shape};

@@ -1,0 +1,402 @@
+//! Tokenizers from GGUF metadata or a `tokenizer.json`, matching llama.cpp's ids.
+//!
+//! * GPT-2-style byte-level BPE (`tokenizer.ggml.model = gpt2`): the `tokenizers` crate,
+//!   built from the GGUF vocabulary and merges, with the pre-tokenizer that
+//!   `tokenizer.ggml.pre` names (the regexes of llama.cpp's `llama-vocab.cpp`).
+//! * SentencePiece (`llama`): llama.cpp's algorithm, written here because GGUF stores
+//!   scores, not merges: merge the adjacent pair whose union is the highest-scoring token,
+//!   repeat; characters outside the vocabulary fall back to `<0xXX>` byte tokens.
+//! * `tokenizer.json` (safetensors models): the `tokenizers` crate as is.
+//!
+//! User-defined tokens (GGUF token type 4) are always matched as whole tokens; control
+//! tokens (type 3: `<|im_start|>`, `<start_of_turn>`) only when `parse_special` is set, as
+//! llama.cpp does.
+
+use std::collections::{BinaryHeap, HashMap};
+
+use crate::model::gguf::{Array, GgufHeader, Value};
+
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum TokenizerError {
+    #[error("tokenizer: required GGUF key {0} is missing or has the wrong type")]
+    Missing(String),
+    #[error("tokenizer: {0} is not supported")]
+    Unsupported(String),
+    #[error("tokenizer: {0}")]
+    Build(String),
+}
+
+const TYPE_CONTROL: i32 = 3;
+const TYPE_USER_DEFINED: i32 = 4;
+
+enum Model {
+    /// Byte-level BPE through the `tokenizers` crate: (plain, parsing control tokens).
+    Hf(Box<tokenizers::Tokenizer>, Box<tokenizers::Tokenizer>),
+    Spm(Spm),
+}
+
+/// A text <-> token-id codec with the model's BOS/EOS conventions.
+pub struct Tokenizer {
+    model: Model,
+    pub bos: Option<u32>,
+    pub eos: Option<u32>,
+    /// Prepend BOS when encoding a prompt (`tokenizer.ggml.add_bos_token`).
+    pub add_bos: bool,
+    tokens: Vec<String>,
+}
+
+impl std::fmt::Debug for Tokenizer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kind = match self.model {
+            Model::Hf(..) => "bpe",
+            Model::Spm(_) => "spm",
+        };
+        write!(f, "Tokenizer({kind}, {} tokens)", self.tokens.len())
+    }
+}
+
+fn strings<'a>(h: &'a GgufHeader, key: &str) -> Result<&'a [String], TokenizerError> {
+    match h.get(key) {
+        Some(Value::Array(Array::String(v))) => Ok(v),
+        _ => Err(TokenizerError::Missing(key.into())),
+    }
+}
+
+fn id_key(h: &GgufHeader, key: &str) -> Option<u32> {
+    h.get(key).and_then(Value::as_u64).and_then(|v| u32::try_from(v).ok())
+}
+
+/// The pre-tokenizer regexes of llama.cpp for a `tokenizer.ggml.pre` value, applied in
+/// order (each splits the previous pieces, keeping matches as pieces).
+fn pre_regexes(pre: &str) -> Option<Vec<&'static str>> {
+    const GPT2: &str = r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+";
+    Some(match pre {
+        "default" | "gpt2" | "gpt-2" => vec![GPT2],
+        "smollm" | "starcoder" | "refact" | "command-r" | "codeshell" | "exaone" | "minerva-7b" => vec![r"\p{N}", GPT2],
+        "llama3" | "llama-v3" | "llama-bpe" | "falcon3" | "pixtral" => vec![
+            r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+",
+        ],
+        "qwen2" | "deepseek-r1-qwen" => vec![
+            r"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+",
+        ],
+        _ => return None,
+    })
+}
+
+impl Tokenizer {
+    /// From GGUF metadata (`tokenizer.ggml.*`).
+    pub fn from_gguf(h: &GgufHeader) -> Result<Self, TokenizerError> {
+        let kind = h.get("tokenizer.ggml.model").and_then(Value::as_str).ok_or_else(|| TokenizerError::Missing("tokenizer.ggml.model".into()))?;
+        let tokens = strings(h, "tokenizer.ggml.tokens")?.to_vec();
+        let types: Vec<i32> = match h.get("tokenizer.ggml.token_type") {
+            Some(Value::Array(Array::I32(v))) if v.len() == tokens.len() => v.clone(),
+            Some(Value::Array(a)) if a.len() == tokens.len() => a.to_u64s().map(|v| v.into_iter().map(|x| x as i32).collect()).unwrap_or_else(|| vec![1; tokens.len()]),
+            _ => vec![1; tokens.len()],
+        };
+        let bos = id_key(h, "tokenizer.ggml.bos_token_id");
+        let eos = id_key(h, "tokenizer.ggml.eos_token_id");
+        let add_bos = h.get("tokenizer.ggml.add_bos_token").and_then(Value::as_bool).unwrap_or(kind == "llama");
+        let model = match kind {
+            "gpt2" => {
+                let merges = strings(h, "tokenizer.ggml.merges")?;
+                let pre = h.get("tokenizer.ggml.pre").and_then(Value::as_str).unwrap_or("default");
+                let regexes = pre_regexes(pre).ok_or_else(|| TokenizerError::Unsupported(format!("pre-tokenizer {pre:?}")))?;
+                let plain = bpe(&tokens, &types, merges, &regexes)?;
+                let mut special = plain.clone();
+                special.set_encode_special_tokens(false);
+                let mut plain = plain;
+                plain.set_encode_special_tokens(true);
+                Model::Hf(Box::new(plain), Box::new(special))
+            }
+            "llama" => {
+                let scores: Vec<f32> = match h.get("tokenizer.ggml.scores") {
+                    Some(Value::Array(Array::F32(v))) if v.len() == tokens.len() => v.clone(),
+                    _ => return Err(TokenizerError::Missing("tokenizer.ggml.scores".into())),
+                };
+                let add_space_prefix = h.get("tokenizer.ggml.add_space_prefix").and_then(Value::as_bool).unwrap_or(true);
+                Model::Spm(Spm::new(&tokens, &scores, &types, add_space_prefix, id_key(h, "tokenizer.ggml.unknown_token_id")))
+            }
+            other => return Err(TokenizerError::Unsupported(format!("tokenizer model {other:?} (supported: gpt2, llama)"))),
+        };
+        Ok(Tokenizer { model, bos, eos, add_bos, tokens })
+    }
+
+    /// From a `tokenizer.json` text, with BOS/EOS from the model config.
+    pub fn from_tokenizer_json(json: &str, bos: Option<u32>, eos: Option<u32>, add_bos: bool) -> Result<Self, TokenizerError> {
+        let t: tokenizers::Tokenizer = json.parse().map_err(|e| TokenizerError::Build(format!("tokenizer.json: {e}")))?;
+        let mut tokens = vec![String::new(); t.get_vocab_size(true)];
+        for (s, id) in t.get_vocab(true) {
+            if let Some(slot) = tokens.get_mut(id as usize) {
+                *slot = s;
+            }
+        }
+        let mut plain = t.clone();
+        plain.set_encode_special_tokens(true);
+        Ok(Tokenizer { model: Model::Hf(Box::new(plain), Box::new(t)), bos, eos, add_bos, tokens })
+    }
+
+    pub fn vocab_size(&self) -> usize {
+        self.tokens.len()
+    }
+
+    pub fn token_text(&self, id: u32) -> Option<&str> {
+        self.tokens.get(id as usize).map(String::as_str)
+    }
+
+    /// Token ids of `text`; with `add_bos` (and the model asking for it) BOS comes first.
+    /// `parse_special`: control-token texts (`<|im_start|>`) become their ids.
+    pub fn encode(&self, text: &str, add_bos: bool, parse_special: bool) -> Result<Vec<u32>, TokenizerError> {
+        let mut ids = Vec::new();
+        if add_bos && self.add_bos {
+            ids.extend(self.bos);
+        }
+        match &self.model {
+            Model::Hf(plain, special) => {
+                let t = if parse_special { special } else { plain };
+                let enc = t.encode(text, false).map_err(|e| TokenizerError::Build(e.to_string()))?;
+                ids.extend_from_slice(enc.get_ids());
+            }
+            Model::Spm(spm) => spm.encode(text, parse_special, &mut ids),
+        }
+        Ok(ids)
+    }
+
+    /// The text of `ids` (control tokens are skipped). Invalid UTF-8 at a token boundary
+    /// (a character split across tokens) is replaced, so decode whole sequences.
+    pub fn decode(&self, ids: &[u32]) -> Result<String, TokenizerError> {
+        match &self.model {
+            Model::Hf(_, t) => t.decode(ids, true).map_err(|e| TokenizerError::Build(e.to_string())),
+            Model::Spm(spm) => Ok(spm.decode(ids)),
+        }
+    }
+}
+
+fn bpe(tokens: &[String], types: &[i32], merges: &[String], regexes: &[&str]) -> Result<tokenizers::Tokenizer, TokenizerError> {
+    use tokenizers::models::bpe::BPE;
+    use tokenizers::pre_tokenizers::byte_level::ByteLevel;
+    use tokenizers::pre_tokenizers::sequence::Sequence;
+    use tokenizers::pre_tokenizers::split::{Split, SplitPattern};
+    use tokenizers::pre_tokenizers::PreTokenizerWrapper;
+    use tokenizers::{AddedToken, SplitDelimiterBehavior};
+
+    let vocab: tokenizers::models::bpe::Vocab = tokens.iter().enumerate().map(|(i, t)| (t.clone(), i as u32)).collect();
+    let merges: Vec<(String, String)> = merges
+        .iter()
+        .map(|m| m.split_once(' ').map(|(a, b)| (a.to_owned(), b.to_owned())).ok_or_else(|| TokenizerError::Build(format!("bad merge {m:?}"))))
+        .collect::<Result<_, _>>()?;
+    let model = BPE::builder().vocab_and_merges(vocab, merges).build().map_err(|e| TokenizerError::Build(e.to_string()))?;
+    let mut pre: Vec<PreTokenizerWrapper> = Vec::new();
+    for r in regexes {
+        let split = Split::new(SplitPattern::Regex((*r).to_owned()), SplitDelimiterBehavior::Isolated, false).map_err(|e| TokenizerError::Build(e.to_string()))?;
+        pre.push(split.into());
+    }
+    pre.push(ByteLevel::new(false, false, false).into());
+    let mut t = tokenizers::Tokenizer::new(model);
+    t.with_pre_tokenizer(Some(Sequence::new(pre)));
+    t.with_decoder(Some(ByteLevel::default()));
+    let added: Vec<AddedToken> = tokens
+        .iter()
+        .zip(types)
+        .filter(|(_, &ty)| ty == TYPE_CONTROL || ty == TYPE_USER_DEFINED)
+        .map(|(s, &ty)| AddedToken::from(s.clone(), ty == TYPE_CONTROL))
+        .collect();
+    t.add_tokens(added.iter().filter(|a| !a.special).cloned()).map_err(|e| TokenizerError::Build(e.to_string()))?;
+    t.add_special_tokens(added.iter().filter(|a| a.special).cloned()).map_err(|e| TokenizerError::Build(e.to_string()))?;
+    Ok(t)
+}
+
+/// llama.cpp's SentencePiece tokenizer (score-driven bigram merges, byte fallback).
+struct Spm {
+    vocab: HashMap<String, u32>,
+    scores: Vec<f32>,
+    tokens: Vec<String>,
+    /// Always split out (user-defined), longest first.
+    user_defined: Vec<(String, u32)>,
+    /// Split out with `parse_special` (control), longest first.
+    control: Vec<(String, u32)>,
+    /// `<0xXX>` token ids.
+    bytes: [Option<u32>; 256],
+    add_space_prefix: bool,
+    unk: Option<u32>,
+    is_control: Vec<bool>,
+}
+
+enum Frag<'a> {
+    Text(&'a str),
+    Token(u32),
+}
+
+impl Spm {
+    fn new(tokens: &[String], scores: &[f32], types: &[i32], add_space_prefix: bool, unk: Option<u32>) -> Self {
+        let vocab = tokens.iter().enumerate().map(|(i, t)| (t.clone(), i as u32)).collect();
+        let pick = |ty: i32| {
+            let mut v: Vec<(String, u32)> =
+                tokens.iter().zip(types).enumerate().filter(|(_, (t, &k))| k == ty && !t.is_empty()).map(|(i, (t, _))| (t.clone(), i as u32)).collect();
+            v.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then(a.1.cmp(&b.1)));
+            v
+        };
+        let mut bytes = [None; 256];
+        for (i, t) in tokens.iter().enumerate() {
+            if t.len() == 6 && t.starts_with("<0x") && t.ends_with('>') {
+                if let Ok(b) = u8::from_str_radix(&t[3..5], 16) {
+                    bytes[b as usize] = Some(i as u32);
+                }
+            }
+        }
+        Spm {
+            vocab,
+            scores: scores.to_vec(),
+            tokens: tokens.to_vec(),
+            user_defined: pick(TYPE_USER_DEFINED),
+            control: pick(TYPE_CONTROL),
+            bytes,
+            add_space_prefix,
+            unk,
+            is_control: types.iter().map(|&t| t == TYPE_CONTROL).collect(),
+        }
+    }
+
+    fn partition<'a>(&self, text: &'a str, parse_special: bool) -> Vec<Frag<'a>> {
+        let mut frags = vec![Frag::Text(text)];
+        let lists: Vec<&Vec<(String, u32)>> = if parse_special { vec![&self.user_defined, &self.control] } else { vec![&self.user_defined] };
+        // Longest tokens first across both lists, as llama.cpp does.
+        let mut specials: Vec<&(String, u32)> = lists.into_iter().flatten().filter(|(s, _)| text.contains(s.as_str())).collect();
+        specials.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then(a.1.cmp(&b.1)));
+        for (s, id) in specials {
+            let mut next = Vec::new();
+            for f in frags {
+                match f {
+                    Frag::Text(t) => {
+                        let mut rest = t;
+                        while let Some(i) = rest.find(s.as_str()) {
+                            if i > 0 {
+                                next.push(Frag::Text(&rest[..i]));
+                            }
+                            next.push(Frag::Token(*id));
+                            rest = &rest[i + s.len()..];
+                        }
+                        if !rest.is_empty() {
+                            next.push(Frag::Text(rest));
+                        }
+                    }
+                    tok => next.push(tok),
+                }
+            }
+            frags = next;
+        }
+        frags
+    }
+
+    fn encode(&self, text: &str, parse_special: bool, out: &mut Vec<u32>) {
+        for (i, frag) in self.partition(text, parse_special).into_iter().enumerate() {
+            match frag {
+                Frag::Token(id) => out.push(id),
+                Frag::Text(t) => {
+                    let mut s = String::with_capacity(t.len() + 3);
+                    if self.add_space_prefix && i == 0 {
+                        s.push(' ');
+                    }
+                    s.push_str(t);
+                    self.encode_piece(&s.replace(' ', "\u{2581}"), out);
+                }
+            }
+        }
+    }
+
+    /// Bigram merging over the characters of `text` (spaces already escaped).
+    fn encode_piece(&self, text: &str, out: &mut Vec<u32>) {
+        // Symbols as byte ranges into `text`, linked left/right; `len == 0` once merged away.
+        struct Sym {
+            start: usize,
+            len: usize,
+            prev: Option<usize>,
+            next: Option<usize>,
+        }
+        let mut syms: Vec<Sym> = Vec::new();
+        for (start, c) in text.char_indices() {
+            let n = syms.len();
+            syms.push(Sym { start, len: c.len_utf8(), prev: n.checked_sub(1), next: None });
+            if n > 0 {
+                syms[n - 1].next = Some(n);
+            }
+        }
+        // Max-heap by score, then leftmost.
+        #[derive(PartialEq)]
+        struct Bigram {
+            score: f32,
+            left: usize,
+            right: usize,
+            len: usize,
+        }
+        impl Eq for Bigram {}
+        impl PartialOrd for Bigram {
+            fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
+                Some(self.cmp(o))
+            }
+        }
+        impl Ord for Bigram {
+            fn cmp(&self, o: &Self) -> std::cmp::Ordering {
+                self.score.total_cmp(&o.score).then(o.left.cmp(&self.left))
+            }
+        }
+        let mut heap = BinaryHeap::new();
+        let try_add = |heap: &mut BinaryHeap<Bigram>, syms: &[Sym], left: Option<usize>, right: Option<usize>| {
+            let (Some(l), Some(r)) = (left, right) else { return };
+            let start = syms[l].start;
+            let len = syms[l].len + syms[r].len;
+            if let Some(&id) = self.vocab.get(&text[start..start + len]) {
+                heap.push(Bigram { score: self.scores[id as usize], left: l, right: r, len });
+            }
+        };
+        for i in 1..syms.len() {
+            try_add(&mut heap, &syms, Some(i - 1), Some(i));
+        }
+        while let Some(b) = heap.pop() {
+            let (l, r) = (b.left, b.right);
+            // Stale: one side already merged into something else.
+            if syms[l].len == 0 || syms[r].len == 0 || syms[l].len + syms[r].len != b.len {
+                continue;
+            }
+            syms[l].len += syms[r].len;
+            syms[r].len = 0;
+            syms[l].next = syms[r].next;
+            if let Some(n) = syms[r].next {
+                syms[n].prev = Some(l);
+            }
+            try_add(&mut heap, &syms, syms[l].prev, Some(l));
+            try_add(&mut heap, &syms, Some(l), syms[l].next);
+        }
+        let mut i = if syms.is_empty() { None } else { Some(0) };
+        while let Some(s) = i {
+            let piece = &text[syms[s].start..syms[s].start + syms[s].len];
+            match self.vocab.get(piece) {
+                Some(&id) => out.push(id),
+                None => {
+                    for b in piece.bytes() {
+                        out.extend(self.bytes[b as usize].or(self.unk));
+                    }
+                }
+            }
+            i = syms[s].next;
+        }
+    }
+
+    fn decode(&self, ids: &[u32]) -> String {
+        let mut bytes = Vec::new();
+        for &id in ids {
+            let Some(t) = self.tokens.get(id as usize) else { continue };
+            if self.is_control.get(id as usize).copied().unwrap_or(false) {
+                continue;
+            }
+            match self.bytes.iter().position(|&b| b == Some(id)) {
+                Some(b) => bytes.push(b as u8),
+                None => bytes.extend_from_slice(t.replace('\u{2581}', " ").as_bytes()),
+            }
+        }
+        let s = String::from_utf8_lossy(&bytes).into_owned();
+        match s.strip_prefix(' ') {
+            Some(rest) if self.add_space_prefix => rest.to_owned(),
+            _ => s,
+        }
+    }
+}

@@ -53,7 +53,7 @@ impl RopeTables {
                         .collect()
                 }
                 RopeScaling::FactorTensors { tensors } if tensors.len() == 1 => {
-                    let fac = factors.ok_or_else(|| RopeError::Factors { expected: dim / 2, got: 0 })?;
+                    let fac = factors.ok_or(RopeError::Factors { expected: dim / 2, got: 0 })?;
                     if fac.len() != inv.len() {
                         return Err(RopeError::Factors { expected: inv.len(), got: fac.len() });
                     }

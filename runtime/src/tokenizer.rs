@@ -32,7 +32,7 @@ const TYPE_USER_DEFINED: i32 = 4;
 enum Model {
     /// Byte-level BPE through the `tokenizers` crate: (plain, parsing control tokens).
     Hf(Box<tokenizers::Tokenizer>, Box<tokenizers::Tokenizer>),
-    Spm(Spm),
+    Spm(Box<Spm>),
 }
 
 /// A text <-> token-id codec with the model's BOS/EOS conventions.
@@ -114,7 +114,7 @@ impl Tokenizer {
                     _ => return Err(TokenizerError::Missing("tokenizer.ggml.scores".into())),
                 };
                 let add_space_prefix = h.get("tokenizer.ggml.add_space_prefix").and_then(Value::as_bool).unwrap_or(true);
-                Model::Spm(Spm::new(&tokens, &scores, &types, add_space_prefix, id_key(h, "tokenizer.ggml.unknown_token_id")))
+                Model::Spm(Box::new(Spm::new(&tokens, &scores, &types, add_space_prefix, id_key(h, "tokenizer.ggml.unknown_token_id"))))
             }
             other => return Err(TokenizerError::Unsupported(format!("tokenizer model {other:?} (supported: gpt2, llama)"))),
         };

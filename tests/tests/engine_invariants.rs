@@ -108,12 +108,12 @@ fn rope_uses_true_positions_at_any_length() {
             let mut y = x.clone();
             let args = RopeArgs { rope_dim: dim, style, inv_freq: &inv, mscale: 1.0, positions: &[pos] };
             b.rope(&mut y, 1, dim, &args).unwrap();
-            for i in 0..dim / 2 {
+            for (i, &f) in inv.iter().enumerate() {
                 let (i0, i1) = match style {
                     RopeStyle::Normal => (2 * i, 2 * i + 1),
                     RopeStyle::Neox => (i, i + dim / 2),
                 };
-                let theta = f64::from(pos) * f64::from(inv[i]);
+                let theta = f64::from(pos) * f64::from(f);
                 let want0 = f64::from(x[i0]) * theta.cos() - f64::from(x[i1]) * theta.sin();
                 let want1 = f64::from(x[i0]) * theta.sin() + f64::from(x[i1]) * theta.cos();
                 // f32 angle arithmetic: |error| grows with the angle, ~1e-7 * theta.

@@ -1,10 +1,17 @@
 //! `strata`: the native command-line interface.
 
-use std::io::Write;
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use strata::backend::cpu::CpuBackend;
+use strata::chat::{ChatTemplate, Message};
+use strata::sampler::{Sampler, SamplerConfig};
+use strata::session::Session;
+use strata::source::{ByteSource, FileSource};
+use strata::tokenizer::Tokenizer;
 
 mod demo_model;
 
@@ -23,30 +30,358 @@ enum Command {
         /// A .gguf file, a .safetensors file (config.json beside it), a
         /// model.safetensors.index.json, or a directory holding a model. Default: the demo
         /// model (SmolLM2-135M-Instruct Q4_1), fetched once into the cache.
-        path: Option<std::path::PathBuf>,
+        path: Option<PathBuf>,
         /// Print one JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Generate text after PROMPT (plain completion; `chat` applies the chat template).
+    Run {
+        #[command(flatten)]
+        model: ModelArgs,
+        #[command(flatten)]
+        sampling: SamplingArgs,
+        /// Tokens to generate at most.
+        #[arg(short = 'n', long, default_value_t = 64)]
+        n: usize,
+        /// Print one JSON object: prompt_tokens, tokens, text, timings.
+        #[arg(long)]
+        json: bool,
+        prompt: String,
+    },
+    /// Interactive chat with the model's chat template.
+    Chat {
+        #[command(flatten)]
+        model: ModelArgs,
+        #[command(flatten)]
+        sampling: SamplingArgs,
+        /// Tokens per reply at most.
+        #[arg(short = 'n', long, default_value_t = 256)]
+        n: usize,
+    },
+    /// The final-position logits of PROMPT, highest first.
+    Logits {
+        #[command(flatten)]
+        model: ModelArgs,
+        /// How many to print.
+        #[arg(long, default_value_t = 10)]
+        top: usize,
+        #[arg(long)]
+        json: bool,
+        prompt: String,
+    },
+    /// Prompt processing and generation speed, like llama-bench (pp, tg).
+    Bench {
+        #[command(flatten)]
+        model: ModelArgs,
+        /// Prompt tokens.
+        #[arg(short = 'p', default_value_t = 512)]
+        p: usize,
+        /// Generated tokens.
+        #[arg(short = 'n', default_value_t = 128)]
+        n: usize,
         #[arg(long)]
         json: bool,
     },
 }
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum BackendKind {
+    Cpu,
+    Wgpu,
+    Cuda,
+}
+
+#[derive(Args)]
+struct ModelArgs {
+    /// Model file or directory. Default: the demo model, fetched once into the cache.
+    #[arg(long, short = 'm')]
+    model: Option<PathBuf>,
+    #[arg(long, value_enum, default_value_t = BackendKind::Cpu)]
+    backend: BackendKind,
+    /// Context positions to allocate (capped at the model's context length).
+    #[arg(long, default_value_t = 4096)]
+    ctx: usize,
+}
+
+#[derive(Args)]
+struct SamplingArgs {
+    /// Temperature; 0 is greedy.
+    #[arg(long = "temp", default_value_t = 0.8)]
+    temperature: f32,
+    #[arg(long, default_value_t = 40)]
+    top_k: usize,
+    #[arg(long, default_value_t = 0.95)]
+    top_p: f32,
+    #[arg(long, default_value_t = 0.05)]
+    min_p: f32,
+    #[arg(long, default_value_t = 1.0)]
+    repeat_penalty: f32,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+}
+
+impl SamplingArgs {
+    fn sampler(&self) -> Sampler {
+        Sampler::new(SamplerConfig {
+            temperature: self.temperature,
+            top_k: self.top_k,
+            top_p: self.top_p,
+            min_p: self.min_p,
+            repetition_penalty: self.repeat_penalty,
+            repetition_window: 64,
+            seed: self.seed,
+        })
+    }
+}
+
+type Fail = String;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match cli.command {
-        Command::Inspect { path, json } => {
-            let path = match path.map_or_else(demo_model::path, Ok) {
-                Ok(p) => p,
-                Err(e) => {
-                    eprintln!("strata inspect: {e}");
-                    return ExitCode::FAILURE;
-                }
-            };
-            inspect(&path, json)
+    let result = match cli.command {
+        Command::Inspect { path, json } => return inspect_cmd(path, json),
+        Command::Run { model, sampling, n, json, prompt } => run(&model, &sampling, n, json, &prompt),
+        Command::Chat { model, sampling, n } => chat(&model, &sampling, n),
+        Command::Logits { model, top, json, prompt } => logits(&model, top, json, &prompt),
+        Command::Bench { model, p, n, json } => bench(&model, p, n, json),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("strata: {e}");
+            ExitCode::FAILURE
         }
     }
 }
 
-fn inspect(path: &std::path::Path, json: bool) -> ExitCode {
+/// Prints to stdout; a closed pipe (`strata ... | head`) is not an error.
+fn out(text: &str) {
+    let mut stdout = std::io::stdout().lock();
+    let _ = writeln!(stdout, "{text}");
+    let _ = stdout.flush();
+}
+
+fn model_path(p: &Option<PathBuf>) -> Result<PathBuf, Fail> {
+    match p {
+        Some(p) => Ok(p.clone()),
+        None => demo_model::path(),
+    }
+}
+
+struct Loaded {
+    session: Session<CpuBackend>,
+    tokenizer: Tokenizer,
+    template: Option<ChatTemplate>,
+    load_ms: f64,
+}
+
+fn load(args: &ModelArgs) -> Result<Loaded, Fail> {
+    if args.backend != BackendKind::Cpu {
+        return Err(format!("backend {:?} is not built yet; use --backend cpu", args.backend).to_lowercase());
+    }
+    let t0 = Instant::now();
+    let path = model_path(&args.model)?;
+    let model = strata::model::load(&path).map_err(|e| e.to_string())?;
+    let tokenizer = match &model.files.gguf {
+        Some(h) => Tokenizer::from_gguf(h),
+        None => tokenizer_json(&path, &model.config),
+    }
+    .map_err(|e| format!("{}: {e}", path.display()))?;
+    let template = chat_template(&model, &tokenizer);
+    let sources: Vec<FileSource> = model.files.files.iter().map(FileSource::open).collect::<Result<_, _>>().map_err(|e| e.to_string())?;
+    let refs: Vec<&dyn ByteSource> = sources.iter().map(|s| s as &dyn ByteSource).collect();
+    let mut bar = Progress::new("loading weights");
+    let session = Session::new(CpuBackend::new(), model, &refs, args.ctx, &mut |done, total| bar.update(done, total)).map_err(|e| e.to_string())?;
+    bar.finish();
+    Ok(Loaded { session, tokenizer, template, load_ms: t0.elapsed().as_secs_f64() * 1e3 })
+}
+
+fn tokenizer_json(path: &Path, cfg: &strata::ModelConfig) -> Result<Tokenizer, strata::tokenizer::TokenizerError> {
+    let dir = if path.is_dir() { path.to_path_buf() } else { path.parent().map(Path::to_path_buf).unwrap_or_default() };
+    let text = std::fs::read_to_string(dir.join("tokenizer.json"))
+        .map_err(|e| strata::tokenizer::TokenizerError::Build(format!("{}: {e}", dir.join("tokenizer.json").display())))?;
+    Tokenizer::from_tokenizer_json(&text, cfg.bos_token_id, cfg.eos_token_id, cfg.bos_token_id.is_some())
+}
+
+fn chat_template(m: &strata::LoadedModel, tok: &Tokenizer) -> Option<ChatTemplate> {
+    let src = m.files.gguf.as_ref()?.get("tokenizer.chat_template")?.as_str()?;
+    let text = |id: Option<u32>| id.and_then(|i| tok.token_text(i)).unwrap_or("").to_owned();
+    ChatTemplate::new(src, &text(tok.bos), &text(tok.eos)).ok()
+}
+
+/// A loading progress bar on stderr (only when stderr is a terminal).
+struct Progress {
+    label: &'static str,
+    tty: bool,
+    last: u64,
+}
+
+impl Progress {
+    fn new(label: &'static str) -> Self {
+        use std::io::IsTerminal;
+        Progress { label, tty: std::io::stderr().is_terminal(), last: u64::MAX }
+    }
+
+    fn update(&mut self, done: u64, total: u64) {
+        let pct = done * 100 / total.max(1);
+        if !self.tty || pct == self.last {
+            return;
+        }
+        self.last = pct;
+        let filled = (pct / 4) as usize;
+        eprint!("\r{} [{}{}] {pct:>3}% ({:.0} MiB)", self.label, "#".repeat(filled), " ".repeat(25 - filled), done as f64 / 1048576.0);
+    }
+
+    fn finish(&self) {
+        if self.tty {
+            eprintln!();
+        }
+    }
+}
+
+fn run(args: &ModelArgs, sampling: &SamplingArgs, n: usize, json: bool, prompt: &str) -> Result<(), Fail> {
+    let mut m = load(args)?;
+    let ids = m.tokenizer.encode(prompt, true, false).map_err(|e| e.to_string())?;
+    let mut sampler = sampling.sampler();
+    let mut stdout = std::io::stdout();
+    if !json {
+        let _ = write!(stdout, "{prompt}");
+        let _ = stdout.flush();
+    }
+    let g = pollster::block_on(m.session.generate(&m.tokenizer, &ids, n, &mut sampler, &mut |piece| {
+        if !json {
+            let _ = write!(stdout, "{piece}");
+            let _ = stdout.flush();
+        }
+        true
+    }))
+    .map_err(|e| e.to_string())?;
+    let (pp, tg) = (g.prefill.as_secs_f64(), g.decode.as_secs_f64());
+    if json {
+        out(&serde_json::json!({
+            "prompt_tokens": ids,
+            "tokens": g.tokens,
+            "text": g.text,
+            "stop": format!("{:?}", g.stop),
+            "timings": {
+                "load_ms": m.load_ms,
+                "prefill_ms": pp * 1e3,
+                "decode_ms": tg * 1e3,
+                "prompt_tokens_per_s": ids.len() as f64 / pp.max(1e-9),
+                "generated_tokens_per_s": g.tokens.len() as f64 / tg.max(1e-9),
+            },
+            "backend": "cpu",
+        })
+        .to_string());
+    } else {
+        out("");
+        eprintln!(
+            "[{} prompt tokens at {:.1} tok/s, {} generated at {:.1} tok/s, stop: {:?}]",
+            ids.len(),
+            ids.len() as f64 / pp.max(1e-9),
+            g.tokens.len(),
+            g.tokens.len() as f64 / tg.max(1e-9),
+            g.stop
+        );
+    }
+    Ok(())
+}
+
+fn chat(args: &ModelArgs, sampling: &SamplingArgs, n: usize) -> Result<(), Fail> {
+    let mut m = load(args)?;
+    let template = m.template.take().ok_or("this model has no chat template (tokenizer.chat_template)")?;
+    let mut sampler = sampling.sampler();
+    let mut messages: Vec<Message> = Vec::new();
+    eprintln!("strata chat: type a message, an empty line to quit.");
+    let stdin = std::io::stdin();
+    let mut stdout = std::io::stdout();
+    loop {
+        let _ = write!(stdout, "> ");
+        let _ = stdout.flush();
+        let mut line = String::new();
+        if stdin.lock().read_line(&mut line).map_err(|e| e.to_string())? == 0 || line.trim().is_empty() {
+            return Ok(());
+        }
+        messages.push(Message::new("user", line.trim_end()));
+        let text = template.render(&messages, true).map_err(|e| e.to_string())?;
+        // The template writes BOS itself where the model wants one.
+        let ids = m.tokenizer.encode(&text, false, true).map_err(|e| e.to_string())?;
+        m.session.reset();
+        let g = pollster::block_on(m.session.generate(&m.tokenizer, &ids, n, &mut sampler, &mut |piece| {
+            let _ = write!(stdout, "{piece}");
+            let _ = stdout.flush();
+            true
+        }))
+        .map_err(|e| e.to_string())?;
+        out("");
+        messages.push(Message::new("assistant", g.text.trim()));
+    }
+}
+
+fn logits(args: &ModelArgs, top: usize, json: bool, prompt: &str) -> Result<(), Fail> {
+    let mut m = load(args)?;
+    let ids = m.tokenizer.encode(prompt, true, false).map_err(|e| e.to_string())?;
+    let l = pollster::block_on(m.session.prefill(&ids)).map_err(|e| e.to_string())?;
+    let mut order: Vec<usize> = (0..l.len()).collect();
+    order.sort_by(|&a, &b| l[b].total_cmp(&l[a]).then(a.cmp(&b)));
+    order.truncate(top);
+    if json {
+        let top: Vec<_> = order.iter().map(|&i| serde_json::json!({"id": i, "logit": l[i]})).collect();
+        out(&serde_json::json!({"prompt_tokens": ids, "top": top}).to_string());
+    } else {
+        for i in order {
+            out(&format!("{i:>8} {:>10.4}  {:?}", l[i], m.tokenizer.token_text(i as u32).unwrap_or("")));
+        }
+    }
+    Ok(())
+}
+
+fn bench(args: &ModelArgs, p: usize, n: usize, json: bool) -> Result<(), Fail> {
+    let mut m = load(args)?;
+    let vocab = m.session.model.config.vocab_size as u64;
+    // Deterministic pseudo-random prompt, as llama-bench uses random tokens.
+    let mut x = 0x2545_f491_4f6c_dd1du64;
+    let mut next = || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        (x % vocab) as u32
+    };
+    let prompt: Vec<u32> = (0..p).map(|_| next()).collect();
+    let t = Instant::now();
+    pollster::block_on(m.session.prefill(&prompt)).map_err(|e| e.to_string())?;
+    let pp = t.elapsed().as_secs_f64();
+    m.session.reset();
+    let mut tok = next();
+    let t = Instant::now();
+    for _ in 0..n {
+        let l = pollster::block_on(m.session.decode_step(tok)).map_err(|e| e.to_string())?;
+        tok = strata::sampler::argmax(&l) as u32;
+    }
+    let tg = t.elapsed().as_secs_f64();
+    let model = m.session.model.files.path.clone();
+    let (pp_tps, tg_tps) = (p as f64 / pp, n as f64 / tg);
+    if json {
+        out(&serde_json::json!({"model": model, "backend": m.session.backend_name(), "pp": p, "tg": n, "pp_tokens_per_s": pp_tps, "tg_tokens_per_s": tg_tps, "load_ms": m.load_ms}).to_string());
+    } else {
+        out(&format!("| model | backend | test | t/s |\n|---|---|---|---|\n| {model} | {} | pp{p} | {pp_tps:.2} |\n| {model} | {} | tg{n} | {tg_tps:.2} |", m.session.backend_name(), m.session.backend_name()));
+    }
+    Ok(())
+}
+
+fn inspect_cmd(path: Option<PathBuf>, json: bool) -> ExitCode {
+    let path = match model_path(&path) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("strata inspect: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    inspect(&path, json)
+}
+
+fn inspect(path: &Path, json: bool) -> ExitCode {
     let t0 = Instant::now();
     let files = match strata::model::open(path) {
         Ok(f) => f,
@@ -82,10 +417,4 @@ fn inspect(path: &std::path::Path, json: bool) -> ExitCode {
         }
         ExitCode::FAILURE
     }
-}
-
-/// Prints a line to stdout; a closed pipe (`strata inspect ... | head`) is not an error.
-fn out(text: &str) {
-    let mut stdout = std::io::stdout().lock();
-    let _ = writeln!(stdout, "{text}");
 }

@@ -6,6 +6,7 @@
 
 pub mod arch;
 pub mod backend;
+pub mod chat;
 pub mod error;
 pub mod inspect;
 pub mod kv_cache;
@@ -13,6 +14,7 @@ pub mod model;
 pub mod quant;
 pub mod rope;
 pub mod sampler;
+pub mod session;
 pub mod source;
 pub mod tokenizer;
 pub mod weights;

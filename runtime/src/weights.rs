@@ -61,7 +61,15 @@ impl<B: Backend> Weights<B> {
 
     /// Uploads every weight of a validated model. `sources[i]` reads `model.files.files[i]`.
     pub fn load(b: &B, m: &LoadedModel, sources: &[&dyn ByteSource]) -> Result<Self, WeightError> {
+        Self::load_with_progress(b, m, sources, &mut |_, _| {})
+    }
+
+    /// As [`Weights::load`], calling `progress(bytes_done, bytes_total)` after each tensor.
+    pub fn load_with_progress(b: &B, m: &LoadedModel, sources: &[&dyn ByteSource], progress: &mut dyn FnMut(u64, u64)) -> Result<Self, WeightError> {
         let cfg = &m.config;
+        let total: u64 = m.files.tensors.iter().map(|t| t.nbytes).sum();
+        let done = std::cell::Cell::new(0u64);
+        let progress = std::cell::RefCell::new(progress);
         if cfg.fused_qkv || cfg.fused_gate_up {
             return Err(WeightError::Unsupported(format!("the {} forward pass (fused projections) is not implemented yet", cfg.architecture)));
         }
@@ -69,6 +77,8 @@ impl<B: Backend> Weights<B> {
             let src = sources.get(t.file).ok_or_else(|| WeightError::Read { file: format!("file #{}", t.file), tensor: t.name.clone(), message: "no source".into() })?;
             let mut buf = vec![0u8; t.nbytes as usize];
             src.read_exact_at(t.offset, &mut buf).map_err(|e| WeightError::Read { file: src.name().into(), tensor: t.name.clone(), message: e.to_string() })?;
+            done.set(done.get() + t.nbytes);
+            (progress.borrow_mut())(done.get(), total);
             Ok(buf)
         };
         let upload = |t: &TensorEntry| -> Result<B::Weight, WeightError> {

@@ -1,0 +1,191 @@
+//! The public inference API: load a model onto a backend, prefill, decode, generate with a
+//! token stream and stop conditions. Async because a GPU backend's readback is (native
+//! callers block on it with `pollster`).
+
+use std::time::Duration;
+
+use crate::arch::forward::{forward, Logits};
+use crate::backend::{Backend, BackendError};
+use crate::kv_cache::KvCache;
+use crate::model::LoadedModel;
+use crate::rope::{RopeError, RopeTables};
+use crate::sampler::Sampler;
+use crate::source::ByteSource;
+use crate::tokenizer::{Tokenizer, TokenizerError};
+use crate::weights::{WeightError, Weights};
+
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    #[error(transparent)]
+    Weights(#[from] WeightError),
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+    #[error(transparent)]
+    Rope(#[from] RopeError),
+    #[error(transparent)]
+    Tokenizer(#[from] TokenizerError),
+    #[error("{tokens} tokens do not fit the context of {context} (prompt {prompt} + {requested} to generate): shorten the prompt or ask for fewer tokens")]
+    ContextOverflow { tokens: usize, context: usize, prompt: usize, requested: usize },
+    #[error("empty prompt: nothing to condition on (add text, or let the model's BOS token start it)")]
+    EmptyPrompt,
+}
+
+/// Why generation stopped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StopReason {
+    /// An end-of-generation token (not included in the output).
+    EndOfGeneration,
+    /// The requested number of tokens.
+    MaxTokens,
+    /// The token callback asked to stop.
+    Cancelled,
+}
+
+/// The result of [`Session::generate`].
+#[derive(Clone, Debug)]
+pub struct Generation {
+    pub tokens: Vec<u32>,
+    pub text: String,
+    pub stop: StopReason,
+    pub prefill: Duration,
+    pub decode: Duration,
+}
+
+/// A model loaded on a backend, with its KV cache.
+pub struct Session<B: Backend> {
+    pub backend: B,
+    pub model: LoadedModel,
+    pub weights: Weights<B>,
+    pub rope: RopeTables,
+    pub kv: KvCache<B>,
+    /// Positions the KV cache holds (`min(context_length, requested)`).
+    pub context: usize,
+}
+
+impl<B: Backend> Session<B> {
+    /// Uploads the weights (`sources[i]` reads `model.files.files[i]`) and allocates a KV
+    /// cache of `context` positions (capped at the model's context length).
+    pub fn new(
+        backend: B,
+        model: LoadedModel,
+        sources: &[&dyn ByteSource],
+        context: usize,
+        progress: &mut dyn FnMut(u64, u64),
+    ) -> Result<Self, SessionError> {
+        let weights = Weights::load_with_progress(&backend, &model, sources, progress)?;
+        let rope = RopeTables::new(&model.config, weights.rope_factors.as_deref())?;
+        let context = context.clamp(1, model.config.context_length as usize);
+        let kv = KvCache::new(&backend, &model.config, context)?;
+        Ok(Session { backend, model, weights, rope, kv, context })
+    }
+
+    pub fn backend_name(&self) -> String {
+        self.backend.name()
+    }
+
+    /// Forgets the conversation (the KV cache is reused).
+    pub fn reset(&mut self) {
+        self.kv.clear();
+    }
+
+    fn check_room(&self, new: usize, requested: usize) -> Result<(), SessionError> {
+        let tokens = self.kv.len + new + requested;
+        if tokens > self.context {
+            return Err(SessionError::ContextOverflow { tokens, context: self.context, prompt: self.kv.len + new, requested });
+        }
+        Ok(())
+    }
+
+    /// Appends `ids` and returns the logits of the last one (`vocab_size` values).
+    pub async fn prefill(&mut self, ids: &[u32]) -> Result<Vec<f32>, SessionError> {
+        if ids.is_empty() {
+            return Err(SessionError::EmptyPrompt);
+        }
+        self.check_room(ids.len(), 0)?;
+        let out = forward(&self.backend, &self.model.config, &self.weights, &self.rope, &mut self.kv, ids, Logits::Last)?;
+        Ok(self.backend.read(&out, 0, self.model.config.vocab_size as usize).await?)
+    }
+
+    /// Logits at every position of `ids` (`[ids.len(), vocab]` flattened).
+    pub async fn score(&mut self, ids: &[u32]) -> Result<Vec<f32>, SessionError> {
+        if ids.is_empty() {
+            return Err(SessionError::EmptyPrompt);
+        }
+        self.check_room(ids.len(), 0)?;
+        let out = forward(&self.backend, &self.model.config, &self.weights, &self.rope, &mut self.kv, ids, Logits::All)?;
+        Ok(self.backend.read(&out, 0, ids.len() * self.model.config.vocab_size as usize).await?)
+    }
+
+    /// Appends one token and returns the next logits.
+    pub async fn decode_step(&mut self, id: u32) -> Result<Vec<f32>, SessionError> {
+        self.prefill(&[id]).await
+    }
+
+    /// Generates up to `max_tokens` after `prompt`. `on_text` receives each new piece of
+    /// text (whole UTF-8 characters only) and returns `false` to stop.
+    pub async fn generate(
+        &mut self,
+        tokenizer: &Tokenizer,
+        prompt: &[u32],
+        max_tokens: usize,
+        sampler: &mut Sampler,
+        on_text: &mut dyn FnMut(&str) -> bool,
+    ) -> Result<Generation, SessionError> {
+        self.check_room(prompt.len(), max_tokens)?;
+        let clock = Clock::start();
+        let mut logits = self.prefill(prompt).await?;
+        let prefill = clock.elapsed();
+        let clock = Clock::start();
+        let eog = self.model.config.eog_token_ids.clone();
+        let mut history = prompt.to_vec();
+        let mut tokens = Vec::new();
+        let mut emitted = 0; // bytes of `text` already streamed
+        let mut stop = StopReason::MaxTokens;
+        let mut text = String::new();
+        for i in 0..max_tokens {
+            let next = sampler.sample(&logits, &history);
+            if eog.contains(&next) {
+                stop = StopReason::EndOfGeneration;
+                break;
+            }
+            tokens.push(next);
+            history.push(next);
+            text = tokenizer.decode(&tokens)?;
+            // Hold back a trailing replacement character: the rest of a multi-token
+            // character may still come.
+            let stable = text.trim_end_matches('\u{fffd}').len();
+            if stable > emitted && !on_text(&text[emitted..stable]) {
+                stop = StopReason::Cancelled;
+                break;
+            }
+            emitted = emitted.max(stable);
+            if i + 1 < max_tokens {
+                logits = self.decode_step(next).await?;
+            }
+        }
+        if text.len() > emitted && stop != StopReason::Cancelled {
+            on_text(&text[emitted..]);
+        }
+        Ok(Generation { tokens, text, stop, prefill, decode: clock.elapsed() })
+    }
+}
+
+/// Wall-clock timing that also compiles for wasm32 (where `Instant` is unavailable
+/// without JS glue: durations read zero there until the browser target supplies a clock).
+struct Clock(#[cfg(not(target_arch = "wasm32"))] std::time::Instant);
+
+impl Clock {
+    fn start() -> Self {
+        #[cfg(not(target_arch = "wasm32"))]
+        return Clock(std::time::Instant::now());
+        #[cfg(target_arch = "wasm32")]
+        return Clock();
+    }
+
+    fn elapsed(&self) -> Duration {
+        #[cfg(not(target_arch = "wasm32"))]
+        return self.0.elapsed();
+        #[cfg(target_arch = "wasm32")]
+        return Duration::ZERO;
+    }
+}

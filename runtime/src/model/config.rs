@@ -532,11 +532,11 @@ fn f32_list(v: Option<&Json>) -> Option<Vec<f32>> {
     v?.as_array()?.iter().map(|x| x.as_f64().map(|f| f as f32)).collect()
 }
 
-fn hf_rope_scaling(k: &mut HfKeys, context: Option<u32>) -> Sourced<RopeScaling> {
-    let (v, path) = k.get("rope_scaling")?;
-    let v = v.clone();
-    let src = Source::ConfigJson(path.clone());
-    let kind = v.get("rope_type").or_else(|| v.get("type")).and_then(Json::as_str).unwrap_or("").to_owned();
+/// The RoPE scaling described by one HF parameter object (`rope_scaling`, or an entry of
+/// `rope_parameters`), whose kind is `rope_type` (older files: `type`).
+fn hf_rope_scaling(errs: &mut Errs, v: &Json, path: &str, context: Option<u32>) -> Sourced<RopeScaling> {
+    let src = Source::ConfigJson(path.to_owned());
+    let kind = v.get("rope_type").or_else(|| v.get("type")).and_then(Json::as_str).unwrap_or("default").to_owned();
     let num = |name: &str| v.get(name).and_then(Json::as_f64).map(|x| x as f32);
     let orig = v
         .get("original_max_position_embeddings")
@@ -570,13 +570,56 @@ fn hf_rope_scaling(k: &mut HfKeys, context: Option<u32>) -> Sourced<RopeScaling>
         _ => None,
     };
     if scaling.is_none() {
-        k.errs.push(ErrorKind::BadValue {
+        errs.push(ErrorKind::BadValue {
             key: format!("config.json {path}"),
             value: v.to_string(),
             reason: "unsupported or incomplete RoPE scaling (known: default, linear, llama3, yarn, longrope; each with its factor)".into(),
         });
     }
     scaling.map(|s| (s, src))
+}
+
+/// RoPE base, local base and scaling: `rope_parameters` (transformers >= 4.56: one object,
+/// or one per layer type) or the older `rope_theta` / `rope_scaling` / `rope_local_base_freq`.
+fn hf_rope(k: &mut HfKeys, p: &mut Params) {
+    let context = p.context_length.as_ref().map(|c| c.0);
+    let Some((params, path)) = k.get("rope_parameters").map(|(v, path)| (v.clone(), path)) else {
+        p.rope_base = k.positive_f32("rope_theta");
+        p.rope_base_local = k.positive_f32("rope_local_base_freq");
+        if let Some((v, path)) = k.get("rope_scaling").map(|(v, path)| (v.clone(), path)) {
+            p.rope_scaling = hf_rope_scaling(k.errs, &v, &path, context);
+        }
+        return;
+    };
+    let theta = |errs: &mut Errs, obj: &Json, path: &str| -> Sourced<f32> {
+        let v = obj.get("rope_theta")?;
+        match v.as_f64() {
+            Some(x) if x.is_finite() && x > 0.0 => Some((x as f32, Source::ConfigJson(format!("{path}.rope_theta")))),
+            _ => {
+                errs.push(ErrorKind::BadKeyType { key: format!("config.json {path}.rope_theta"), expected: "a finite number > 0".into(), found: v.to_string() });
+                None
+            }
+        }
+    };
+    let (global, global_path) = match params.get("full_attention") {
+        Some(g) => (g.clone(), format!("{path}.full_attention")),
+        None => (params.clone(), path.clone()),
+    };
+    p.rope_base = theta(k.errs, &global, &global_path);
+    p.rope_scaling = hf_rope_scaling(k.errs, &global, &global_path, context);
+    if let Some(local) = params.get("sliding_attention") {
+        let local_path = format!("{path}.sliding_attention");
+        p.rope_base_local = theta(k.errs, local, &local_path);
+        if let Some((scaling, _)) = hf_rope_scaling(k.errs, local, &local_path, context) {
+            if scaling != RopeScaling::None {
+                k.errs.push(ErrorKind::BadValue {
+                    key: format!("config.json {local_path}"),
+                    value: local.to_string(),
+                    reason: "RoPE scaling on sliding-window layers is not supported".into(),
+                });
+            }
+        }
+    }
 }
 
 /// Reads config.json (and generation_config.json) into a draft.
@@ -597,14 +640,12 @@ pub(crate) fn from_hf(config: &Json, generation: Option<&Json>, arch: Arch, errs
     p.n_kv_heads = k.positive("num_key_value_heads");
     p.head_dim = k.positive("head_dim");
     p.partial_rotary_factor = k.positive_f32("partial_rotary_factor");
-    p.rope_base = k.positive_f32("rope_theta");
-    p.rope_base_local = k.positive_f32("rope_local_base_freq");
     p.norm_eps = k.positive_f32("rms_norm_eps");
     p.query_pre_attn_scalar = k.positive_f32("query_pre_attn_scalar");
     p.attn_logit_softcap = k.positive_f32("attn_logit_softcapping");
     p.final_logit_softcap = k.positive_f32("final_logit_softcapping");
     p.tied_embeddings = k.boolean("tie_word_embeddings");
-    p.rope_scaling = hf_rope_scaling(&mut k, p.context_length.as_ref().map(|c| c.0));
+    hf_rope(&mut k, &mut p);
 
     // Sliding window: Qwen2 only uses it with `use_sliding_window: true`.
     let use_sw = k.boolean("use_sliding_window");

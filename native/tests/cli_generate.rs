@@ -1,0 +1,59 @@
+//! `strata run` / `logits` end to end on SmolLM2, against HF transformers' greedy tokens
+//! and logits (tests/fixtures/reference/smollm2.hf.json).
+
+use std::process::Command;
+
+use serde_json::Value as Json;
+use strata_conformance::models;
+
+fn hf() -> Json {
+    let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/reference/smollm2.hf.json");
+    serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
+}
+
+fn strata(args: &[&str]) -> (bool, Json, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_strata")).args(args).output().unwrap();
+    let json = serde_json::from_slice(&out.stdout).unwrap_or(Json::Null);
+    (out.status.success(), json, String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+#[test]
+fn run_json_greedy_equals_hf() {
+    let Some(path) = models::find(models::SMOLLM2) else { return };
+    let case = &hf()["cases"][1]; // "The capital of France is"
+    let (ok, v, stderr) = strata(&["run", "--json", "--temp", "0", "-n", "12", "-m", path.to_str().unwrap(), "The capital of France is"]);
+    assert!(ok, "{stderr}");
+    assert_eq!(v["prompt_tokens"], case["prompt_ids"]);
+    let want: Vec<Json> = case["greedy"].as_array().unwrap()[..12].to_vec();
+    assert_eq!(v["tokens"].as_array().unwrap(), &want);
+    assert!(v["text"].as_str().unwrap().starts_with(" Paris."), "{}", v["text"]);
+    assert!(v["timings"]["generated_tokens_per_s"].as_f64().unwrap() > 0.0);
+}
+
+#[test]
+fn logits_json_equals_hf() {
+    let Some(path) = models::find(models::SMOLLM2) else { return };
+    let (ok, v, stderr) = strata(&["logits", "--json", "--top", "5", "-m", path.to_str().unwrap(), "The capital of France is"]);
+    assert!(ok, "{stderr}");
+    let case = &hf()["cases"][1];
+    let top = v["top"].as_array().unwrap();
+    assert_eq!(top.len(), 5);
+    for (ours, theirs) in top.iter().zip(case["top5"][0]["ids"].as_array().unwrap()) {
+        assert_eq!(&ours["id"], theirs);
+    }
+    let l: Vec<f64> = top.iter().map(|t| t["logit"].as_f64().unwrap()).collect();
+    assert!(l.windows(2).all(|w| w[0] >= w[1]), "highest first");
+    let hf_l = case["top5"][0]["logits"][0].as_f64().unwrap();
+    assert!((l[0] - hf_l).abs() < 1e-3, "{} vs {hf_l}", l[0]);
+}
+
+#[test]
+fn prompt_past_the_context_is_a_clear_error() {
+    let Some(path) = models::find(models::SMOLLM2) else { return };
+    let long = "word ".repeat(40);
+    let (ok, _, stderr) = strata(&["run", "--ctx", "16", "-n", "4", "-m", path.to_str().unwrap(), &long]);
+    assert!(!ok);
+    assert!(stderr.contains("do not fit the context of 16"), "{stderr}");
+    let (ok, _, stderr) = strata(&["run", "--backend", "cuda", "-m", path.to_str().unwrap(), "x"]);
+    assert!(!ok && stderr.contains("not built yet"), "{stderr}");
+}

@@ -28,6 +28,9 @@ impl ChatTemplate {
     /// `bos` / `eos`: the token texts templates refer to as `bos_token` / `eos_token`.
     pub fn new(source: &str, bos: &str, eos: &str) -> Result<Self, ChatError> {
         let mut env = Environment::new();
+        // As transformers' apply_chat_template renders (jinja2 trim_blocks, lstrip_blocks).
+        let syntax = minijinja::syntax::SyntaxConfig::builder().trim_blocks(true).lstrip_blocks(true).build().map_err(|e| ChatError(e.to_string()))?;
+        env.set_syntax(syntax);
         env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
         env.add_function("raise_exception", |msg: String| -> Result<String, Error> { Err(Error::new(ErrorKind::InvalidOperation, msg)) });
         env.add_template_owned("chat", source.to_owned()).map_err(|e| ChatError(e.to_string()))?;

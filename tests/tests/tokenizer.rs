@@ -54,3 +54,26 @@ fn control_tokens_only_with_parse_special() {
     let plain = tok.encode("<|im_start|>", false, false).unwrap();
     assert!(plain.len() > 1 && !plain.contains(&1));
 }
+
+/// The `tokenizer.json` path (safetensors models): SmolLM2's tokenizer as transformers
+/// converts it from the GGUF (tests/fixtures/tokenizer/smollm2.tokenizer.json, saved by
+/// `AutoTokenizer.from_pretrained(..., gguf_file=...)`), against llama.cpp's ids.
+#[test]
+fn smollm2_tokenizer_json_matches_llama_cpp() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures");
+    let json = std::fs::read_to_string(dir.join("tokenizer/smollm2.tokenizer.json")).unwrap();
+    let tok = Tokenizer::from_tokenizer_json(&json, Some(1), Some(2), false).unwrap();
+    let fx: Json = serde_json::from_str(&std::fs::read_to_string(dir.join("reference/tokenizer.json")).unwrap()).unwrap();
+    let mut failures = Vec::new();
+    for c in fx["models"]["smollm2"]["cases"].as_array().unwrap() {
+        let text = c["text"].as_str().unwrap();
+        let want: Vec<u32> = c["ids"].as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect();
+        let got = tok.encode(text, true, false).unwrap();
+        if got != want {
+            failures.push(format!("{text:?}: ours {got:?} llama {want:?}"));
+        } else {
+            assert_eq!(tok.decode(&got).unwrap(), text);
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}

@@ -441,6 +441,32 @@ impl Tiny {
 
 pub mod engine;
 
+/// Committed reference data under tests/fixtures/.
+pub mod fixtures {
+    use std::path::PathBuf;
+
+    pub fn path(rel: &str) -> PathBuf {
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures").join(rel)
+    }
+
+    pub fn json(rel: &str) -> serde_json::Value {
+        let p = path(rel);
+        let text = std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+    }
+
+    /// A little-endian f32 file.
+    pub fn f32s(rel: &str) -> Vec<f32> {
+        let p = path(rel);
+        std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display())).chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect()
+    }
+
+    /// A JSON array of token ids.
+    pub fn ids(v: &serde_json::Value) -> Vec<u32> {
+        v.as_array().expect("array of ids").iter().map(|x| x.as_u64().expect("id") as u32).collect()
+    }
+}
+
 /// Real models: fetched by `scripts/fetch_models.sh` into the strata cache.
 pub mod models {
     use std::path::PathBuf;

@@ -2,8 +2,6 @@
 //! fixtures from scripts/make_quant_fixtures.py): random blocks of every compute format,
 //! and rows of real tensors read from the real models.
 
-use std::path::Path;
-
 use serde_json::Value as Json;
 use strata::arch::TensorId;
 use strata::quant::dequant::{dequantize, DequantError};
@@ -12,8 +10,7 @@ use strata::source::{ByteSource, FileSource};
 use strata_conformance::models;
 
 fn fixture() -> Json {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/dequant.json");
-    serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
+    strata_conformance::fixtures::json("dequant.json")
 }
 
 fn dtype(name: &str) -> DType {

@@ -4,26 +4,10 @@
 //! F32 safetensors copy (scripts/gguf_to_safetensors.py --dtype f32), loaded by strata
 //! through its safetensors path: max |dlogit| <= 1e-3 and 32 identical greedy tokens.
 
-use std::path::Path;
-
-use serde_json::Value as Json;
 use strata::arch::forward::Logits;
 use strata_conformance::engine::{argmax, CpuModel};
+use strata_conformance::fixtures::{self, ids};
 use strata_conformance::models;
-
-fn fixture(key: &str) -> (Json, std::path::PathBuf) {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/reference");
-    let j = serde_json::from_str(&std::fs::read_to_string(dir.join(format!("{key}.hf.json"))).unwrap()).unwrap();
-    (j, dir)
-}
-
-fn read_f32(path: &Path) -> Vec<f32> {
-    std::fs::read(path).unwrap().chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect()
-}
-
-fn ids(v: &Json) -> Vec<u32> {
-    v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect()
-}
 
 /// Checks final logits (max |d| <= `tol`), the 32 greedy tokens (generated incrementally
 /// with the KV cache; HF recomputed the whole sequence each step) and teacher-forced
@@ -31,12 +15,12 @@ fn ids(v: &Json) -> Vec<u32> {
 fn check(key: &str, model_file: &str, tol: f32) {
     let Some(path) = models::find(model_file) else { return };
     let m = CpuModel::load(&path);
-    let (r, dir) = fixture(key);
+    let r = fixtures::json(&format!("reference/{key}.hf.json"));
     assert_eq!(r["vocab_size"].as_u64().unwrap() as usize, m.vocab());
     for (i, case) in r["cases"].as_array().unwrap().iter().enumerate() {
         let prompt = ids(&case["prompt_ids"]);
         let want_greedy = ids(&case["greedy"]);
-        let want = read_f32(&dir.join(case["final_logits_file"].as_str().unwrap()));
+        let want = fixtures::f32s(&format!("reference/{}", case["final_logits_file"].as_str().unwrap()));
         let mut kv = m.cache(prompt.len() + want_greedy.len());
         let mut logits = m.run(&mut kv, &prompt, Logits::Last);
         let d = logits.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);

@@ -4,26 +4,10 @@
 //! are margin-aware: final top-20 overlap >= 18 and cosine >= 0.99; under teacher forcing,
 //! top-1 must agree wherever llama.cpp's top-1 leads its second by >= 0.75 logits.
 
-use std::path::Path;
-
-use serde_json::Value as Json;
 use strata::arch::forward::Logits;
 use strata_conformance::engine::{argmax, cosine, top_k, CpuModel};
+use strata_conformance::fixtures::{self, ids};
 use strata_conformance::models;
-
-fn reference(key: &str) -> (Json, std::path::PathBuf) {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/reference");
-    let j = serde_json::from_str(&std::fs::read_to_string(dir.join(format!("{key}.llamacpp.json"))).unwrap()).unwrap();
-    (j, dir)
-}
-
-fn read_f32(path: &Path) -> Vec<f32> {
-    std::fs::read(path).unwrap().chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect()
-}
-
-fn ids(v: &Json) -> Vec<u32> {
-    v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect()
-}
 
 /// Gemma 3's BOS-less single-token prompt: that token acts as the attention sink, with
 /// activations large enough that llama.cpp's 8-bit activation quantisation moves a few
@@ -35,14 +19,14 @@ const OVERLAP_EXCUSED: &[(&str, &str)] = &[("gemma3", "single")];
 fn check_model(key: &str, file: &str) {
     let Some(path) = models::find(file) else { return };
     let m = CpuModel::load(&path);
-    let (r, dir) = reference(key);
+    let r = fixtures::json(&format!("reference/{key}.llamacpp.json"));
     assert_eq!(r["vocab_size"].as_u64().unwrap() as usize, m.vocab());
     let mut excused = 0;
     for case in r["cases"].as_array().unwrap() {
         let name = case["name"].as_str().unwrap();
         let prompt = ids(&case["prompt_ids"]);
         let greedy = ids(&case["greedy"]);
-        let want = read_f32(&dir.join(case["final_logits_file"].as_str().unwrap()));
+        let want = fixtures::f32s(&format!("reference/{}", case["final_logits_file"].as_str().unwrap()));
 
         // Final position of the prompt.
         let mut kv = m.cache(prompt.len() + greedy.len());

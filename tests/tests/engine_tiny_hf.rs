@@ -5,16 +5,14 @@
 //! the sequence, Llama 3 RoPE scaling, GQA ratios 1/2/4, tied and untied heads — all in
 //! the HF layout (rotate-half RoPE, Gemma's `1 + w` norms).
 
-use std::path::Path;
-
 use strata::arch::forward::Logits;
 use strata_conformance::engine::CpuModel;
+use strata_conformance::fixtures;
 
 fn check(arch: &str) {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/tiny").join(arch);
-    let meta: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("tokens.json")).unwrap()).unwrap();
-    let tokens: Vec<u32> = meta["tokens"].as_array().unwrap().iter().map(|t| t.as_u64().unwrap() as u32).collect();
-    let want: Vec<f32> = std::fs::read(dir.join("logits.f32")).unwrap().chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect();
+    let dir = fixtures::path(&format!("tiny/{arch}"));
+    let tokens = fixtures::ids(&fixtures::json(&format!("tiny/{arch}/tokens.json"))["tokens"]);
+    let want = fixtures::f32s(&format!("tiny/{arch}/logits.f32"));
     let m = CpuModel::load(&dir);
     let v = m.vocab();
     assert_eq!(want.len(), tokens.len() * v);
@@ -72,7 +70,7 @@ fn gemma3_local_global_layers() {
 #[test]
 fn rope_parameters_are_read_not_defaulted() {
     use strata::model::{RopeScaling, Source};
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/tiny");
+    let dir = fixtures::path("tiny");
     let q = strata::model::load(dir.join("qwen2")).unwrap().config;
     assert_eq!(q.rope_base, 1_000_000.0);
     assert_eq!(q.provenance["rope_base"], Source::ConfigJson("rope_parameters.rope_theta".into()));

@@ -2,8 +2,6 @@
 //! checked against llama.cpp's Python reader (fixtures from scripts/make_fixtures.py), the
 //! gguf-rs crate, and the values the models' metadata and HF configs state.
 
-use std::path::Path;
-
 use serde_json::Value as Json;
 use strata::arch::{Param, Part, TensorId};
 use strata::model::gguf::Value;
@@ -12,8 +10,7 @@ use strata::source::{ByteSource, FileSource};
 use strata_conformance::models;
 
 fn fixture(name: &str) -> Json {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures").join(name);
-    serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
+    strata_conformance::fixtures::json(name)
 }
 
 #[test]

@@ -3,15 +3,13 @@
 //! Greek, CJK, Hangul, Arabic, Hebrew, Devanagari, emoji (with ZWJ and skin tones),
 //! whitespace runs, tabs, newlines, code, URLs — and decode round trips.
 
-use std::path::Path;
-
-use serde_json::Value as Json;
 use strata::tokenizer::Tokenizer;
+use strata_conformance::fixtures::{self, ids};
 use strata_conformance::models;
 
 fn check(key: &str, file: &str) {
     let Some(path) = models::find(file) else { return };
-    let fx: Json = serde_json::from_str(&std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/reference/tokenizer.json")).unwrap()).unwrap();
+    let fx = fixtures::json("reference/tokenizer.json");
     let m = &fx["models"][key];
     let files = strata::model::open(&path).unwrap();
     let tok = Tokenizer::from_gguf(files.gguf.as_ref().unwrap()).unwrap();
@@ -21,7 +19,7 @@ fn check(key: &str, file: &str) {
     let mut failures = Vec::new();
     for c in cases {
         let text = c["text"].as_str().unwrap();
-        let want: Vec<u32> = c["ids"].as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect();
+        let want = ids(&c["ids"]);
         let got = tok.encode(text, true, false).unwrap();
         if got != want {
             failures.push(format!("{text:?}:\n   ours  {got:?}\n   llama {want:?}"));
@@ -60,14 +58,13 @@ fn control_tokens_only_with_parse_special() {
 /// `AutoTokenizer.from_pretrained(..., gguf_file=...)`), against llama.cpp's ids.
 #[test]
 fn smollm2_tokenizer_json_matches_llama_cpp() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures");
-    let json = std::fs::read_to_string(dir.join("tokenizer/smollm2.tokenizer.json")).unwrap();
+    let json = std::fs::read_to_string(fixtures::path("tokenizer/smollm2.tokenizer.json")).unwrap();
     let tok = Tokenizer::from_tokenizer_json(&json, Some(1), Some(2), false).unwrap();
-    let fx: Json = serde_json::from_str(&std::fs::read_to_string(dir.join("reference/tokenizer.json")).unwrap()).unwrap();
+    let fx = fixtures::json("reference/tokenizer.json");
     let mut failures = Vec::new();
     for c in fx["models"]["smollm2"]["cases"].as_array().unwrap() {
         let text = c["text"].as_str().unwrap();
-        let want: Vec<u32> = c["ids"].as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect();
+        let want = ids(&c["ids"]);
         let got = tok.encode(text, true, false).unwrap();
         if got != want {
             failures.push(format!("{text:?}: ours {got:?} llama {want:?}"));

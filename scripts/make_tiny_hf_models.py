@@ -23,6 +23,8 @@ MODELS = {
               rope_scaling={"rope_type": "llama3", "factor": 4.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
                             "original_max_position_embeddings": 16})),
     "qwen2": (tf.Qwen2Config, tf.Qwen2ForCausalLM, dict(num_key_value_heads=1, rope_theta=1000000.0, tie_word_embeddings=True)),
+    "qwen2-yarn": (tf.Qwen2Config, tf.Qwen2ForCausalLM, dict(num_key_value_heads=2, rope_theta=10000.0, tie_word_embeddings=False,
+                   rope_scaling={"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 16})),
     "qwen3": (tf.Qwen3Config, tf.Qwen3ForCausalLM, dict(num_key_value_heads=2, head_dim=24, tie_word_embeddings=True)),
     "gemma2": (tf.Gemma2Config, tf.Gemma2ForCausalLM, dict(num_key_value_heads=2, head_dim=32, sliding_window=6,
                query_pre_attn_scalar=24, attn_logit_softcapping=50.0, final_logit_softcapping=30.0,

@@ -23,6 +23,28 @@ pub struct RopeTables {
     pub mscale: f32,
 }
 
+/// YaRN (as transformers and llama.cpp compute it): high-frequency pairs keep their
+/// frequency (extrapolation), low-frequency pairs are divided by `factor`
+/// (interpolation), with a linear ramp between the correction dims of `beta_fast` and
+/// `beta_slow` rotations over the original context.
+fn yarn_inv_freq(inv: &[f32], base: f32, dim: usize, factor: f32, orig_ctx: u32, beta_fast: f32, beta_slow: f32) -> Vec<f32> {
+    let corr_dim = |rotations: f32| {
+        (dim as f32 * (orig_ctx as f32 / (rotations * 2.0 * std::f32::consts::PI)).ln()) / (2.0 * base.ln())
+    };
+    let low = corr_dim(beta_fast).floor().max(0.0);
+    let high = corr_dim(beta_slow).ceil().min(dim as f32 - 1.0);
+    let span = if low == high { 0.001 } else { high - low };
+    inv.iter()
+        .enumerate()
+        .map(|(i, &extrapolation)| {
+            let ramp = ((i as f32 - low) / span).clamp(0.0, 1.0);
+            let extrapolation_weight = 1.0 - ramp;
+            let interpolation = extrapolation / factor;
+            interpolation * (1.0 - extrapolation_weight) + extrapolation * extrapolation_weight
+        })
+        .collect()
+}
+
 fn base_inv_freq(base: f32, rope_dim: usize) -> Vec<f32> {
     (0..rope_dim / 2).map(|i| 1.0 / (base as f64).powf(2.0 * i as f64 / rope_dim as f64) as f32).collect()
 }
@@ -59,6 +81,9 @@ impl RopeTables {
                     }
                     inv.iter().zip(fac).map(|(f, k)| f / k).collect()
                 }
+                RopeScaling::Yarn { factor, original_context_length, beta_fast, beta_slow, .. } => {
+                    yarn_inv_freq(&inv, cfg.rope_base, dim, *factor, *original_context_length, *beta_fast, *beta_slow)
+                }
                 other => return Err(RopeError::Unsupported(format!("{other:?}"))),
             })
         };
@@ -67,7 +92,11 @@ impl RopeTables {
             Some(b) if cfg.layer_attention.contains(&LayerAttention::Local) => base_inv_freq(b, dim),
             _ => global.clone(),
         };
-        Ok(RopeTables { global, local, mscale: 1.0 })
+        let mscale = match cfg.rope_scaling {
+            RopeScaling::Yarn { attn_factor, .. } => attn_factor,
+            _ => 1.0,
+        };
+        Ok(RopeTables { global, local, mscale })
     }
 
     pub fn for_layer(&self, kind: LayerAttention) -> &[f32] {

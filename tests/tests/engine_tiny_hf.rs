@@ -2,7 +2,7 @@
 //! made by scripts/make_tiny_hf_models.py (committed: tests/fixtures/tiny/<arch>/). They
 //! exercise what the real models do not: Qwen2 biases, Qwen3 QK-norm with an explicit
 //! head_dim, Gemma 2 soft-capping and query_pre_attn_scalar, sliding windows shorter than
-//! the sequence, Llama 3 RoPE scaling, GQA ratios 1/2/4, tied and untied heads — all in
+//! the sequence, Llama 3 and YaRN RoPE scaling, GQA ratios 1/2/4, tied and untied heads — all in
 //! the HF layout (rotate-half RoPE, Gemma's `1 + w` norms).
 
 use strata::arch::forward::Logits;
@@ -79,4 +79,12 @@ fn rope_parameters_are_read_not_defaulted() {
     let g = strata::model::load(dir.join("gemma3")).unwrap().config;
     assert_eq!((g.rope_base, g.rope_base_local), (1_000_000.0, Some(10_000.0)));
     assert_eq!(g.provenance["rope_base_local"], Source::ConfigJson("rope_parameters.sliding_attention.rope_theta".into()));
+}
+
+#[test]
+fn qwen2_yarn_rope_scaling() {
+    check("qwen2-yarn");
+    let c = strata::model::load(fixtures::path("tiny/qwen2-yarn")).unwrap().config;
+    // transformers' default attention factor: 0.1 * ln(4) + 1.
+    assert!(matches!(c.rope_scaling, strata::model::RopeScaling::Yarn { attn_factor, .. } if (attn_factor - 1.138_629_4).abs() < 1e-6));
 }

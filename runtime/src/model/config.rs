@@ -62,6 +62,7 @@ pub enum RopeScaling {
     None,
     Linear { factor: f32 },
     Llama3 { factor: f32, low_freq_factor: f32, high_freq_factor: f32, original_context_length: u32 },
+    /// `attn_factor` is the final scale of cos/sin (YaRN's mscale included).
     Yarn { factor: f32, original_context_length: u32, beta_fast: f32, beta_slow: f32, attn_factor: f32 },
     /// Per-frequency factors stored as tensors (llama.cpp `rope_freqs`, Phi-3 LongRoPE).
     FactorTensors { tensors: Vec<String> },
@@ -369,7 +370,8 @@ pub(crate) fn from_gguf(h: &GgufHeader, arch_key: &str, errs: &mut Errs) -> Para
                 original_context_length: orig.unwrap_or(0),
                 beta_fast: k.positive_f32(&k.key("rope.scaling.yarn_beta_fast")).map_or(32.0, |v| v.0),
                 beta_slow: k.positive_f32(&k.key("rope.scaling.yarn_beta_slow")).map_or(1.0, |v| v.0),
-                attn_factor: k.positive_f32(&k.key("rope.scaling.attn_factor")).map_or(1.0, |v| v.0),
+                // llama.cpp scales cos/sin by attn_factor * (1 + 0.1 ln factor).
+                attn_factor: k.positive_f32(&k.key("rope.scaling.attn_factor")).map_or(1.0, |v| v.0) * yarn_mscale(factor, 1.0),
             }),
             "longrope" => None, // factors come as tensors
             other => {
@@ -528,6 +530,15 @@ impl HfKeys<'_, '_> {
     }
 }
 
+/// YaRN's attention scale for a context extension `factor`: `0.1 * m * ln(factor) + 1`.
+pub fn yarn_mscale(factor: f32, m: f32) -> f32 {
+    if factor <= 1.0 {
+        1.0
+    } else {
+        0.1 * m * factor.ln() + 1.0
+    }
+}
+
 fn f32_list(v: Option<&Json>) -> Option<Vec<f32>> {
     v?.as_array()?.iter().map(|x| x.as_f64().map(|f| f as f32)).collect()
 }
@@ -557,7 +568,11 @@ fn hf_rope_scaling(errs: &mut Errs, v: &Json, path: &str, context: Option<u32>) 
             original_context_length: orig.or(context).unwrap_or(0),
             beta_fast: num("beta_fast").unwrap_or(32.0),
             beta_slow: num("beta_slow").unwrap_or(1.0),
-            attn_factor: num("attention_factor").unwrap_or(1.0),
+            // transformers: `attention_factor`, else mscale(factor [, mscale, mscale_all_dim]).
+            attn_factor: num("attention_factor").unwrap_or_else(|| match (num("mscale"), num("mscale_all_dim")) {
+                (Some(m), Some(a)) if m != 0.0 && a != 0.0 => yarn_mscale(factor, m) / yarn_mscale(factor, a),
+                _ => yarn_mscale(factor, 1.0),
+            }),
         }),
         ("longrope", _) => match (f32_list(v.get("long_factor")), f32_list(v.get("short_factor"))) {
             (Some(long_factor), Some(short_factor)) => Some(RopeScaling::LongRope {

@@ -26,6 +26,8 @@ MODELS = {
     "qwen2-yarn": (tf.Qwen2Config, tf.Qwen2ForCausalLM, dict(num_key_value_heads=2, rope_theta=10000.0, tie_word_embeddings=False,
                    rope_scaling={"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 16})),
     "qwen3": (tf.Qwen3Config, tf.Qwen3ForCausalLM, dict(num_key_value_heads=2, head_dim=24, tie_word_embeddings=True)),
+    "phi3": (tf.Phi3Config, tf.Phi3ForCausalLM, dict(num_key_value_heads=2, sliding_window=7, tie_word_embeddings=False,
+             pad_token_id=0, bos_token_id=1, eos_token_id=2)),
     "gemma2": (tf.Gemma2Config, tf.Gemma2ForCausalLM, dict(num_key_value_heads=2, head_dim=32, sliding_window=6,
                query_pre_attn_scalar=24, attn_logit_softcapping=50.0, final_logit_softcapping=30.0,
                hidden_activation="gelu_pytorch_tanh")),

@@ -18,12 +18,29 @@ pub enum WeightError {
     Unsupported(String),
 }
 
+/// The Q/K/V projections: separate, or one fused tensor (Phi-3).
+pub enum Qkv<W> {
+    Split {
+        q: W, // [n_heads * hd, hidden]
+        k: W, // [n_kv_heads * hd, hidden]
+        v: W, // [n_kv_heads * hd_v, hidden]
+    },
+    Fused(W), // [(n_heads + n_kv_heads) * hd + n_kv_heads * hd_v, hidden]
+}
+
+/// The FFN input projections: separate, or one fused gate|up tensor (Phi-3).
+pub enum GateUp<W> {
+    Split {
+        gate: W, // [ff, hidden]
+        up: W,   // [ff, hidden]
+    },
+    Fused(W), // [2 * ff, hidden]: gate rows first, then up
+}
+
 /// The weights of one decoder layer (shapes row-major; `hd` = head_dim).
 pub struct LayerWeights<W> {
     pub attn_norm: W,             // [hidden]
-    pub q: W,                     // [n_heads * hd, hidden]
-    pub k: W,                     // [n_kv_heads * hd, hidden]
-    pub v: W,                     // [n_kv_heads * hd_v, hidden]
+    pub qkv: Qkv<W>,
     pub q_bias: Option<W>,        // [n_heads * hd]
     pub k_bias: Option<W>,        // [n_kv_heads * hd]
     pub v_bias: Option<W>,        // [n_kv_heads * hd_v]
@@ -33,8 +50,7 @@ pub struct LayerWeights<W> {
     pub k_norm: Option<W>,        // [hd]
     pub attn_post_norm: Option<W>, // [hidden] (Gemma)
     pub ffn_norm: W,              // [hidden]
-    pub gate: W,                  // [ff, hidden]
-    pub up: W,                    // [ff, hidden]
+    pub gate_up: GateUp<W>,
     pub down: W,                  // [hidden, ff]
     pub ffn_post_norm: Option<W>, // [hidden] (Gemma)
 }
@@ -70,9 +86,6 @@ impl<B: Backend> Weights<B> {
         let total: u64 = m.files.tensors.iter().map(|t| t.nbytes).sum();
         let done = std::cell::Cell::new(0u64);
         let progress = std::cell::RefCell::new(progress);
-        if cfg.fused_qkv || cfg.fused_gate_up {
-            return Err(WeightError::Unsupported(format!("the {} forward pass (fused projections) is not implemented yet", cfg.architecture)));
-        }
         let bytes = |t: &TensorEntry| -> Result<Vec<u8>, WeightError> {
             let src = sources.get(t.file).ok_or_else(|| WeightError::Read { file: format!("file #{}", t.file), tensor: t.name.clone(), message: "no source".into() })?;
             let mut buf = vec![0u8; t.nbytes as usize];
@@ -112,9 +125,11 @@ impl<B: Backend> Weights<B> {
             let bias = |part| TensorId::layer(l, part, Param::Bias);
             layers.push(LayerWeights {
                 attn_norm: req(w(Part::AttnNorm))?,
-                q: req(w(Part::AttnQ))?,
-                k: req(w(Part::AttnK))?,
-                v: req(w(Part::AttnV))?,
+                qkv: if cfg.fused_qkv {
+                    Qkv::Fused(req(w(Part::AttnQkv))?)
+                } else {
+                    Qkv::Split { q: req(w(Part::AttnQ))?, k: req(w(Part::AttnK))?, v: req(w(Part::AttnV))? }
+                },
                 q_bias: opt(bias(Part::AttnQ))?,
                 k_bias: opt(bias(Part::AttnK))?,
                 v_bias: opt(bias(Part::AttnV))?,
@@ -124,8 +139,11 @@ impl<B: Backend> Weights<B> {
                 k_norm: opt(w(Part::AttnKNorm))?,
                 attn_post_norm: opt(w(Part::AttnPostNorm))?,
                 ffn_norm: req(w(Part::FfnNorm))?,
-                gate: req(w(Part::FfnGate))?,
-                up: req(w(Part::FfnUp))?,
+                gate_up: if cfg.fused_gate_up {
+                    GateUp::Fused(req(w(Part::FfnUp))?)
+                } else {
+                    GateUp::Split { gate: req(w(Part::FfnGate))?, up: req(w(Part::FfnUp))? }
+                },
                 down: req(w(Part::FfnDown))?,
                 ffn_post_norm: opt(w(Part::FfnPostNorm))?,
             });

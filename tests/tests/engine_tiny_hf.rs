@@ -1,6 +1,6 @@
 //! Every architecture's forward pass against HF transformers, on tiny random-weight models
 //! made by scripts/make_tiny_hf_models.py (committed: tests/fixtures/tiny/<arch>/). They
-//! exercise what the real models do not: Qwen2 biases, Qwen3 QK-norm with an explicit
+//! exercise what the real models do not: Phi-3's fused projections, Qwen2 biases, Qwen3 QK-norm with an explicit
 //! head_dim, Gemma 2 soft-capping and query_pre_attn_scalar, sliding windows shorter than
 //! the sequence, Llama 3 and YaRN RoPE scaling, GQA ratios 1/2/4, tied and untied heads — all in
 //! the HF layout (rotate-half RoPE, Gemma's `1 + w` norms).
@@ -53,6 +53,11 @@ fn qwen2_biases_gqa_4() {
 #[test]
 fn qwen3_qk_norm_explicit_head_dim() {
     check("qwen3");
+}
+
+#[test]
+fn phi3_fused_qkv_and_gate_up_sliding_window() {
+    check("phi3");
 }
 
 #[test]

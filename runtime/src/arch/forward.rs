@@ -1,6 +1,6 @@
 //! The decoder forward pass, written once against `Backend` for every architecture whose
-//! block is "pre-norm attention + gated FFN" (Llama, Qwen2, Qwen3, Gemma 2, Gemma 3). What
-//! differs between them is data in `ModelConfig` (biases, QK-norm, post-norms, activation,
+//! block is "pre-norm attention + gated FFN" (Llama, Qwen2, Qwen3, Gemma 2, Gemma 3, Phi-3). What
+//! differs between them is data in `ModelConfig` (fused projections, biases, QK-norm, post-norms, activation,
 //! embedding scale, soft-caps, local/global layers with their RoPE base).
 //!
 //! Activations are `[tokens, width]` for any number of tokens: a single-token decode step is
@@ -10,7 +10,7 @@ use crate::backend::{AttnArgs, BResult, Backend, BackendError, RopeArgs};
 use crate::kv_cache::KvCache;
 use crate::model::{LayerAttention, ModelConfig};
 use crate::rope::RopeTables;
-use crate::weights::Weights;
+use crate::weights::{GateUp, Qkv, Weights};
 
 /// Which positions to compute logits for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -64,15 +64,32 @@ pub fn forward<B: Backend>(
     let mut gate = b.alloc(t * ff)?;
     let mut up = b.alloc(t * ff)?;
     let mut act = b.alloc(t * ff)?;
+    // Fused projections (Phi-3) land here first, then split by columns.
+    let qkv_width = nh * hd + nkv * hd + nkv * hdv;
+    let fused_qkv = w.layers.iter().any(|l| matches!(l.qkv, Qkv::Fused(_)));
+    let fused_ffn = w.layers.iter().any(|l| matches!(l.gate_up, GateUp::Fused(_)));
+    let mut wide_qkv = if fused_qkv { Some(b.alloc(t * qkv_width)?) } else { None };
+    let mut wide_ffn = if fused_ffn { Some(b.alloc(t * 2 * ff)?) } else { None };
 
     for (l, lw) in w.layers.iter().enumerate() {
         let kind = cfg.layer_attention[l];
 
         // Attention block: xn = norm(x); q, k, v projections (+ biases).
         b.rms_norm(&x, t, h, &lw.attn_norm, eps, off, &mut xn)?;
-        b.matmul(&xn, t, &lw.q, &mut q)?;
-        b.matmul(&xn, t, &lw.k, &mut k)?;
-        b.matmul(&xn, t, &lw.v, &mut v)?;
+        match (&lw.qkv, wide_qkv.as_mut()) {
+            (Qkv::Split { q: wq, k: wk, v: wv }, _) => {
+                b.matmul(&xn, t, wq, &mut q)?;
+                b.matmul(&xn, t, wk, &mut k)?;
+                b.matmul(&xn, t, wv, &mut v)?;
+            }
+            (Qkv::Fused(wqkv), Some(wide)) => {
+                b.matmul(&xn, t, wqkv, wide)?;
+                b.copy_cols(&mut q, wide, t, qkv_width, 0, nh * hd)?;
+                b.copy_cols(&mut k, wide, t, qkv_width, nh * hd, nkv * hd)?;
+                b.copy_cols(&mut v, wide, t, qkv_width, nh * hd + nkv * hd, nkv * hdv)?;
+            }
+            (Qkv::Fused(_), None) => unreachable!("allocated above when any layer is fused"),
+        }
         if let Some(bias) = &lw.q_bias {
             b.add_bias(&mut q, t, bias)?;
         }
@@ -131,8 +148,18 @@ pub fn forward<B: Backend>(
 
         // FFN block: x += down(act(gate(norm(x))) * up(norm(x))).
         b.rms_norm(&x, t, h, &lw.ffn_norm, eps, off, &mut xn)?;
-        b.matmul(&xn, t, &lw.gate, &mut gate)?;
-        b.matmul(&xn, t, &lw.up, &mut up)?;
+        match (&lw.gate_up, wide_ffn.as_mut()) {
+            (GateUp::Split { gate: wg, up: wu }, _) => {
+                b.matmul(&xn, t, wg, &mut gate)?;
+                b.matmul(&xn, t, wu, &mut up)?;
+            }
+            (GateUp::Fused(wgu), Some(wide)) => {
+                b.matmul(&xn, t, wgu, wide)?;
+                b.copy_cols(&mut gate, wide, t, 2 * ff, 0, ff)?;
+                b.copy_cols(&mut up, wide, t, 2 * ff, ff, ff)?;
+            }
+            (GateUp::Fused(_), None) => unreachable!("allocated above when any layer is fused"),
+        }
         b.gated(&gate, &up, t * ff, cfg.activation, &mut act)?;
         b.matmul(&act, t, &lw.down, &mut proj)?;
         if let Some(pn) = &lw.ffn_post_norm {

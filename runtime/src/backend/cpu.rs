@@ -228,6 +228,18 @@ impl Backend for CpuBackend {
         Ok(())
     }
 
+    fn copy_cols(&self, dst: &mut Vec<f32>, src: &Vec<f32>, rows: usize, src_width: usize, col: usize, cols: usize) -> BResult<()> {
+        if col + cols > src_width {
+            return Err(BackendError::Shape { op: "copy_cols", message: format!("columns {col}..{} of rows of {src_width}", col + cols) });
+        }
+        need("copy_cols", "source", src.len(), rows * src_width)?;
+        need("copy_cols", "destination", dst.len(), rows * cols)?;
+        for r in 0..rows {
+            dst[r * cols..(r + 1) * cols].copy_from_slice(&src[r * src_width + col..r * src_width + col + cols]);
+        }
+        Ok(())
+    }
+
     fn attention(&self, q: &Vec<f32>, k: &Vec<f32>, v: &Vec<f32>, a: &AttnArgs, out: &mut Vec<f32>) -> BResult<()> {
         let (hd, hdv) = (a.head_dim, a.head_dim_v);
         let kv_len = a.past + a.tokens;

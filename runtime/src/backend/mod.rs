@@ -89,6 +89,10 @@ pub trait Backend {
     /// row `dst_row`): KV-cache appends, picking the last token's row.
     #[allow(clippy::too_many_arguments)]
     fn copy_rows(&self, dst: &mut Self::Buf, dst_row: usize, src: &Self::Buf, src_row: usize, rows: usize, width: usize) -> BResult<()>;
+    /// For each of `rows` rows: `dst[r, 0..cols] = src[r, col..col + cols]`, where `src`
+    /// rows hold `src_width` values (splitting fused Q|K|V and gate|up projections).
+    #[allow(clippy::too_many_arguments)]
+    fn copy_cols(&self, dst: &mut Self::Buf, src: &Self::Buf, rows: usize, src_width: usize, col: usize, cols: usize) -> BResult<()>;
     /// `q: [tokens, n_heads * head_dim]`, caches `[positions, n_kv_heads * head_dim(_v)]`,
     /// `out: [tokens, n_heads * head_dim_v]`.
     fn attention(&self, q: &Self::Buf, k: &Self::Buf, v: &Self::Buf, args: &AttnArgs, out: &mut Self::Buf) -> BResult<()>;

@@ -622,6 +622,16 @@ fn hf_rope(k: &mut HfKeys, p: &mut Params) {
     };
     p.rope_base = theta(k.errs, &global, &global_path);
     p.rope_scaling = hf_rope_scaling(k.errs, &global, &global_path, context);
+    if let Some(f) = global.get("partial_rotary_factor") {
+        match f.as_f64() {
+            Some(x) if x > 0.0 && x <= 1.0 => p.partial_rotary_factor = Some((x as f32, Source::ConfigJson(format!("{global_path}.partial_rotary_factor")))),
+            _ => k.errs.push(ErrorKind::BadValue {
+                key: format!("config.json {global_path}.partial_rotary_factor"),
+                value: f.to_string(),
+                reason: "must be in (0, 1]".into(),
+            }),
+        }
+    }
     if let Some(local) = params.get("sliding_attention") {
         let local_path = format!("{path}.sliding_attention");
         p.rope_base_local = theta(k.errs, local, &local_path);

@@ -122,7 +122,9 @@ impl<B: Backend> Session<B> {
     }
 
     /// Generates up to `max_tokens` after `prompt`. `on_text` receives each new piece of
-    /// text (whole UTF-8 characters only) and returns `false` to stop.
+    /// text (whole UTF-8 characters only) and returns `false` to stop. The last sampled
+    /// token is returned but not run through the model (that would cost a forward pass
+    /// nobody reads): to continue the same sequence, pass it to `decode_step` first.
     pub async fn generate(
         &mut self,
         tokenizer: &Tokenizer,

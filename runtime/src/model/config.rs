@@ -433,8 +433,8 @@ struct HfKeys<'a, 'e> {
     errs: &'a mut Errs<'e>,
 }
 
-impl HfKeys<'_, '_> {
-    fn get(&self, field: &str) -> Option<(&Json, String)> {
+impl<'a> HfKeys<'a, '_> {
+    fn get(&self, field: &str) -> Option<(&'a Json, String)> {
         match self.text.get(field) {
             Some(Json::Null) | None => {}
             Some(v) => return Some((v, format!("{}{field}", self.prefix))),
@@ -458,8 +458,7 @@ impl HfKeys<'_, '_> {
             }
             Some(n) if n <= u64::from(u32::MAX) => Some((n as u32, Source::ConfigJson(path))),
             _ => {
-                let v = v.clone();
-                self.bad(&path, "a positive 32-bit integer", &v);
+                self.bad(&path, "a positive 32-bit integer", v);
                 None
             }
         }
@@ -475,14 +474,7 @@ impl HfKeys<'_, '_> {
 
     fn positive_f32(&mut self, field: &str) -> Sourced<f32> {
         let (v, path) = self.get(field)?;
-        match v.as_f64() {
-            Some(x) if x.is_finite() && x > 0.0 => Some((x as f32, Source::ConfigJson(path))),
-            _ => {
-                let v = v.clone();
-                self.bad(&path, "a finite number > 0", &v);
-                None
-            }
-        }
+        json_positive_f32(self.errs, v, path)
     }
 
     fn boolean(&mut self, field: &str) -> Sourced<bool> {
@@ -490,8 +482,7 @@ impl HfKeys<'_, '_> {
         match v.as_bool() {
             Some(b) => Some((b, Source::ConfigJson(path))),
             None => {
-                let v = v.clone();
-                self.bad(&path, "true or false", &v);
+                self.bad(&path, "true or false", v);
                 None
             }
         }
@@ -502,8 +493,7 @@ impl HfKeys<'_, '_> {
         match v.as_str() {
             Some(s) => Some((s.to_owned(), path)),
             None => {
-                let v = v.clone();
-                self.bad(&path, "a string", &v);
+                self.bad(&path, "a string", v);
                 None
             }
         }
@@ -522,8 +512,7 @@ impl HfKeys<'_, '_> {
         match ids {
             Some(ids) => ids.into_iter().map(|id| (id, Source::ConfigJson(path.clone()))).collect(),
             None => {
-                let v = v.clone();
-                self.bad(&path, "a token id or a list of token ids", &v);
+                self.bad(&path, "a token id or a list of token ids", v);
                 Vec::new()
             }
         }
@@ -536,6 +525,17 @@ pub fn yarn_mscale(factor: f32, m: f32) -> f32 {
         1.0
     } else {
         0.1 * m * factor.ln() + 1.0
+    }
+}
+
+/// A finite, positive number at `path` of config.json; anything else is a `BadKeyType`.
+fn json_positive_f32(errs: &mut Errs, v: &Json, path: String) -> Sourced<f32> {
+    match v.as_f64() {
+        Some(x) if x.is_finite() && x > 0.0 => Some((x as f32, Source::ConfigJson(path))),
+        _ => {
+            errs.push(ErrorKind::BadKeyType { key: format!("config.json {path}"), expected: "a finite number > 0".into(), found: v.to_string() });
+            None
+        }
     }
 }
 
@@ -598,30 +598,23 @@ fn hf_rope_scaling(errs: &mut Errs, v: &Json, path: &str, context: Option<u32>) 
 /// or one per layer type) or the older `rope_theta` / `rope_scaling` / `rope_local_base_freq`.
 fn hf_rope(k: &mut HfKeys, p: &mut Params) {
     let context = p.context_length.as_ref().map(|c| c.0);
-    let Some((params, path)) = k.get("rope_parameters").map(|(v, path)| (v.clone(), path)) else {
+    let Some((params, path)) = k.get("rope_parameters") else {
         p.rope_base = k.positive_f32("rope_theta");
         p.rope_base_local = k.positive_f32("rope_local_base_freq");
-        if let Some((v, path)) = k.get("rope_scaling").map(|(v, path)| (v.clone(), path)) {
-            p.rope_scaling = hf_rope_scaling(k.errs, &v, &path, context);
+        if let Some((v, path)) = k.get("rope_scaling") {
+            p.rope_scaling = hf_rope_scaling(k.errs, v, &path, context);
         }
         return;
     };
     let theta = |errs: &mut Errs, obj: &Json, path: &str| -> Sourced<f32> {
-        let v = obj.get("rope_theta")?;
-        match v.as_f64() {
-            Some(x) if x.is_finite() && x > 0.0 => Some((x as f32, Source::ConfigJson(format!("{path}.rope_theta")))),
-            _ => {
-                errs.push(ErrorKind::BadKeyType { key: format!("config.json {path}.rope_theta"), expected: "a finite number > 0".into(), found: v.to_string() });
-                None
-            }
-        }
+        json_positive_f32(errs, obj.get("rope_theta")?, format!("{path}.rope_theta"))
     };
     let (global, global_path) = match params.get("full_attention") {
-        Some(g) => (g.clone(), format!("{path}.full_attention")),
-        None => (params.clone(), path.clone()),
+        Some(g) => (g, format!("{path}.full_attention")),
+        None => (params, path.clone()),
     };
-    p.rope_base = theta(k.errs, &global, &global_path);
-    p.rope_scaling = hf_rope_scaling(k.errs, &global, &global_path, context);
+    p.rope_base = theta(k.errs, global, &global_path);
+    p.rope_scaling = hf_rope_scaling(k.errs, global, &global_path, context);
     if let Some(f) = global.get("partial_rotary_factor") {
         match f.as_f64() {
             Some(x) if x > 0.0 && x <= 1.0 => p.partial_rotary_factor = Some((x as f32, Source::ConfigJson(format!("{global_path}.partial_rotary_factor")))),
@@ -692,8 +685,7 @@ pub(crate) fn from_hf(config: &Json, generation: Option<&Json>, arch: Arch, errs
         match kinds {
             Some(kinds) => p.layer_types = Some((kinds, Source::ConfigJson(path))),
             None => {
-                let v = v.clone();
-                k.bad(&path, "a list of \"full_attention\" / \"sliding_attention\"", &v);
+                k.bad(&path, "a list of \"full_attention\" / \"sliding_attention\"", v);
             }
         }
     }

@@ -59,9 +59,11 @@ impl TensorFacts for Facts<'_> {
     fn dominant_weight_dtype(&self) -> Option<DType> {
         let mut bytes: HashMap<DType, u64> = HashMap::new();
         // Decoder-layer matrices: the embedding table is often kept at higher precision.
-        let layer_matrix = |i: usize| self.by_id.iter().any(|(id, &j)| j == i && id.layer.is_some());
-        for (_, t) in self.files.tensors.iter().enumerate().filter(|&(i, t)| t.shape.0.len() == 2 && layer_matrix(i)) {
-            *bytes.entry(t.dtype).or_default() += t.nbytes;
+        for (_, &i) in self.by_id.iter().filter(|(id, _)| id.layer.is_some()) {
+            let t = &self.files.tensors[i];
+            if t.shape.0.len() == 2 {
+                *bytes.entry(t.dtype).or_default() += t.nbytes;
+            }
         }
         bytes.into_iter().max_by_key(|&(d, b)| (b, std::cmp::Reverse(d))).map(|(d, _)| d)
     }

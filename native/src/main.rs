@@ -323,9 +323,7 @@ fn logits(args: &ModelArgs, top: usize, json: bool, prompt: &str) -> Result<(), 
     let mut m = load(args)?;
     let ids = m.tokenizer.encode(prompt, true, false).map_err(|e| e.to_string())?;
     let l = pollster::block_on(m.session.prefill(&ids)).map_err(|e| e.to_string())?;
-    let mut order: Vec<usize> = (0..l.len()).collect();
-    order.sort_by(|&a, &b| l[b].total_cmp(&l[a]).then(a.cmp(&b)));
-    order.truncate(top);
+    let order = strata::sampler::top_k(&l, top);
     if json {
         let top: Vec<_> = order.iter().map(|&i| serde_json::json!({"id": i, "logit": l[i]})).collect();
         out(&serde_json::json!({"prompt_tokens": ids, "top": top}).to_string());
@@ -388,7 +386,7 @@ fn inspect(path: &Path, json: bool) -> ExitCode {
         Err(e) => {
             eprintln!("strata inspect: {e}");
             if json {
-                out(&serde_json::json!({"valid": false, "errors": [e.to_string()], "path": path.display().to_string()}).to_string());
+                out(&strata::inspect::unreadable_json(&path.display().to_string(), &e).to_string());
             }
             return ExitCode::FAILURE;
         }

@@ -55,6 +55,11 @@ pub fn report_json(a: &Analysis) -> Json {
     Json::Object(o)
 }
 
+/// The JSON report of a file that could not be parsed at all.
+pub fn unreadable_json(path: &str, e: &crate::Error) -> Json {
+    json!({"valid": false, "errors": [e.to_string()], "path": path})
+}
+
 fn human(bytes: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
     let mut v = bytes as f64;

@@ -121,6 +121,14 @@ pub fn argmax(v: &[f32]) -> usize {
     best
 }
 
+/// Indices of the `k` largest values, largest first (ties: lower index first).
+pub fn top_k(v: &[f32], k: usize) -> Vec<usize> {
+    let mut idx: Vec<usize> = (0..v.len()).collect();
+    idx.sort_by(|&a, &b| v[b].total_cmp(&v[a]).then(a.cmp(&b)));
+    idx.truncate(k);
+    idx
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

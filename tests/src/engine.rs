@@ -42,15 +42,7 @@ impl CpuModel {
     }
 }
 
-pub use strata::sampler::argmax;
-
-/// Indices of the `k` largest values, largest first.
-pub fn top_k(v: &[f32], k: usize) -> Vec<usize> {
-    let mut idx: Vec<usize> = (0..v.len()).collect();
-    idx.sort_by(|&a, &b| v[b].total_cmp(&v[a]).then(a.cmp(&b)));
-    idx.truncate(k);
-    idx
-}
+pub use strata::sampler::{argmax, top_k};
 
 pub fn cosine(a: &[f32], b: &[f32]) -> f64 {
     let (mut ab, mut aa, mut bb) = (0f64, 0f64, 0f64);

@@ -11,7 +11,7 @@ use strata::source::SliceSource;
 pub fn inspect_gguf_json(name: &str, bytes: &[u8]) -> String {
     let report = match ModelFiles::from_gguf(&SliceSource::new(name, bytes)) {
         Ok(files) => strata::inspect::report_json(&analyze(files)),
-        Err(e) => serde_json::json!({"valid": false, "errors": [e.to_string()], "path": name}),
+        Err(e) => strata::inspect::unreadable_json(name, &e),
     };
     report.to_string()
 }

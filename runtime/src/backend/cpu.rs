@@ -314,6 +314,14 @@ impl Backend for CpuBackend {
         x[..n].iter_mut().for_each(|v| *v = cap * (*v / cap).tanh());
         Ok(())
     }
+
+    async fn top_k(&self, x: &Vec<f32>, n: usize, k: usize) -> BResult<Vec<(u32, f32)>> {
+        need("top_k", "input", x.len(), n)?;
+        if k > super::MAX_DEVICE_TOP_K {
+            return Err(BackendError::Shape { op: "top_k", message: format!("k = {k} exceeds {}", super::MAX_DEVICE_TOP_K) });
+        }
+        Ok(crate::sampler::top_k(&x[..n], k).into_iter().map(|i| (i as u32, x[i])).collect())
+    }
 }
 
 /// Runs `f` on each item on its own thread (natively); in order on wasm32.

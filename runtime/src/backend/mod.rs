@@ -7,6 +7,8 @@
 //! can enqueue every op and a browser backend can await its `mapAsync`.
 
 pub mod cpu;
+#[cfg(feature = "wgpu")]
+pub mod webgpu;
 
 use std::future::Future;
 
@@ -102,4 +104,13 @@ pub trait Backend {
     fn add(&self, x: &mut Self::Buf, y: &Self::Buf, n: usize) -> BResult<()>;
     /// `x = cap * tanh(x / cap)` over `n` values.
     fn softcap(&self, x: &mut Self::Buf, n: usize, cap: f32) -> BResult<()>;
+    /// The `k` largest of `x[0..n]` as (index, value), largest first, ties to the lower
+    /// index (`f32::total_cmp` order, like [`crate::sampler::top_k`]). Computed on the
+    /// device, so a decode step reads back `k` pairs instead of the vocabulary.
+    /// `k` is at most [`MAX_DEVICE_TOP_K`].
+    fn top_k(&self, x: &Self::Buf, n: usize, k: usize) -> impl Future<Output = BResult<Vec<(u32, f32)>>>;
 }
+
+/// The largest `k` that `Backend::top_k` accepts; sampling with a larger top-k reads the
+/// whole logits row instead.
+pub const MAX_DEVICE_TOP_K: usize = 256;

@@ -1,0 +1,735 @@
+//! The WGSL backend through `wgpu`: Vulkan / Metal / DX12 natively, WebGPU in the browser.
+//!
+//! Kernels are the `.wgsl` files in `shaders/wgsl/` (see `kernels.rs`), built per variant:
+//! weight dtype, f16 compute when the adapter has `SHADER_F16`, subgroup reductions when it
+//! has subgroups. Weights stay in their file's blocks in GPU memory; a weight larger than
+//! `max_storage_buffer_binding_size` is split by rows into parts bound one at a time.
+//! Ops are recorded into one command encoder and submitted when the host reads a result
+//! (or every `FLUSH_OPS` ops), so a decode step is one submission and one small readback.
+//! Validation errors, out-of-memory and device loss are caught and returned as
+//! `BackendError::Device` by the next op, never a panic or a hang.
+
+pub mod kernels;
+pub mod preprocess;
+
+use std::cell::{Cell, RefCell};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
+
+use wgpu::util::DeviceExt;
+
+use self::kernels::{add_sizes, dtype_define, elementwise_op, PipelineCache, Target};
+use self::preprocess::Defines;
+use super::{AttnArgs, BResult, Backend, BackendError, RopeArgs};
+use crate::model::config::{Activation, RopeStyle};
+use crate::quant::DType;
+
+/// Ops recorded before a submission is forced (bounds the encoder and lets the GPU start).
+const FLUSH_OPS: usize = 256;
+/// Most workgroups along one dispatch dimension (WebGPU's guaranteed minimum).
+const MAX_GROUPS: u64 = 65535;
+
+/// Choices the caller may force; `None` means "what the adapter offers".
+#[derive(Clone, Debug, Default)]
+pub struct WgpuOptions {
+    /// Hold dequantised weights in f16 (needs `SHADER_F16`).
+    pub f16: Option<bool>,
+    /// Use subgroup reductions (needs `SUBGROUP`).
+    pub subgroups: Option<bool>,
+    /// Split weights at this many bytes instead of the adapter's binding limit (tests use
+    /// a small value to exercise splitting on small tensors).
+    pub max_binding: Option<u64>,
+    /// Index into [`adapters`]' list instead of the default high-performance adapter.
+    pub adapter: Option<usize>,
+}
+
+/// What `strata devices` shows for one adapter.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct AdapterReport {
+    pub index: usize,
+    pub name: String,
+    pub backend: String,
+    pub device_type: String,
+    pub driver: String,
+    pub shader_f16: bool,
+    pub subgroups: bool,
+    pub max_storage_buffer_binding_size: u64,
+    pub max_buffer_size: u64,
+    pub max_compute_workgroup_storage_size: u32,
+    pub max_compute_invocations_per_workgroup: u32,
+    pub max_compute_workgroups_per_dimension: u32,
+}
+
+fn instance() -> wgpu::Instance {
+    wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env())
+}
+
+fn report(index: usize, a: &wgpu::Adapter) -> AdapterReport {
+    let info = a.get_info();
+    let l = a.limits();
+    let f = a.features();
+    AdapterReport {
+        index,
+        name: info.name,
+        backend: format!("{:?}", info.backend),
+        device_type: format!("{:?}", info.device_type),
+        driver: format!("{} {}", info.driver, info.driver_info).trim().to_string(),
+        shader_f16: f.contains(wgpu::Features::SHADER_F16),
+        subgroups: f.contains(wgpu::Features::SUBGROUP),
+        max_storage_buffer_binding_size: l.max_storage_buffer_binding_size,
+        max_buffer_size: l.max_buffer_size,
+        max_compute_workgroup_storage_size: l.max_compute_workgroup_storage_size,
+        max_compute_invocations_per_workgroup: l.max_compute_invocations_per_workgroup,
+        max_compute_workgroups_per_dimension: l.max_compute_workgroups_per_dimension,
+    }
+}
+
+/// Every adapter wgpu finds (natively; the browser offers one through `requestAdapter`).
+pub async fn adapters() -> Vec<AdapterReport> {
+    instance().enumerate_adapters(wgpu::Backends::all()).await.iter().enumerate().map(|(i, a)| report(i, a)).collect()
+}
+
+/// A device-side f32 buffer of `len` values.
+pub struct WgpuBuf {
+    buf: wgpu::Buffer,
+    len: usize,
+}
+
+impl WgpuBuf {
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+/// A weight in its file dtype, split by rows into parts that each fit one binding.
+pub struct WgpuWeight {
+    pub dtype: DType,
+    pub rows: usize,
+    pub cols: usize,
+    row_bytes: usize,
+    parts: Vec<WeightPart>,
+}
+
+impl WgpuWeight {
+    /// How many buffers hold this weight.
+    pub fn parts(&self) -> usize {
+        self.parts.len()
+    }
+}
+
+struct WeightPart {
+    buf: wgpu::Buffer,
+    row0: usize,
+    rows: usize,
+}
+
+pub struct WgpuBackend {
+    device: wgpu::Device,
+    queue: wgpu::Queue,
+    report: AdapterReport,
+    target: Target,
+    max_binding: u64,
+    max_buffer: u64,
+    pipelines: PipelineCache,
+    pending: RefCell<Option<wgpu::CommandEncoder>>,
+    pending_ops: Cell<usize>,
+    /// The first uncaptured error or device loss, reported by the next op.
+    error: Arc<Mutex<Option<String>>>,
+}
+
+fn dev_err(e: impl std::fmt::Display) -> BackendError {
+    BackendError::Device(e.to_string())
+}
+
+fn shape(op: &'static str, message: String) -> BackendError {
+    BackendError::Shape { op, message }
+}
+
+fn need(op: &'static str, what: &str, have: usize, want: usize) -> BResult<()> {
+    if have < want {
+        return Err(shape(op, format!("{what} holds {have} values, needs {want}")));
+    }
+    Ok(())
+}
+
+/// Uniform parameter block: u32 words (floats by their bits), padded to 16 bytes.
+fn params(words: &[u32]) -> Vec<u8> {
+    let mut v: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
+    v.resize(v.len().div_ceil(16).max(1) * 16, 0);
+    v
+}
+
+fn u32_of(op: &'static str, what: &str, v: usize) -> BResult<u32> {
+    u32::try_from(v).map_err(|_| shape(op, format!("{what} = {v} does not fit the kernels' 32-bit indices")))
+}
+
+impl WgpuBackend {
+    /// Opens the default (or chosen) adapter with every feature the kernels can use.
+    pub async fn new(opts: WgpuOptions) -> BResult<Self> {
+        let inst = instance();
+        let adapter = match opts.adapter {
+            Some(i) => {
+                let mut all = inst.enumerate_adapters(wgpu::Backends::all()).await;
+                if i >= all.len() {
+                    return Err(dev_err(format!("no adapter #{i} (found {}; see `strata devices`)", all.len())));
+                }
+                all.swap_remove(i)
+            }
+            None => inst
+                .request_adapter(&wgpu::RequestAdapterOptions { power_preference: wgpu::PowerPreference::HighPerformance, ..Default::default() })
+                .await
+                .map_err(|e| dev_err(format!("no WebGPU/Vulkan/Metal/DX12 adapter: {e}")))?,
+        };
+        let report = report(opts.adapter.unwrap_or(0), &adapter);
+        let info = adapter.get_info();
+        let have = adapter.features();
+        let f16 = have.contains(wgpu::Features::SHADER_F16) && opts.f16 != Some(false);
+        let subgroups = have.contains(wgpu::Features::SUBGROUP) && opts.subgroups != Some(false);
+        if opts.f16 == Some(true) && !f16 {
+            return Err(BackendError::Unsupported { backend: report.name.clone(), what: "f16 compute (no SHADER_F16)".into() });
+        }
+        if opts.subgroups == Some(true) && !subgroups {
+            return Err(BackendError::Unsupported { backend: report.name.clone(), what: "subgroups".into() });
+        }
+        let mut features = wgpu::Features::empty();
+        if f16 {
+            features |= wgpu::Features::SHADER_F16;
+        }
+        if subgroups {
+            features |= wgpu::Features::SUBGROUP;
+        }
+        let limits = adapter.limits();
+        let (device, queue) = adapter
+            .request_device(&wgpu::DeviceDescriptor {
+                label: Some("strata"),
+                required_features: features,
+                required_limits: limits.clone(),
+                experimental_features: wgpu::ExperimentalFeatures::disabled(),
+                memory_hints: wgpu::MemoryHints::Performance,
+                trace: wgpu::Trace::Off,
+            })
+            .await
+            .map_err(|e| dev_err(format!("{}: {e}", report.name)))?;
+        let error: Arc<Mutex<Option<String>>> = Arc::default();
+        let slot = error.clone();
+        device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
+            let mut s = slot.lock().unwrap_or_else(|p| p.into_inner());
+            if s.is_none() {
+                let kind = match e {
+                    wgpu::Error::OutOfMemory { .. } => "out of GPU memory",
+                    wgpu::Error::Validation { .. } => "validation error",
+                    wgpu::Error::Internal { .. } => "internal error",
+                };
+                *s = Some(format!("{kind}: {e}"));
+            }
+        }));
+        let slot = error.clone();
+        device.set_device_lost_callback(move |reason, msg| {
+            let mut s = slot.lock().unwrap_or_else(|p| p.into_inner());
+            if s.is_none() {
+                *s = Some(format!("device lost ({reason:?}): {msg}"));
+            }
+        });
+        let max_binding = opts.max_binding.unwrap_or(limits.max_storage_buffer_binding_size).min(limits.max_storage_buffer_binding_size);
+        let target = Target { f16, subgroups, subgroups_directive: info.backend == wgpu::Backend::BrowserWebGpu };
+        Ok(WgpuBackend {
+            device,
+            queue,
+            report,
+            target,
+            max_binding,
+            max_buffer: limits.max_buffer_size,
+            pipelines: PipelineCache::default(),
+            pending: RefCell::new(None),
+            pending_ops: Cell::new(0),
+            error,
+        })
+    }
+
+    pub fn adapter(&self) -> &AdapterReport {
+        &self.report
+    }
+
+    pub fn target(&self) -> Target {
+        self.target
+    }
+
+    fn check(&self) -> BResult<()> {
+        match self.error.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+            Some(e) => Err(BackendError::Device(format!("{}: {e}", self.report.name))),
+            None => Ok(()),
+        }
+    }
+
+    fn buffer_fits(&self, op: &'static str, bytes: u64) -> BResult<()> {
+        let limit = self.max_binding.min(self.max_buffer);
+        if bytes > limit {
+            return Err(shape(
+                op,
+                format!("a buffer of {bytes} bytes exceeds this adapter's max_storage_buffer_binding_size / max_buffer_size ({limit} bytes) on {}", self.report.name),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Runs `f` on the open command encoder (opening one if needed).
+    fn record(&self, f: impl FnOnce(&mut wgpu::CommandEncoder)) {
+        let mut pending = self.pending.borrow_mut();
+        let enc = pending.get_or_insert_with(|| self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("strata ops") }));
+        f(enc);
+        drop(pending);
+        self.pending_ops.set(self.pending_ops.get() + 1);
+        if self.pending_ops.get() >= FLUSH_OPS {
+            self.flush();
+        }
+    }
+
+    /// Submits everything recorded so far.
+    fn flush(&self) {
+        if let Some(enc) = self.pending.borrow_mut().take() {
+            self.queue.submit([enc.finish()]);
+        }
+        self.pending_ops.set(0);
+    }
+
+    /// Workgroup grid for `threads` threads in groups of `wg`: (x, y, threads per y-row).
+    fn grid(&self, op: &'static str, threads: usize, wg: u32) -> BResult<(u32, u32, u32)> {
+        let groups = (threads as u64).div_ceil(u64::from(wg)).max(1);
+        let gx = groups.min(MAX_GROUPS);
+        let gy = groups.div_ceil(gx);
+        if gy > MAX_GROUPS {
+            return Err(shape(op, format!("{threads} threads exceed the dispatch grid")));
+        }
+        Ok((gx as u32, gy as u32, gx as u32 * wg))
+    }
+
+    /// Records one dispatch of `file` with `defines`; `bufs` are (binding, buffer) and the
+    /// parameter block goes to binding `param_binding`.
+    fn dispatch(&self, file: &'static str, mut defines: Defines, bufs: &[(u32, &wgpu::Buffer)], param_binding: u32, words: &[u32], groups: (u32, u32, u32)) -> BResult<()> {
+        self.check()?;
+        add_sizes(file, &mut defines);
+        let pipeline = self.pipelines.get(&self.device, file, &defines).map_err(|e| dev_err(format!("kernel {file}: {e}")))?;
+        let pbuf = self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor { label: Some("params"), contents: &params(words), usage: wgpu::BufferUsages::UNIFORM });
+        let mut entries: Vec<wgpu::BindGroupEntry> = bufs.iter().map(|&(b, buf)| wgpu::BindGroupEntry { binding: b, resource: buf.as_entire_binding() }).collect();
+        entries.push(wgpu::BindGroupEntry { binding: param_binding, resource: pbuf.as_entire_binding() });
+        let bind = self.device.create_bind_group(&wgpu::BindGroupDescriptor { label: Some(file), layout: &pipeline.get_bind_group_layout(0), entries: &entries });
+        self.record(|enc| {
+            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some(file), timestamp_writes: None });
+            pass.set_pipeline(&pipeline);
+            pass.set_bind_group(0, &bind, &[]);
+            pass.dispatch_workgroups(groups.0, groups.1, groups.2);
+        });
+        self.check()
+    }
+
+    fn storage(&self, label: &str, bytes: &[u8]) -> wgpu::Buffer {
+        self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some(label),
+            contents: bytes,
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
+        })
+    }
+
+    /// Copies `bytes` bytes from `src` at `offset` into a mapped host vector.
+    async fn read_bytes(&self, src: &wgpu::Buffer, offset: u64, bytes: u64) -> BResult<Vec<u8>> {
+        self.check()?;
+        let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("readback"),
+            size: bytes,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        self.record(|enc| enc.copy_buffer_to_buffer(src, offset, &staging, 0, bytes));
+        self.flush();
+        let (tx, rx) = oneshot();
+        staging.slice(..).map_async(wgpu::MapMode::Read, move |r| tx.send(r));
+        #[cfg(not(target_arch = "wasm32"))]
+        self.device
+            .poll(wgpu::PollType::Wait { submission_index: None, timeout: Some(std::time::Duration::from_secs(300)) })
+            .map_err(|e| dev_err(format!("{}: waiting for the GPU: {e}", self.report.name)))?;
+        rx.await.map_err(|e| dev_err(format!("{}: reading back: {e}", self.report.name)))?;
+        self.check()?;
+        let data = staging.slice(..).get_mapped_range().map_err(|e| dev_err(format!("{}: mapping the readback: {e}", self.report.name)))?.to_vec();
+        staging.unmap();
+        Ok(data)
+    }
+}
+
+/// A one-shot channel whose receiver is a future: the map callback fires from
+/// `device.poll` natively and from the browser's event loop on the web.
+struct Shared<T> {
+    value: Option<T>,
+    waker: Option<Waker>,
+}
+
+struct Sender<T>(Arc<Mutex<Shared<T>>>);
+struct Receiver<T>(Arc<Mutex<Shared<T>>>);
+
+fn oneshot<T>() -> (Sender<T>, Receiver<T>) {
+    let s = Arc::new(Mutex::new(Shared { value: None, waker: None }));
+    (Sender(s.clone()), Receiver(s))
+}
+
+impl<T> Sender<T> {
+    fn send(self, v: T) {
+        let mut s = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        s.value = Some(v);
+        if let Some(w) = s.waker.take() {
+            w.wake();
+        }
+    }
+}
+
+impl<T> Future for Receiver<T> {
+    type Output = T;
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<T> {
+        let mut s = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        match s.value.take() {
+            Some(v) => Poll::Ready(v),
+            None => {
+                s.waker = Some(cx.waker().clone());
+                Poll::Pending
+            }
+        }
+    }
+}
+
+/// Maps f32 bits to a u32 whose unsigned order is `f32::total_cmp`'s (topk.wgsl's key).
+fn key_to_f32(key: u32) -> f32 {
+    let bits = if key & 0x8000_0000 != 0 { key & 0x7fff_ffff } else { !key };
+    f32::from_bits(bits)
+}
+
+impl Backend for WgpuBackend {
+    type Buf = WgpuBuf;
+    type Weight = WgpuWeight;
+
+    fn name(&self) -> String {
+        format!(
+            "wgpu ({}, {}{}{})",
+            self.report.name,
+            self.report.backend,
+            if self.target.f16 { ", f16" } else { "" },
+            if self.target.subgroups { ", subgroups" } else { "" }
+        )
+    }
+
+    fn supports(&self, dtype: DType) -> bool {
+        dtype_define(dtype).is_some()
+    }
+
+    fn upload_weight(&self, dtype: DType, rows: usize, cols: usize, bytes: &[u8]) -> BResult<WgpuWeight> {
+        if !self.supports(dtype) {
+            return Err(BackendError::Unsupported { backend: self.name(), what: format!("weights of dtype {dtype}") });
+        }
+        let row_bytes = dtype
+            .row_bytes(cols as u64)
+            .ok_or_else(|| shape("upload_weight", format!("{cols} columns are not whole {dtype} blocks")))? as usize;
+        need("upload_weight", "weight bytes", bytes.len(), row_bytes * rows)?;
+        u32_of("upload_weight", "columns", cols)?;
+        if row_bytes as u64 > self.max_binding {
+            return Err(shape("upload_weight", format!("one row of {row_bytes} bytes exceeds max_storage_buffer_binding_size ({} bytes)", self.max_binding)));
+        }
+        // Whole rows per part, each part within one binding.
+        let per_part = ((self.max_binding / row_bytes.max(1) as u64) as usize).max(1);
+        let mut parts = Vec::new();
+        for row0 in (0..rows).step_by(per_part) {
+            let n = per_part.min(rows - row0);
+            parts.push(WeightPart { buf: self.storage("weight", &bytes[row0 * row_bytes..(row0 + n) * row_bytes]), row0, rows: n });
+        }
+        if parts.is_empty() {
+            parts.push(WeightPart { buf: self.storage("weight", &[0u8; 4]), row0: 0, rows: 0 });
+        }
+        self.check()?;
+        Ok(WgpuWeight { dtype, rows, cols, row_bytes, parts })
+    }
+
+    fn alloc(&self, len: usize) -> BResult<WgpuBuf> {
+        let bytes = len.max(1) as u64 * 4;
+        self.buffer_fits("alloc", bytes)?;
+        let buf = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("activation"),
+            size: bytes,
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        self.check()?;
+        Ok(WgpuBuf { buf, len })
+    }
+
+    fn upload(&self, data: &[f32]) -> BResult<WgpuBuf> {
+        self.buffer_fits("upload", data.len().max(1) as u64 * 4)?;
+        let bytes: Vec<u8> = if data.is_empty() { vec![0; 4] } else { data.iter().flat_map(|v| v.to_le_bytes()).collect() };
+        let buf = self.storage("activation", &bytes);
+        self.check()?;
+        Ok(WgpuBuf { buf, len: data.len() })
+    }
+
+    async fn read(&self, buf: &WgpuBuf, offset: usize, len: usize) -> BResult<Vec<f32>> {
+        need("read", "buffer", buf.len, offset + len)?;
+        if len == 0 {
+            return Ok(Vec::new());
+        }
+        let bytes = self.read_bytes(&buf.buf, offset as u64 * 4, len as u64 * 4).await?;
+        Ok(bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
+    }
+
+    fn embed(&self, table: &WgpuWeight, ids: &[u32], scale: f32, out: &mut WgpuBuf) -> BResult<()> {
+        let k = table.cols;
+        need("embed", "output", out.len, ids.len() * k)?;
+        if let Some(&id) = ids.iter().find(|&&id| id as usize >= table.rows) {
+            return Err(shape("embed", format!("token id {id} >= vocabulary {}", table.rows)));
+        }
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let ids_bytes: Vec<u8> = ids.iter().flat_map(|v| v.to_le_bytes()).collect();
+        let ids_buf = self.storage("ids", &ids_bytes);
+        let (gx, gy, stride) = self.grid("embed", ids.len() * k.div_ceil(32), kernels::ELEMENTWISE_WG)?;
+        for part in &table.parts {
+            let words = [k as u32, ids.len() as u32, table.row_bytes as u32, part.row0 as u32, part.rows as u32, stride, scale.to_bits(), 0];
+            self.dispatch("embed.wgsl", self.target.weight_defines(table.dtype), &[(0, &part.buf), (1, &ids_buf), (2, &out.buf)], 3, &words, (gx, gy, 1))?;
+        }
+        Ok(())
+    }
+
+    fn rms_norm(&self, x: &WgpuBuf, rows: usize, cols: usize, w: &WgpuWeight, eps: f32, w_offset: f32, out: &mut WgpuBuf) -> BResult<()> {
+        need("rms_norm", "input", x.len, rows * cols)?;
+        need("rms_norm", "output", out.len, rows * cols)?;
+        if w.rows * w.cols != cols || w.parts.len() != 1 {
+            return Err(shape("rms_norm", format!("weight has {} values, rows have {cols}", w.rows * w.cols)));
+        }
+        if rows == 0 {
+            return Ok(());
+        }
+        let (gx, gy, stride) = self.grid("rms_norm", rows, 1)?;
+        let mut d = self.target.weight_defines(w.dtype);
+        d.insert("RMS_NORM", "1".into());
+        d.insert("BIAS", "0".into());
+        let words = [rows as u32, cols as u32, eps.to_bits(), w_offset.to_bits(), stride, 0, 0, 0];
+        self.dispatch("norm.wgsl", d, &[(0, &w.parts[0].buf), (1, &x.buf), (2, &out.buf)], 3, &words, (gx, gy, 1))
+    }
+
+    fn matmul(&self, x: &WgpuBuf, rows: usize, w: &WgpuWeight, out: &mut WgpuBuf) -> BResult<()> {
+        let (n, k) = (w.rows, w.cols);
+        need("matmul", "input", x.len, rows * k)?;
+        need("matmul", "output", out.len, rows * n)?;
+        if rows == 0 || n == 0 {
+            return Ok(());
+        }
+        let gz = rows.div_ceil(kernels::MATMUL_TR as usize);
+        if gz as u64 > MAX_GROUPS {
+            return Err(shape("matmul", format!("{rows} rows exceed the dispatch grid")));
+        }
+        for part in &w.parts {
+            let gx = (part.rows as u64).min(MAX_GROUPS);
+            let gy = (part.rows as u64).div_ceil(gx);
+            let words = [k as u32, n as u32, rows as u32, w.row_bytes as u32, part.row0 as u32, part.rows as u32, gx as u32, 0];
+            self.dispatch("matmul.wgsl", self.target.weight_defines(w.dtype), &[(0, &part.buf), (1, &x.buf), (2, &out.buf)], 3, &words, (gx as u32, gy as u32, gz as u32))?;
+        }
+        Ok(())
+    }
+
+    fn add_bias(&self, x: &mut WgpuBuf, rows: usize, b: &WgpuWeight) -> BResult<()> {
+        let cols = b.rows * b.cols;
+        need("add_bias", "input", x.len, rows * cols)?;
+        if rows * cols == 0 {
+            return Ok(());
+        }
+        if b.parts.len() != 1 {
+            return Err(shape("add_bias", "a bias larger than one binding".into()));
+        }
+        let (gx, gy, stride) = self.grid("add_bias", rows * cols, kernels::ELEMENTWISE_WG)?;
+        let mut d = self.target.weight_defines(b.dtype);
+        d.insert("RMS_NORM", "0".into());
+        d.insert("BIAS", "1".into());
+        let words = [rows as u32, cols as u32, 0, 0, stride, 0, 0, 0];
+        self.dispatch("norm.wgsl", d, &[(0, &b.parts[0].buf), (1, &x.buf)], 3, &words, (gx, gy, 1))
+    }
+
+    fn rope(&self, x: &mut WgpuBuf, heads: usize, head_dim: usize, a: &RopeArgs) -> BResult<()> {
+        let tokens = a.positions.len();
+        need("rope", "input", x.len, tokens * heads * head_dim)?;
+        if a.rope_dim > head_dim || a.rope_dim % 2 != 0 || a.inv_freq.len() != a.rope_dim / 2 {
+            return Err(shape("rope", format!("rope_dim {} / head_dim {head_dim} / {} frequencies", a.rope_dim, a.inv_freq.len())));
+        }
+        let half = a.rope_dim / 2;
+        if tokens * heads * half == 0 {
+            return Ok(());
+        }
+        // cos/sin per (token, pair), computed exactly as the CPU reference computes them.
+        let mut cs = Vec::with_capacity(tokens * half * 2);
+        for &pos in a.positions {
+            for &f in a.inv_freq {
+                let (sin, cos) = (pos as f32 * f).sin_cos();
+                cs.extend_from_slice(&(cos * a.mscale).to_le_bytes());
+                cs.extend_from_slice(&(sin * a.mscale).to_le_bytes());
+            }
+        }
+        let cs_buf = self.storage("rope cos/sin", &cs);
+        let (gx, gy, stride) = self.grid("rope", tokens * heads * half, kernels::ELEMENTWISE_WG)?;
+        let mut d = self.target.base_defines();
+        d.insert("NEOX", u8::from(a.style == RopeStyle::Neox).to_string());
+        let words = [tokens as u32, heads as u32, head_dim as u32, half as u32, stride, 0, 0, 0];
+        self.dispatch("rope.wgsl", d, &[(0, &x.buf), (1, &cs_buf)], 2, &words, (gx, gy, 1))
+    }
+
+    fn copy_rows(&self, dst: &mut WgpuBuf, dst_row: usize, src: &WgpuBuf, src_row: usize, rows: usize, width: usize) -> BResult<()> {
+        need("copy_rows", "source", src.len, (src_row + rows) * width)?;
+        need("copy_rows", "destination", dst.len, (dst_row + rows) * width)?;
+        if rows * width == 0 {
+            return Ok(());
+        }
+        self.check()?;
+        self.record(|enc| enc.copy_buffer_to_buffer(&src.buf, (src_row * width * 4) as u64, &dst.buf, (dst_row * width * 4) as u64, (rows * width * 4) as u64));
+        Ok(())
+    }
+
+    fn copy_cols(&self, dst: &mut WgpuBuf, src: &WgpuBuf, rows: usize, src_width: usize, col: usize, cols: usize) -> BResult<()> {
+        if col + cols > src_width {
+            return Err(shape("copy_cols", format!("columns {col}..{} of rows of {src_width}", col + cols)));
+        }
+        need("copy_cols", "source", src.len, rows * src_width)?;
+        need("copy_cols", "destination", dst.len, rows * cols)?;
+        if rows * cols == 0 {
+            return Ok(());
+        }
+        let (gx, gy, stride) = self.grid("copy_cols", rows * cols, kernels::ELEMENTWISE_WG)?;
+        let mut d = self.target.base_defines();
+        elementwise_op(&mut d, "COPY_COLS");
+        let words = [(rows * cols) as u32, stride, 0, src_width as u32, col as u32, cols as u32, 0, 0];
+        self.dispatch("elementwise.wgsl", d, &[(1, &src.buf), (4, &dst.buf)], 2, &words, (gx, gy, 1))
+    }
+
+    fn attention(&self, q: &WgpuBuf, k: &WgpuBuf, v: &WgpuBuf, a: &AttnArgs, out: &mut WgpuBuf) -> BResult<()> {
+        let (hd, hdv) = (a.head_dim, a.head_dim_v);
+        let kv_len = a.past + a.tokens;
+        if a.n_kv_heads == 0 || a.n_heads % a.n_kv_heads != 0 {
+            return Err(shape("attention", format!("{} heads over {} kv heads", a.n_heads, a.n_kv_heads)));
+        }
+        need("attention", "q", q.len, a.tokens * a.n_heads * hd)?;
+        need("attention", "k cache", k.len, kv_len * a.n_kv_heads * hd)?;
+        need("attention", "v cache", v.len, kv_len * a.n_kv_heads * hdv)?;
+        need("attention", "output", out.len, a.tokens * a.n_heads * hdv)?;
+        let max = kernels::ATTN_MAX_HD as usize;
+        if hd > max || hdv > max {
+            return Err(BackendError::Unsupported { backend: self.name(), what: format!("attention with head_dim {hd}/{hdv} (at most {max})") });
+        }
+        if a.tokens == 0 {
+            return Ok(());
+        }
+        if a.tokens as u64 > MAX_GROUPS || a.n_heads as u64 > MAX_GROUPS {
+            return Err(shape("attention", format!("{} tokens x {} heads exceed the dispatch grid", a.tokens, a.n_heads)));
+        }
+        let words = [
+            a.tokens as u32,
+            u32_of("attention", "past", a.past)?,
+            a.n_heads as u32,
+            a.n_kv_heads as u32,
+            hd as u32,
+            hdv as u32,
+            a.scale.to_bits(),
+            a.window.map_or(0, |w| w.min(u32::MAX as usize) as u32),
+            a.softcap.unwrap_or(0.0).to_bits(),
+            0,
+            0,
+            0,
+        ];
+        self.dispatch("attention.wgsl", self.target.base_defines(), &[(0, &q.buf), (1, &k.buf), (2, &v.buf), (3, &out.buf)], 4, &words, (a.n_heads as u32, a.tokens as u32, 1))
+    }
+
+    fn gated(&self, gate: &WgpuBuf, up: &WgpuBuf, n: usize, act: Activation, out: &mut WgpuBuf) -> BResult<()> {
+        need("gated", "gate", gate.len, n)?;
+        need("gated", "up", up.len, n)?;
+        need("gated", "output", out.len, n)?;
+        if n == 0 {
+            return Ok(());
+        }
+        let (gx, gy, stride) = self.grid("gated", n, kernels::ELEMENTWISE_WG)?;
+        let mut d = self.target.base_defines();
+        elementwise_op(&mut d, if act == Activation::Silu { "GATED_SILU" } else { "GATED_GELU" });
+        let words = [n as u32, stride, 0, 0, 0, 0, 0, 0];
+        self.dispatch("elementwise.wgsl", d, &[(0, &gate.buf), (1, &up.buf), (4, &out.buf)], 2, &words, (gx, gy, 1))
+    }
+
+    fn add(&self, x: &mut WgpuBuf, y: &WgpuBuf, n: usize) -> BResult<()> {
+        need("add", "x", x.len, n)?;
+        need("add", "y", y.len, n)?;
+        if n == 0 {
+            return Ok(());
+        }
+        let (gx, gy, stride) = self.grid("add", n, kernels::ELEMENTWISE_WG)?;
+        let mut d = self.target.base_defines();
+        elementwise_op(&mut d, "ADD");
+        let words = [n as u32, stride, 0, 0, 0, 0, 0, 0];
+        self.dispatch("elementwise.wgsl", d, &[(0, &x.buf), (1, &y.buf)], 2, &words, (gx, gy, 1))
+    }
+
+    fn softcap(&self, x: &mut WgpuBuf, n: usize, cap: f32) -> BResult<()> {
+        need("softcap", "x", x.len, n)?;
+        if n == 0 {
+            return Ok(());
+        }
+        let (gx, gy, stride) = self.grid("softcap", n, kernels::ELEMENTWISE_WG)?;
+        let mut d = self.target.base_defines();
+        elementwise_op(&mut d, "SOFTCAP");
+        let words = [n as u32, stride, cap.to_bits(), 0, 0, 0, 0, 0];
+        self.dispatch("elementwise.wgsl", d, &[(0, &x.buf)], 2, &words, (gx, gy, 1))
+    }
+
+    async fn top_k(&self, x: &WgpuBuf, n: usize, k: usize) -> BResult<Vec<(u32, f32)>> {
+        need("top_k", "input", x.len, n)?;
+        let k = k.min(n);
+        if k == 0 {
+            return Ok(Vec::new());
+        }
+        if k > super::MAX_DEVICE_TOP_K {
+            return Err(shape("top_k", format!("k = {k} exceeds {} (read the logits instead)", super::MAX_DEVICE_TOP_K)));
+        }
+        let chunks = n.div_ceil(kernels::TOPK_CHUNK as usize);
+        if chunks as u64 > MAX_GROUPS {
+            return Err(shape("top_k", format!("{n} values exceed the dispatch grid")));
+        }
+        let cand = self.storage("top-k candidates", &vec![0u8; chunks * k * 8]);
+        let best = self.storage("top-k", &vec![0u8; k * 8]);
+        let mut d = self.target.base_defines();
+        d.insert("STAGE1", "1".into());
+        self.dispatch("topk.wgsl", d, &[(0, &x.buf), (1, &cand)], 2, &[n as u32, k as u32, kernels::TOPK_CHUNK, 0], (chunks as u32, 1, 1))?;
+        let mut d = self.target.base_defines();
+        d.insert("STAGE1", "0".into());
+        self.dispatch("topk.wgsl", d, &[(0, &cand), (1, &best)], 2, &[(chunks * k) as u32, k as u32, 0, 0], (1, 1, 1))?;
+        let bytes = self.read_bytes(&best, 0, (k * 8) as u64).await?;
+        let words: Vec<u32> = bytes.chunks_exact(4).map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+        Ok(words.chunks_exact(2).filter(|p| p[1] != u32::MAX).map(|p| (p[1], key_to_f32(p[0]))).collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn top_k_keys_round_trip_and_order_like_total_cmp() {
+        let key = |v: f32| {
+            let b = v.to_bits();
+            if b & 0x8000_0000 != 0 {
+                !b
+            } else {
+                b | 0x8000_0000
+            }
+        };
+        let vals = [f32::NEG_INFINITY, -1e30, -1.0, -0.0, 0.0, 1e-40, 1.0, 3e38, f32::INFINITY, f32::NAN];
+        for w in vals.windows(2) {
+            assert_eq!(w[0].total_cmp(&w[1]), key(w[0]).cmp(&key(w[1])), "{} vs {}", w[0], w[1]);
+        }
+        for v in vals {
+            assert_eq!(key_to_f32(key(v)).to_bits(), v.to_bits());
+        }
+    }
+}

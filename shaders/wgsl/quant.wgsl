@@ -1,0 +1,161 @@
+// Weight access for every supported GGUF / safetensors dtype, read straight from the file's
+// blocks in the storage buffer `W: array<u32>` (declared by the including kernel).
+// Blocks are 18, 20, 22, 24, 34, 144, 176 or 210 bytes, so fields are byte-addressed.
+// Defines: exactly one DT_<dtype>; VAL (f32, or f16 with the f16 variant).
+//
+// dequant_chunk(row_byte, chunk, k, out): values 32*chunk .. 32*chunk+31 of the row that
+// starts at byte `row_byte` (a row has `k` values; float rows may end mid-chunk, their
+// missing tail reads as 0). Quantised rows hold whole blocks, so k % 32 == 0 there.
+
+fn byte_at(b: u32) -> u32 {
+    return (W[b >> 2u] >> ((b & 3u) << 3u)) & 0xffu;
+}
+
+// 2-byte fields sit at even offsets in every format, so they never straddle a word.
+fn u16_at(b: u32) -> u32 {
+    return (W[b >> 2u] >> ((b & 2u) << 3u)) & 0xffffu;
+}
+
+fn f16_at(b: u32) -> f32 {
+    return unpack2x16float(u16_at(b)).x;
+}
+
+fn i8_of(v: u32) -> f32 {
+    return f32(i32(v << 24u) >> 24u);
+}
+
+#if K_QUANT
+// 6-bit scale and min of sub-block j (0..8) from the 12 packed bytes at `b`.
+fn scale_min_k4(j: u32, b: u32) -> vec2<f32> {
+    if (j < 4u) {
+        return vec2<f32>(f32(byte_at(b + j) & 63u), f32(byte_at(b + j + 4u) & 63u));
+    }
+    let sc = (byte_at(b + j + 4u) & 15u) | ((byte_at(b + j - 4u) >> 6u) << 4u);
+    let m = (byte_at(b + j + 4u) >> 4u) | ((byte_at(b + j) >> 6u) << 4u);
+    return vec2<f32>(f32(sc), f32(m));
+}
+#endif
+
+fn dequant_chunk(row_byte: u32, chunk: u32, k: u32, out: ptr<function, array<{{VAL}}, 32>>) {
+#if DT_F32
+    let base = (row_byte >> 2u) + chunk * 32u;
+    for (var i = 0u; i < 32u; i++) {
+        (*out)[i] = {{VAL}}(select(0.0, bitcast<f32>(W[base + i]), chunk * 32u + i < k));
+    }
+#elif DT_F16
+    let base = row_byte + chunk * 64u;
+    for (var i = 0u; i < 32u; i++) {
+        (*out)[i] = {{VAL}}(select(0.0, f16_at(base + 2u * i), chunk * 32u + i < k));
+    }
+#elif DT_BF16
+    let base = row_byte + chunk * 64u;
+    for (var i = 0u; i < 32u; i++) {
+        (*out)[i] = {{VAL}}(select(0.0, bitcast<f32>(u16_at(base + 2u * i) << 16u), chunk * 32u + i < k));
+    }
+#elif DT_Q8_0
+    // d: f16, qs: 32 x i8
+    let base = row_byte + chunk * 34u;
+    let d = f16_at(base);
+    for (var i = 0u; i < 32u; i++) {
+        (*out)[i] = {{VAL}}(d * i8_of(byte_at(base + 2u + i)));
+    }
+#elif DT_Q4_0
+    // d: f16, qs: 16 bytes; low nibbles are values 0..15, high nibbles 16..31, offset 8
+    let base = row_byte + chunk * 18u;
+    let d = f16_at(base);
+    for (var j = 0u; j < 16u; j++) {
+        let q = byte_at(base + 2u + j);
+        (*out)[j] = {{VAL}}(d * (f32(q & 15u) - 8.0));
+        (*out)[j + 16u] = {{VAL}}(d * (f32(q >> 4u) - 8.0));
+    }
+#elif DT_Q4_1
+    // d, m: f16, qs: 16 bytes
+    let base = row_byte + chunk * 20u;
+    let d = f16_at(base);
+    let m = f16_at(base + 2u);
+    for (var j = 0u; j < 16u; j++) {
+        let q = byte_at(base + 4u + j);
+        (*out)[j] = {{VAL}}(d * f32(q & 15u) + m);
+        (*out)[j + 16u] = {{VAL}}(d * f32(q >> 4u) + m);
+    }
+#elif DT_Q5_0
+    // d: f16, qh: 32 fifth bits, qs: 16 bytes, offset 16
+    let base = row_byte + chunk * 22u;
+    let d = f16_at(base);
+    let qh = u16_at(base + 2u) | (u16_at(base + 4u) << 16u);
+    for (var j = 0u; j < 16u; j++) {
+        let q = byte_at(base + 6u + j);
+        let h0 = ((qh >> j) << 4u) & 16u;
+        let h1 = (qh >> (j + 12u)) & 16u;
+        (*out)[j] = {{VAL}}(d * (f32((q & 15u) | h0) - 16.0));
+        (*out)[j + 16u] = {{VAL}}(d * (f32((q >> 4u) | h1) - 16.0));
+    }
+#elif DT_Q5_1
+    // d, m: f16, qh: 32 fifth bits, qs: 16 bytes
+    let base = row_byte + chunk * 24u;
+    let d = f16_at(base);
+    let m = f16_at(base + 2u);
+    let qh = u16_at(base + 4u) | (u16_at(base + 6u) << 16u);
+    for (var j = 0u; j < 16u; j++) {
+        let q = byte_at(base + 8u + j);
+        let h0 = ((qh >> j) << 4u) & 16u;
+        let h1 = (qh >> (j + 12u)) & 16u;
+        (*out)[j] = {{VAL}}(d * f32((q & 15u) | h0) + m);
+        (*out)[j + 16u] = {{VAL}}(d * f32((q >> 4u) | h1) + m);
+    }
+#elif DT_Q4_K
+    // super-block of 256: d, dmin: f16, scales: 12 bytes (8 x 6-bit scale/min), qs: 128 bytes;
+    // sub-block s (32 values) = nibbles (low for even s, high for odd) of bytes 32*(s/2)..
+    let base = row_byte + (chunk / 8u) * 144u;
+    let s = chunk % 8u;
+    let d = f16_at(base);
+    let dmin = f16_at(base + 2u);
+    let sm = scale_min_k4(s, base + 4u);
+    let q0 = base + 16u + 32u * (s / 2u);
+    let shift = (s & 1u) * 4u;
+    for (var l = 0u; l < 32u; l++) {
+        let q = (byte_at(q0 + l) >> shift) & 15u;
+        (*out)[l] = {{VAL}}(d * sm.x * f32(q) - dmin * sm.y);
+    }
+#elif DT_Q5_K
+    // super-block of 256: d, dmin: f16, scales: 12 bytes, qh: 32 bytes (bit s of byte l is
+    // the fifth bit of value l of sub-block s), qs: 128 bytes as in Q4_K
+    let base = row_byte + (chunk / 8u) * 176u;
+    let s = chunk % 8u;
+    let d = f16_at(base);
+    let dmin = f16_at(base + 2u);
+    let sm = scale_min_k4(s, base + 4u);
+    let q0 = base + 48u + 32u * (s / 2u);
+    let shift = (s & 1u) * 4u;
+    for (var l = 0u; l < 32u; l++) {
+        let q = ((byte_at(q0 + l) >> shift) & 15u) | (((byte_at(base + 16u + l) >> s) & 1u) << 4u);
+        (*out)[l] = {{VAL}}(d * sm.x * f32(q) - dmin * sm.y);
+    }
+#elif DT_Q6_K
+    // super-block of 256: ql: 128 bytes (low 4 bits), qh: 64 bytes (high 2 bits),
+    // scales: 16 x i8, d: f16 at the end. Halves of 128 values; in a half, quarter q
+    // (32 values) takes nibble (q < 2 ? low : high) of ql[32*(q&1) + l] and bits 2q..2q+1 of qh[l].
+    let base = row_byte + (chunk / 8u) * 210u;
+    let s = chunk % 8u;
+    let half = s / 4u;
+    let quarter = s % 4u;
+    let d = f16_at(base + 208u);
+    let ql0 = base + 64u * half + 32u * (quarter & 1u);
+    let qh0 = base + 128u + 32u * half;
+    let sc0 = base + 192u + 8u * half + 2u * quarter;
+    let lshift = (quarter / 2u) * 4u;
+    for (var l = 0u; l < 32u; l++) {
+        let low = (byte_at(ql0 + l) >> lshift) & 15u;
+        let high = (byte_at(qh0 + l) >> (2u * quarter)) & 3u;
+        let q = f32(i32(low | (high << 4u)) - 32);
+        (*out)[l] = {{VAL}}(d * i8_of(byte_at(sc0 + l / 16u)) * q);
+    }
+#endif
+}
+
+// Value `i` of a one-row weight (norm weights, biases: small vectors, read once per use).
+fn weight_at(i: u32, k: u32) -> f32 {
+    var c: array<{{VAL}}, 32>;
+    dequant_chunk(0u, i / 32u, k, &c);
+    return f32(c[i % 32u]);
+}

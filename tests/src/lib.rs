@@ -440,6 +440,7 @@ impl Tiny {
 }
 
 pub mod engine;
+pub mod ops;
 
 /// Committed reference data under tests/fixtures/.
 pub mod fixtures {

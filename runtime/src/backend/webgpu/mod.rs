@@ -134,8 +134,11 @@ pub struct WgpuBackend {
     queue: wgpu::Queue,
     report: AdapterReport,
     target: Target,
+    /// The adapter's storage-binding limit (activations are bound whole).
     max_binding: u64,
     max_buffer: u64,
+    /// Weights are split into parts of at most this many bytes.
+    weight_part_bytes: u64,
     pipelines: PipelineCache,
     pending: RefCell<Option<wgpu::CommandEncoder>>,
     pending_ops: Cell<usize>,
@@ -236,7 +239,8 @@ impl WgpuBackend {
                 *s = Some(format!("device lost ({reason:?}): {msg}"));
             }
         });
-        let max_binding = opts.max_binding.unwrap_or(limits.max_storage_buffer_binding_size).min(limits.max_storage_buffer_binding_size);
+        let max_binding = limits.max_storage_buffer_binding_size.min(limits.max_buffer_size);
+        let weight_part_bytes = opts.max_binding.unwrap_or(max_binding).min(max_binding);
         let target = Target { f16, subgroups, subgroups_directive: info.backend == wgpu::Backend::BrowserWebGpu };
         Ok(WgpuBackend {
             device,
@@ -245,6 +249,7 @@ impl WgpuBackend {
             target,
             max_binding,
             max_buffer: limits.max_buffer_size,
+            weight_part_bytes,
             pipelines: PipelineCache::default(),
             pending: RefCell::new(None),
             pending_ops: Cell::new(0),
@@ -433,11 +438,11 @@ impl Backend for WgpuBackend {
             .ok_or_else(|| shape("upload_weight", format!("{cols} columns are not whole {dtype} blocks")))? as usize;
         need("upload_weight", "weight bytes", bytes.len(), row_bytes * rows)?;
         u32_of("upload_weight", "columns", cols)?;
-        if row_bytes as u64 > self.max_binding {
-            return Err(shape("upload_weight", format!("one row of {row_bytes} bytes exceeds max_storage_buffer_binding_size ({} bytes)", self.max_binding)));
+        if row_bytes as u64 > self.weight_part_bytes {
+            return Err(shape("upload_weight", format!("one row of {row_bytes} bytes exceeds max_storage_buffer_binding_size ({} bytes)", self.weight_part_bytes)));
         }
         // Whole rows per part, each part within one binding.
-        let per_part = ((self.max_binding / row_bytes.max(1) as u64) as usize).max(1);
+        let per_part = ((self.weight_part_bytes / row_bytes.max(1) as u64) as usize).max(1);
         let mut parts = Vec::new();
         for row0 in (0..rows).step_by(per_part) {
             let n = per_part.min(rows - row0);

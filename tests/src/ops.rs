@@ -1,0 +1,476 @@
+//! The op conformance harness, in the spirit of llama.cpp's `test-backend-ops`: every op of
+//! the `Backend` trait, on seeded random inputs, on the backend under test and on the CPU
+//! reference, compared by normalised mean squared error with a per-op limit.
+//!
+//! Rules (any one fails a case):
+//! - a NaN in the backend's output;
+//! - an infinity where the reference has none (or a different one);
+//! - NMSE = sum((out - ref)^2) / sum(ref^2) above the op's limit (exact ops: any difference);
+//! - a guard region of `GUARD` values after every output buffer changed;
+//! - the op failing with an error that is not `Unsupported`.
+//!
+//! An op the backend reports as `Unsupported` is reported as such, never as passed.
+//! The harness is async and generic over `Backend`, so every backend (wgpu natively, WebGPU
+//! and wasm in the browser, CUDA) runs the same cases.
+
+use strata::backend::cpu::CpuBackend;
+use strata::backend::{AttnArgs, BackendError, Backend, RopeArgs};
+use strata::model::config::{Activation, RopeStyle};
+use strata::quant::DType;
+
+/// Values written after every output buffer; they must come back untouched.
+pub const GUARD: usize = 64;
+const GUARD_VALUE: f32 = -1234.5625;
+
+/// One op with its dtype, shape and parameters.
+#[derive(Clone, Debug)]
+pub enum Op {
+    Matmul { dtype: DType, rows: usize, n: usize, k: usize },
+    Embed { dtype: DType, vocab: usize, cols: usize, ids: Vec<u32>, scale: f32 },
+    RmsNorm { dtype: DType, rows: usize, cols: usize, eps: f32, offset: f32 },
+    AddBias { dtype: DType, rows: usize, cols: usize },
+    Rope { style: RopeStyle, tokens: usize, heads: usize, head_dim: usize, rope_dim: usize, pos0: u32, mscale: f32 },
+    Attention { tokens: usize, past: usize, heads: usize, kv_heads: usize, hd: usize, hdv: usize, window: Option<usize>, softcap: Option<f32> },
+    Gated { act: Activation, n: usize },
+    Add { n: usize },
+    Softcap { n: usize, cap: f32 },
+    CopyRows { dst_rows: usize, dst_row: usize, src_rows: usize, src_row: usize, rows: usize, width: usize },
+    CopyCols { rows: usize, src_width: usize, col: usize, cols: usize },
+    TopK { n: usize, k: usize, ties: bool },
+}
+
+#[derive(Clone, Debug)]
+pub struct Case {
+    /// `op/dtype/params`, filterable by substring.
+    pub name: String,
+    pub op: Op,
+    pub seed: u64,
+}
+
+/// What happened to one case.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Outcome {
+    Pass { nmse: f64, limit: f64 },
+    Fail(String),
+    Unsupported(String),
+}
+
+/// The op family of a case (the key for limits).
+pub fn family(op: &Op) -> &'static str {
+    match op {
+        Op::Matmul { .. } => "matmul",
+        Op::Embed { .. } => "embed",
+        Op::RmsNorm { .. } => "rms_norm",
+        Op::AddBias { .. } => "add_bias",
+        Op::Rope { .. } => "rope",
+        Op::Attention { .. } => "attention",
+        Op::Gated { .. } => "gated",
+        Op::Add { .. } => "add",
+        Op::Softcap { .. } => "softcap",
+        Op::CopyRows { .. } => "copy_rows",
+        Op::CopyCols { .. } => "copy_cols",
+        Op::TopK { .. } => "top_k",
+    }
+}
+
+/// NMSE limit for an op family. `low_precision`: the backend holds dequantised weights in
+/// f16 (rounding each weight by up to 2^-11 relative gives an NMSE around 1e-7).
+/// Copies and top-k must be exact.
+pub fn limit(family: &str, low_precision: bool) -> f64 {
+    match family {
+        "copy_rows" | "copy_cols" | "top_k" => 0.0,
+        "matmul" | "embed" => {
+            if low_precision {
+                2e-6
+            } else {
+                1e-9
+            }
+        }
+        "rms_norm" | "add_bias" if low_precision => 2e-6,
+        _ => 1e-9,
+    }
+}
+
+/// SplitMix64: seeded, portable.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Self {
+        Rng(seed ^ 0x5851_f42d_4c95_7f2d)
+    }
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+    /// Uniform in [-1, 1).
+    pub fn unit(&mut self) -> f32 {
+        ((self.next_u64() >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+    }
+    pub fn vec(&mut self, n: usize, scale: f32) -> Vec<f32> {
+        (0..n).map(|_| self.unit() * scale).collect()
+    }
+}
+
+fn f16_bytes(v: f32) -> [u8; 2] {
+    half::f16::from_f32(v).to_le_bytes()
+}
+
+/// Random weight bytes of `rows x cols` in `dtype`: random quants with realistic, normal
+/// f16 scales (random bytes there would be NaN/inf/subnormal scales no model has).
+pub fn random_weight(dtype: DType, rows: usize, cols: usize, rng: &mut Rng) -> Vec<u8> {
+    let row_bytes = dtype.row_bytes(cols as u64).expect("whole blocks") as usize;
+    let mut b: Vec<u8> = (0..rows * row_bytes).map(|_| rng.next_u64() as u8).collect();
+    let (block_vals, block_bytes) = dtype.block();
+    let block_bytes = block_bytes as usize;
+    let scale = |rng: &mut Rng| 0.002 + 0.02 * rng.unit().abs();
+    match dtype {
+        DType::F32 => {
+            for (i, v) in rng.vec(rows * cols, 1.0).into_iter().enumerate() {
+                b[4 * i..4 * i + 4].copy_from_slice(&v.to_le_bytes());
+            }
+        }
+        DType::F16 => {
+            for (i, v) in rng.vec(rows * cols, 1.0).into_iter().enumerate() {
+                b[2 * i..2 * i + 2].copy_from_slice(&f16_bytes(v));
+            }
+        }
+        DType::BF16 => {
+            for (i, v) in rng.vec(rows * cols, 1.0).into_iter().enumerate() {
+                b[2 * i..2 * i + 2].copy_from_slice(&half::bf16::from_f32(v).to_le_bytes());
+            }
+        }
+        _ => {
+            assert!(block_vals > 1, "{dtype}");
+            // Offsets of the f16 scale fields within a block.
+            let fields: &[usize] = match dtype {
+                DType::Q4_0 | DType::Q5_0 | DType::Q8_0 => &[0],
+                DType::Q4_1 | DType::Q5_1 | DType::Q4K | DType::Q5K => &[0, 2],
+                DType::Q6K => &[208],
+                other => panic!("no random weights for {other}"),
+            };
+            for blk in b.chunks_exact_mut(block_bytes) {
+                for &f in fields {
+                    let v = if f == 2 && matches!(dtype, DType::Q4_1 | DType::Q5_1) { -scale(rng) * 8.0 } else { scale(rng) };
+                    blk[f..f + 2].copy_from_slice(&f16_bytes(v));
+                }
+            }
+        }
+    }
+    b
+}
+
+fn dname(d: DType) -> String {
+    d.to_string().to_lowercase()
+}
+
+/// The case list. Shapes are small enough for lavapipe (Mesa's CPU Vulkan) to run the
+/// whole list in seconds, and include the real models' shapes scaled down.
+pub fn cases() -> Vec<Case> {
+    let mut v: Vec<(String, Op)> = Vec::new();
+    let quants = [DType::Q8_0, DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q5_1];
+    let kquants = [DType::Q4K, DType::Q5K, DType::Q6K];
+    let floats = [DType::F32, DType::F16, DType::BF16];
+    let mut mm = |dtype: DType, rows: usize, n: usize, k: usize| {
+        v.push((format!("matmul/{}/rows={rows},n={n},k={k}", dname(dtype)), Op::Matmul { dtype, rows, n, k }));
+    };
+    for d in floats {
+        for (rows, n, k) in [(1, 37, 45), (3, 19, 64), (9, 5, 3), (17, 33, 100)] {
+            mm(d, rows, n, k);
+        }
+    }
+    for d in quants {
+        for (rows, n, k) in [(1, 67, 32), (3, 33, 96), (9, 19, 64), (17, 5, 160)] {
+            mm(d, rows, n, k);
+        }
+    }
+    for d in kquants {
+        for (rows, n, k) in [(1, 37, 256), (2, 19, 512), (9, 11, 256)] {
+            mm(d, rows, n, k);
+        }
+    }
+    // The real models' projections, scaled: SmolLM2 (hidden 576, ffn 1536, Q4_1 / Q8_0) and
+    // Gemma 3 (hidden 640, ffn 2048, Q5_0 / Q8_0 / Q4_K / Q6_K).
+    mm(DType::Q4_1, 1, 192, 576);
+    mm(DType::Q8_0, 4, 64, 1536);
+    mm(DType::Q5_0, 1, 256, 640);
+    mm(DType::Q4K, 3, 64, 2048);
+    mm(DType::Q6K, 1, 128, 2048);
+    for d in floats.iter().chain(&quants).chain(&kquants) {
+        let cols = if d.block().0 == 256 { 256 } else if d.block().0 == 32 { 64 } else { 45 };
+        let ids = vec![0, 99, 7, 7, 42];
+        v.push((format!("embed/{}/vocab=100,cols={cols},tokens={}", dname(*d), ids.len()), Op::Embed { dtype: *d, vocab: 100, cols, ids, scale: 1.0 }));
+    }
+    v.push(("embed/q8_0/vocab=300,cols=640,tokens=1,scale=25.3".into(), Op::Embed { dtype: DType::Q8_0, vocab: 300, cols: 640, ids: vec![299], scale: 25.3 }));
+    for (dtype, rows, cols, offset) in [(DType::F32, 1, 576, 0.0), (DType::F32, 5, 33, 0.0), (DType::F32, 27, 64, 1.0), (DType::F16, 2, 640, 1.0), (DType::BF16, 3, 100, 0.0), (DType::Q8_0, 2, 64, 0.0)] {
+        v.push((format!("rms_norm/{}/rows={rows},cols={cols},offset={offset}", dname(dtype)), Op::RmsNorm { dtype, rows, cols, eps: 1e-6, offset }));
+    }
+    for (dtype, rows, cols) in [(DType::F32, 1, 64), (DType::F32, 5, 96), (DType::F16, 3, 33)] {
+        v.push((format!("add_bias/{}/rows={rows},cols={cols}", dname(dtype)), Op::AddBias { dtype, rows, cols }));
+    }
+    for style in [RopeStyle::Normal, RopeStyle::Neox] {
+        let s = if style == RopeStyle::Neox { "neox" } else { "normal" };
+        for (tokens, heads, head_dim, rope_dim, pos0, mscale) in [(1, 9, 64, 64, 0, 1.0), (5, 3, 64, 64, 17, 1.0), (4, 2, 64, 32, 100_000, 1.0), (1, 4, 256, 256, 32_000, 1.2), (3, 1, 96, 64, 5, 1.0)] {
+            v.push((
+                format!("rope/{s}/tokens={tokens},heads={heads},head_dim={head_dim},rope_dim={rope_dim},pos0={pos0},mscale={mscale}"),
+                Op::Rope { style, tokens, heads, head_dim, rope_dim, pos0, mscale },
+            ));
+        }
+    }
+    for (tokens, past, heads, kv_heads, hd, window, softcap) in [
+        (1, 0, 9, 3, 64, None, None),
+        (1, 37, 9, 3, 64, None, None),
+        (7, 0, 8, 1, 64, None, None),
+        (5, 70, 4, 4, 64, None, None),
+        (6, 10, 6, 2, 32, Some(5), None),
+        (3, 130, 4, 1, 256, Some(100), None),
+        (4, 3, 4, 2, 48, None, Some(5.0)),
+        (1, 300, 2, 2, 128, None, None),
+    ] {
+        let mut name = format!("attention/f32/tokens={tokens},past={past},heads={heads}/{kv_heads},hd={hd}");
+        if let Some(w) = window {
+            name += &format!(",window={w}");
+        }
+        if let Some(c) = softcap {
+            name += &format!(",softcap={c}");
+        }
+        v.push((name, Op::Attention { tokens, past, heads, kv_heads, hd, hdv: hd, window, softcap }));
+    }
+    for (act, a) in [(Activation::Silu, "silu"), (Activation::GeluTanh, "gelu_tanh")] {
+        for n in [1, 1000] {
+            v.push((format!("gated/{a}/n={n}"), Op::Gated { act, n }));
+        }
+    }
+    for n in [1, 777] {
+        v.push((format!("add/f32/n={n}"), Op::Add { n }));
+    }
+    v.push(("softcap/f32/n=300,cap=30".into(), Op::Softcap { n: 300, cap: 30.0 }));
+    v.push(("copy_rows/f32/rows=2,width=17".into(), Op::CopyRows { dst_rows: 6, dst_row: 3, src_rows: 4, src_row: 1, rows: 2, width: 17 }));
+    v.push(("copy_rows/f32/rows=1,width=576".into(), Op::CopyRows { dst_rows: 1, dst_row: 0, src_rows: 5, src_row: 4, rows: 1, width: 576 }));
+    v.push(("copy_cols/f32/rows=3,src_width=50,col=20,cols=17".into(), Op::CopyCols { rows: 3, src_width: 50, col: 20, cols: 17 }));
+    for (n, k, ties) in [(49152, 1, false), (49152, 40, false), (262_144, 1, false), (100, 10, true), (5, 8, false), (5000, 256, true)] {
+        v.push((format!("top_k/f32/n={n},k={k}{}", if ties { ",ties" } else { "" }), Op::TopK { n, k, ties }));
+    }
+    v.into_iter().enumerate().map(|(i, (name, op))| Case { name, op, seed: 1000 + i as u64 }).collect()
+}
+
+/// Cases whose name contains any of the comma-separated patterns (all when empty).
+pub fn filter(cases: Vec<Case>, patterns: &str) -> Vec<Case> {
+    let pats: Vec<&str> = patterns.split(',').map(str::trim).filter(|p| !p.is_empty()).collect();
+    cases.into_iter().filter(|c| pats.is_empty() || pats.iter().any(|p| c.name.contains(p))).collect()
+}
+
+/// Outputs of one run: every output buffer read back whole, guard region included.
+struct Run {
+    outputs: Vec<(&'static str, Vec<f32>, usize)>,
+}
+
+fn guarded(data: &[f32]) -> Vec<f32> {
+    let mut v = data.to_vec();
+    v.extend(std::iter::repeat_n(GUARD_VALUE, GUARD));
+    v
+}
+
+async fn read_all<B: Backend>(b: &B, buf: &B::Buf, len: usize) -> Result<Vec<f32>, BackendError> {
+    b.read(buf, 0, len + GUARD).await
+}
+
+/// Runs the case's op on `b` with inputs drawn from the case's seed.
+async fn execute<B: Backend>(b: &B, case: &Case) -> Result<Run, BackendError> {
+    let mut rng = Rng::new(case.seed);
+    let mut outputs = Vec::new();
+    match &case.op {
+        Op::Matmul { dtype, rows, n, k } => {
+            let w = b.upload_weight(*dtype, *n, *k, &random_weight(*dtype, *n, *k, &mut rng))?;
+            let x = b.upload(&rng.vec(rows * k, 1.0))?;
+            let mut out = b.upload(&guarded(&vec![0.0; rows * n]))?;
+            b.matmul(&x, *rows, &w, &mut out)?;
+            outputs.push(("out", read_all(b, &out, rows * n).await?, rows * n));
+        }
+        Op::Embed { dtype, vocab, cols, ids, scale } => {
+            let w = b.upload_weight(*dtype, *vocab, *cols, &random_weight(*dtype, *vocab, *cols, &mut rng))?;
+            let mut out = b.upload(&guarded(&vec![0.0; ids.len() * cols]))?;
+            b.embed(&w, ids, *scale, &mut out)?;
+            outputs.push(("out", read_all(b, &out, ids.len() * cols).await?, ids.len() * cols));
+        }
+        Op::RmsNorm { dtype, rows, cols, eps, offset } => {
+            let w = b.upload_weight(*dtype, 1, *cols, &random_weight(*dtype, 1, *cols, &mut rng))?;
+            let x = b.upload(&rng.vec(rows * cols, 3.0))?;
+            let mut out = b.upload(&guarded(&vec![0.0; rows * cols]))?;
+            b.rms_norm(&x, *rows, *cols, &w, *eps, *offset, &mut out)?;
+            outputs.push(("out", read_all(b, &out, rows * cols).await?, rows * cols));
+        }
+        Op::AddBias { dtype, rows, cols } => {
+            let w = b.upload_weight(*dtype, 1, *cols, &random_weight(*dtype, 1, *cols, &mut rng))?;
+            let mut x = b.upload(&guarded(&rng.vec(rows * cols, 1.0)))?;
+            b.add_bias(&mut x, *rows, &w)?;
+            outputs.push(("x", read_all(b, &x, rows * cols).await?, rows * cols));
+        }
+        Op::Rope { style, tokens, heads, head_dim, rope_dim, pos0, mscale } => {
+            let inv_freq: Vec<f32> = (0..rope_dim / 2).map(|i| 10000f32.powf(-2.0 * i as f32 / *rope_dim as f32)).collect();
+            let positions: Vec<u32> = (0..*tokens as u32).map(|t| pos0 + t * 3).collect();
+            let len = tokens * heads * head_dim;
+            let mut x = b.upload(&guarded(&rng.vec(len, 1.0)))?;
+            let args = RopeArgs { rope_dim: *rope_dim, style: *style, inv_freq: &inv_freq, mscale: *mscale, positions: &positions };
+            b.rope(&mut x, *heads, *head_dim, &args)?;
+            outputs.push(("x", read_all(b, &x, len).await?, len));
+        }
+        Op::Attention { tokens, past, heads, kv_heads, hd, hdv, window, softcap } => {
+            let kv_len = past + tokens;
+            let q = b.upload(&rng.vec(tokens * heads * hd, 1.0))?;
+            let k = b.upload(&rng.vec(kv_len * kv_heads * hd, 1.0))?;
+            let vv = b.upload(&rng.vec(kv_len * kv_heads * hdv, 1.0))?;
+            let len = tokens * heads * hdv;
+            let mut out = b.upload(&guarded(&vec![0.0; len]))?;
+            let args = AttnArgs {
+                tokens: *tokens,
+                past: *past,
+                n_heads: *heads,
+                n_kv_heads: *kv_heads,
+                head_dim: *hd,
+                head_dim_v: *hdv,
+                scale: 1.0 / (*hd as f32).sqrt() * 2.0,
+                window: *window,
+                softcap: *softcap,
+            };
+            b.attention(&q, &k, &vv, &args, &mut out)?;
+            outputs.push(("out", read_all(b, &out, len).await?, len));
+        }
+        Op::Gated { act, n } => {
+            let g = b.upload(&rng.vec(*n, 6.0))?;
+            let u = b.upload(&rng.vec(*n, 2.0))?;
+            let mut out = b.upload(&guarded(&vec![0.0; *n]))?;
+            b.gated(&g, &u, *n, *act, &mut out)?;
+            outputs.push(("out", read_all(b, &out, *n).await?, *n));
+        }
+        Op::Add { n } => {
+            let mut x = b.upload(&guarded(&rng.vec(*n, 1.0)))?;
+            let y = b.upload(&rng.vec(*n, 1.0))?;
+            b.add(&mut x, &y, *n)?;
+            outputs.push(("x", read_all(b, &x, *n).await?, *n));
+        }
+        Op::Softcap { n, cap } => {
+            let mut x = b.upload(&guarded(&rng.vec(*n, 200.0)))?;
+            b.softcap(&mut x, *n, *cap)?;
+            outputs.push(("x", read_all(b, &x, *n).await?, *n));
+        }
+        Op::CopyRows { dst_rows, dst_row, src_rows, src_row, rows, width } => {
+            let src = b.upload(&rng.vec(src_rows * width, 1.0))?;
+            let mut dst = b.upload(&guarded(&rng.vec(dst_rows * width, 1.0)))?;
+            b.copy_rows(&mut dst, *dst_row, &src, *src_row, *rows, *width)?;
+            outputs.push(("dst", read_all(b, &dst, dst_rows * width).await?, dst_rows * width));
+        }
+        Op::CopyCols { rows, src_width, col, cols } => {
+            let src = b.upload(&rng.vec(rows * src_width, 1.0))?;
+            let mut dst = b.upload(&guarded(&vec![0.0; rows * cols]))?;
+            b.copy_cols(&mut dst, &src, *rows, *src_width, *col, *cols)?;
+            outputs.push(("dst", read_all(b, &dst, rows * cols).await?, rows * cols));
+        }
+        Op::TopK { n, k, ties } => {
+            let mut x = rng.vec(*n, 10.0);
+            if *ties {
+                // Few distinct values: ties everywhere, broken by index.
+                x.iter_mut().for_each(|v| *v = (*v).round());
+            }
+            let buf = b.upload(&x)?;
+            let top = b.top_k(&buf, *n, *k).await?;
+            let mut flat = Vec::new();
+            for (i, v) in &top {
+                flat.push(*i as f32);
+                flat.push(*v);
+            }
+            let len = flat.len();
+            outputs.push(("top", flat, len));
+        }
+    }
+    Ok(Run { outputs })
+}
+
+/// Runs one case on `b` and on the CPU reference and judges it.
+pub async fn run_case<B: Backend>(b: &B, case: &Case, low_precision: bool) -> Outcome {
+    let reference = match execute(&CpuBackend::new(), case).await {
+        Ok(r) => r,
+        Err(e) => return Outcome::Fail(format!("the CPU reference failed: {e}")),
+    };
+    let got = match execute(b, case).await {
+        Ok(r) => r,
+        Err(BackendError::Unsupported { what, .. }) => return Outcome::Unsupported(what),
+        Err(e) => return Outcome::Fail(format!("error: {e}")),
+    };
+    let lim = limit(family(&case.op), low_precision);
+    let mut worst = 0f64;
+    for ((name, want, len), (_, have, hlen)) in reference.outputs.iter().zip(&got.outputs) {
+        if len != hlen || have.len() != want.len() {
+            return Outcome::Fail(format!("{name}: {} values, the reference has {}", have.len(), want.len()));
+        }
+        if let Some(i) = have[*len..].iter().position(|v| v.to_bits() != GUARD_VALUE.to_bits()) {
+            return Outcome::Fail(format!("{name}: guard value {i} after the output was overwritten ({})", have[len + i]));
+        }
+        if let Some(i) = have[..*len].iter().position(|v| v.is_nan()) {
+            return Outcome::Fail(format!("{name}[{i}] is NaN"));
+        }
+        if let Some(i) = (0..*len).find(|&i| (have[i].is_infinite() || want[i].is_infinite()) && have[i] != want[i]) {
+            return Outcome::Fail(format!("{name}[{i}] = {}, reference {}", have[i], want[i]));
+        }
+        let (mut err, mut norm) = (0f64, 0f64);
+        for i in 0..*len {
+            if want[i].is_infinite() {
+                continue;
+            }
+            let d = f64::from(have[i]) - f64::from(want[i]);
+            err += d * d;
+            norm += f64::from(want[i]) * f64::from(want[i]);
+        }
+        let nmse = if norm > 0.0 { err / norm } else { err };
+        worst = worst.max(nmse);
+        if nmse > lim {
+            let i = (0..*len).max_by(|&a, &b| (have[a] - want[a]).abs().total_cmp(&(have[b] - want[b]).abs())).unwrap_or(0);
+            return Outcome::Fail(format!("{name}: NMSE {nmse:.3e} > {lim:.1e} (worst at {i}: {} vs reference {})", have[i], want[i]));
+        }
+    }
+    Outcome::Pass { nmse: worst, limit: lim }
+}
+
+/// Counts from a run of many cases, with one line per case.
+#[derive(Clone, Debug, Default)]
+pub struct Report {
+    pub passed: usize,
+    pub failed: usize,
+    pub unsupported: usize,
+    pub lines: Vec<String>,
+    /// Worst NMSE per op family.
+    pub worst: std::collections::BTreeMap<&'static str, f64>,
+}
+
+impl Report {
+    pub fn summary(&self) -> String {
+        format!("{} passed, {} failed, {} unsupported", self.passed, self.failed, self.unsupported)
+    }
+}
+
+pub async fn run_all<B: Backend>(b: &B, cases: &[Case], low_precision: bool) -> Report {
+    let mut r = Report::default();
+    for c in cases {
+        let o = run_case(b, c, low_precision).await;
+        let line = match &o {
+            Outcome::Pass { nmse, limit } => {
+                r.passed += 1;
+                let w = r.worst.entry(family(&c.op)).or_insert(0.0);
+                *w = w.max(*nmse);
+                format!("PASS  {}  nmse={nmse:.2e} (limit {limit:.0e})", c.name)
+            }
+            Outcome::Fail(why) => {
+                r.failed += 1;
+                format!("FAIL  {}  {why}", c.name)
+            }
+            Outcome::Unsupported(why) => {
+                r.unsupported += 1;
+                format!("UNSUPPORTED  {}  {why}", c.name)
+            }
+        };
+        r.lines.push(line);
+    }
+    r
+}

@@ -7,6 +7,8 @@ use std::time::Instant;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use strata::backend::cpu::CpuBackend;
+use strata::backend::webgpu::{WgpuBackend, WgpuOptions};
+use strata::backend::Backend;
 use strata::chat::{ChatTemplate, Message};
 use strata::sampler::{Sampler, SamplerConfig};
 use strata::session::Session;
@@ -70,6 +72,12 @@ enum Command {
         json: bool,
         prompt: String,
     },
+    /// The compute devices strata can use: wgpu adapters with their limits and features,
+    /// CUDA, the CPU.
+    Devices {
+        #[arg(long)]
+        json: bool,
+    },
     /// Prompt processing and generation speed, like llama-bench (pp, tg).
     Bench {
         #[command(flatten)]
@@ -87,6 +95,9 @@ enum Command {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 enum BackendKind {
+    /// A hardware GPU through wgpu when there is one, else the CPU (a CPU-emulated
+    /// adapter such as lavapipe is slower than the CPU backend, so auto skips it).
+    Auto,
     Cpu,
     Wgpu,
     Cuda,
@@ -97,8 +108,11 @@ struct ModelArgs {
     /// Model file or directory. Default: the demo model, fetched once into the cache.
     #[arg(long, short = 'm')]
     model: Option<PathBuf>,
-    #[arg(long, value_enum, default_value_t = BackendKind::Cpu)]
+    #[arg(long, value_enum, default_value_t = BackendKind::Auto)]
     backend: BackendKind,
+    /// wgpu adapter index (see `strata devices`); default: the high-performance one.
+    #[arg(long)]
+    adapter: Option<usize>,
     /// Context positions to allocate (capped at the model's context length).
     #[arg(long, default_value_t = 4096)]
     ctx: usize,
@@ -135,16 +149,28 @@ impl SamplingArgs {
     }
 }
 
+/// Runs `$body` with `$m` bound to the model loaded on the backend the arguments choose.
+macro_rules! on_backend {
+    ($args:expr, |$m:ident| $body:expr) => {
+        match open_backend($args) {
+            Err(e) => Err(e),
+            Ok(Chosen::Cpu(b)) => load(b, $args).and_then(|$m| $body),
+            Ok(Chosen::Wgpu(b)) => load(b, $args).and_then(|$m| $body),
+        }
+    };
+}
+
 type Fail = String;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Inspect { path, json } => return inspect_cmd(path, json),
-        Command::Run { model, sampling, n, json, prompt } => run(&model, &sampling, n, json, &prompt),
-        Command::Chat { model, sampling, n } => chat(&model, &sampling, n),
-        Command::Logits { model, top, json, prompt } => logits(&model, top, json, &prompt),
-        Command::Bench { model, p, n, json } => bench(&model, p, n, json),
+        Command::Devices { json } => devices(json),
+        Command::Run { model, sampling, n, json, prompt } => on_backend!(&model, |m| run(m, &sampling, n, json, &prompt)),
+        Command::Chat { model, sampling, n } => on_backend!(&model, |m| chat(m, &sampling, n)),
+        Command::Logits { model, top, json, prompt } => on_backend!(&model, |m| logits(m, top, json, &prompt)),
+        Command::Bench { model, p, n, json } => on_backend!(&model, |m| bench(m, p, n, json)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -169,17 +195,82 @@ fn model_path(p: &Option<PathBuf>) -> Result<PathBuf, Fail> {
     }
 }
 
-struct Loaded {
-    session: Session<CpuBackend>,
+enum Chosen {
+    Cpu(CpuBackend),
+    Wgpu(Box<WgpuBackend>),
+}
+
+fn open_wgpu(args: &ModelArgs) -> Result<WgpuBackend, Fail> {
+    pollster::block_on(WgpuBackend::new(WgpuOptions { adapter: args.adapter, ..Default::default() })).map_err(|e| format!("--backend wgpu: {e}"))
+}
+
+fn open_backend(args: &ModelArgs) -> Result<Chosen, Fail> {
+    match args.backend {
+        BackendKind::Cpu => Ok(Chosen::Cpu(CpuBackend::new())),
+        BackendKind::Wgpu => Ok(Chosen::Wgpu(Box::new(open_wgpu(args)?))),
+        BackendKind::Cuda => Err("--backend cuda: this build has no CUDA backend yet; use --backend wgpu or cpu (`strata devices` lists what is available)".into()),
+        BackendKind::Auto => match open_wgpu(args) {
+            Ok(b) if b.adapter().device_type != "Cpu" => Ok(Chosen::Wgpu(Box::new(b))),
+            _ => Ok(Chosen::Cpu(CpuBackend::new())),
+        },
+    }
+}
+
+fn devices(json: bool) -> Result<(), Fail> {
+    let adapters = pollster::block_on(strata::backend::webgpu::adapters());
+    let cpu = CpuBackend::new().name();
+    if json {
+        out(&serde_json::json!({"wgpu": adapters, "cuda": null, "cpu": cpu}).to_string());
+        return Ok(());
+    }
+    if adapters.is_empty() {
+        out("wgpu: no adapter (no Vulkan/Metal/DX12 driver found; on Linux without a GPU, install mesa-vulkan-drivers for lavapipe)");
+    }
+    for a in &adapters {
+        out(&format!(
+            "wgpu #{}: {} ({}, {}, driver {})\n    shader-f16: {}, subgroups: {}\n    max_storage_buffer_binding_size: {} MiB, max_buffer_size: {} MiB, workgroup storage: {} KiB, invocations/workgroup: {}",
+            a.index,
+            a.name,
+            a.backend,
+            a.device_type,
+            a.driver,
+            a.shader_f16,
+            a.subgroups,
+            a.max_storage_buffer_binding_size >> 20,
+            a.max_buffer_size >> 20,
+            a.max_compute_workgroup_storage_size >> 10,
+            a.max_compute_invocations_per_workgroup
+        ));
+    }
+    out("cuda: not built into this binary yet");
+    out(&format!("cpu: {cpu}"));
+    Ok(())
+}
+
+/// A backend by value (wgpu's is boxed in `Chosen` to keep the enum small).
+struct Boxed<B>(B);
+
+impl From<CpuBackend> for Boxed<CpuBackend> {
+    fn from(b: CpuBackend) -> Self {
+        Boxed(b)
+    }
+}
+
+impl From<Box<WgpuBackend>> for Boxed<WgpuBackend> {
+    fn from(b: Box<WgpuBackend>) -> Self {
+        Boxed(*b)
+    }
+}
+
+struct Loaded<B: Backend> {
+    session: Session<B>,
     tokenizer: Tokenizer,
     template: Option<ChatTemplate>,
     load_ms: f64,
 }
 
-fn load(args: &ModelArgs) -> Result<Loaded, Fail> {
-    if args.backend != BackendKind::Cpu {
-        return Err(format!("backend {:?} is not built yet; use --backend cpu", args.backend).to_lowercase());
-    }
+fn load<B: Backend>(backend: impl Into<Boxed<B>>, args: &ModelArgs) -> Result<Loaded<B>, Fail> {
+    let backend = backend.into().0;
     let t0 = Instant::now();
     let path = model_path(&args.model)?;
     let model = strata::model::load(&path).map_err(|e| e.to_string())?;
@@ -192,7 +283,7 @@ fn load(args: &ModelArgs) -> Result<Loaded, Fail> {
     let sources: Vec<FileSource> = model.files.files.iter().map(FileSource::open).collect::<Result<_, _>>().map_err(|e| e.to_string())?;
     let refs: Vec<&dyn ByteSource> = sources.iter().map(|s| s as &dyn ByteSource).collect();
     let mut bar = Progress::new("loading weights");
-    let session = Session::new(CpuBackend::new(), model, &refs, args.ctx, &mut |done, total| bar.update(done, total)).map_err(|e| e.to_string())?;
+    let session = Session::new(backend, model, &refs, args.ctx, &mut |done, total| bar.update(done, total)).map_err(|e| e.to_string())?;
     bar.finish();
     Ok(Loaded { session, tokenizer, template, load_ms: t0.elapsed().as_secs_f64() * 1e3 })
 }
@@ -240,8 +331,7 @@ impl Progress {
     }
 }
 
-fn run(args: &ModelArgs, sampling: &SamplingArgs, n: usize, json: bool, prompt: &str) -> Result<(), Fail> {
-    let mut m = load(args)?;
+fn run<B: Backend>(mut m: Loaded<B>, sampling: &SamplingArgs, n: usize, json: bool, prompt: &str) -> Result<(), Fail> {
     let ids = m.tokenizer.encode(prompt, true, false).map_err(|e| e.to_string())?;
     let mut sampler = sampling.sampler();
     let mut stdout = std::io::stdout();
@@ -271,7 +361,7 @@ fn run(args: &ModelArgs, sampling: &SamplingArgs, n: usize, json: bool, prompt: 
                 "prompt_tokens_per_s": ids.len() as f64 / pp.max(1e-9),
                 "generated_tokens_per_s": g.tokens.len() as f64 / tg.max(1e-9),
             },
-            "backend": "cpu",
+            "backend": m.session.backend_name(),
         })
         .to_string());
     } else {
@@ -288,8 +378,7 @@ fn run(args: &ModelArgs, sampling: &SamplingArgs, n: usize, json: bool, prompt: 
     Ok(())
 }
 
-fn chat(args: &ModelArgs, sampling: &SamplingArgs, n: usize) -> Result<(), Fail> {
-    let mut m = load(args)?;
+fn chat<B: Backend>(mut m: Loaded<B>, sampling: &SamplingArgs, n: usize) -> Result<(), Fail> {
     let template = m.template.take().ok_or("this model has no chat template (tokenizer.chat_template)")?;
     let mut sampler = sampling.sampler();
     let mut messages: Vec<Message> = Vec::new();
@@ -319,8 +408,7 @@ fn chat(args: &ModelArgs, sampling: &SamplingArgs, n: usize) -> Result<(), Fail>
     }
 }
 
-fn logits(args: &ModelArgs, top: usize, json: bool, prompt: &str) -> Result<(), Fail> {
-    let mut m = load(args)?;
+fn logits<B: Backend>(mut m: Loaded<B>, top: usize, json: bool, prompt: &str) -> Result<(), Fail> {
     let ids = m.tokenizer.encode(prompt, true, false).map_err(|e| e.to_string())?;
     let l = pollster::block_on(m.session.prefill(&ids)).map_err(|e| e.to_string())?;
     let order = strata::sampler::top_k(&l, top);
@@ -335,8 +423,7 @@ fn logits(args: &ModelArgs, top: usize, json: bool, prompt: &str) -> Result<(), 
     Ok(())
 }
 
-fn bench(args: &ModelArgs, p: usize, n: usize, json: bool) -> Result<(), Fail> {
-    let mut m = load(args)?;
+fn bench<B: Backend>(mut m: Loaded<B>, p: usize, n: usize, json: bool) -> Result<(), Fail> {
     let vocab = m.session.model.config.vocab_size as u64;
     // Deterministic pseudo-random prompt, as llama-bench uses random tokens.
     let mut x = 0x2545_f491_4f6c_dd1du64;
@@ -352,10 +439,12 @@ fn bench(args: &ModelArgs, p: usize, n: usize, json: bool) -> Result<(), Fail> {
     let pp = t.elapsed().as_secs_f64();
     m.session.reset();
     let mut tok = next();
+    // Greedy decode as in generation: on-device argmax, one id read back per token.
+    let mut greedy = Sampler::new(SamplerConfig::greedy());
     let t = Instant::now();
     for _ in 0..n {
-        let l = pollster::block_on(m.session.decode_step(tok)).map_err(|e| e.to_string())?;
-        tok = strata::sampler::argmax(&l) as u32;
+        let l = m.session.forward_last(&[tok]).map_err(|e| e.to_string())?;
+        tok = pollster::block_on(m.session.pick(&l, &mut greedy, &[])).map_err(|e| e.to_string())?;
     }
     let tg = t.elapsed().as_secs_f64();
     let model = m.session.model.files.path.clone();

@@ -74,13 +74,40 @@ impl Sampler {
             return argmax(&l) as u32;
         }
         // Candidates sorted by logit, highest first (ties: lower id first).
-        let mut cand: Vec<(u32, f32)> = l.iter().enumerate().map(|(i, &x)| (i as u32, x / c.temperature)).collect();
+        let mut cand: Vec<(u32, f32)> = l.iter().enumerate().map(|(i, &x)| (i as u32, x)).collect();
         cand.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
         if c.top_k > 0 {
             cand.truncate(c.top_k);
         }
-        let max = cand[0].1;
-        let mut probs: Vec<f64> = cand.iter().map(|&(_, x)| f64::from(x - max).exp()).collect();
+        self.sample_sorted(&cand)
+    }
+
+    /// What this sampler needs from the logits when there is no repetition penalty: the
+    /// `k` best (id, logit) pairs, or `None` for the whole row. A backend computes those
+    /// on the device, so a decode step reads back k pairs instead of the vocabulary.
+    pub fn candidates_needed(&self) -> Option<usize> {
+        let c = &self.config;
+        if c.repetition_penalty != 1.0 {
+            return None;
+        }
+        if c.temperature <= 0.0 {
+            return Some(1);
+        }
+        (c.top_k > 0).then_some(c.top_k)
+    }
+
+    /// Picks from `cand`, the top candidates sorted by logit (highest first, ties to the
+    /// lower id; at least `candidates_needed()` of them, or all). Same draw as `sample` on
+    /// the full logits with the same state.
+    pub fn sample_sorted(&mut self, cand: &[(u32, f32)]) -> u32 {
+        let c = self.config.clone();
+        let Some(&(first, _)) = cand.first() else { return 0 };
+        if c.temperature <= 0.0 {
+            return first;
+        }
+        let cand = if c.top_k > 0 { &cand[..c.top_k.min(cand.len())] } else { cand };
+        let max = cand[0].1 / c.temperature;
+        let mut probs: Vec<f64> = cand.iter().map(|&(_, x)| f64::from(x / c.temperature - max).exp()).collect();
         let total: f64 = probs.iter().sum();
         probs.iter_mut().for_each(|p| *p /= total);
         let mut keep = probs.len();
@@ -180,6 +207,21 @@ mod tests {
         assert_eq!(s.sample(&[3.0, 2.0], &[0]), 1);
         // Negative logits are multiplied: -1 -> -2 loses to -1.5.
         assert_eq!(s.sample(&[-1.0, -1.5], &[0]), 1);
+    }
+
+    #[test]
+    fn sampling_from_top_k_candidates_equals_sampling_from_the_row() {
+        let logits: Vec<f32> = (0..500).map(|i| ((i * 7919 % 1000) as f32 * 0.013).sin() * 4.0).collect();
+        for cfg in [SamplerConfig::default(), SamplerConfig::greedy(), SamplerConfig { top_k: 5, temperature: 1.3, top_p: 1.0, min_p: 0.0, ..SamplerConfig::default() }] {
+            let (mut full, mut cands) = (Sampler::new(cfg.clone()), Sampler::new(cfg.clone()));
+            let k = cands.candidates_needed().unwrap();
+            let top: Vec<(u32, f32)> = top_k(&logits, k).into_iter().map(|i| (i as u32, logits[i])).collect();
+            for _ in 0..50 {
+                assert_eq!(full.sample(&logits, &[]), cands.sample_sorted(&top), "{cfg:?}");
+            }
+        }
+        assert_eq!(Sampler::new(SamplerConfig { repetition_penalty: 1.1, ..SamplerConfig::default() }).candidates_needed(), None);
+        assert_eq!(Sampler::new(SamplerConfig { top_k: 0, ..SamplerConfig::default() }).candidates_needed(), None);
     }
 
     #[test]

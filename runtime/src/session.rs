@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use crate::arch::forward::{forward, Logits};
-use crate::backend::{Backend, BackendError};
+use crate::backend::{Backend, BackendError, MAX_DEVICE_TOP_K};
 use crate::kv_cache::KvCache;
 use crate::model::LoadedModel;
 use crate::rope::{RopeError, RopeTables};
@@ -98,12 +98,34 @@ impl<B: Backend> Session<B> {
 
     /// Appends `ids` and returns the logits of the last one (`vocab_size` values).
     pub async fn prefill(&mut self, ids: &[u32]) -> Result<Vec<f32>, SessionError> {
+        let out = self.forward_last(ids)?;
+        Ok(self.backend.read(&out, 0, self.model.config.vocab_size as usize).await?)
+    }
+
+    /// Appends `ids`; the last one's logits stay on the device (sample them with
+    /// [`Session::pick`]).
+    pub fn forward_last(&mut self, ids: &[u32]) -> Result<B::Buf, SessionError> {
         if ids.is_empty() {
             return Err(SessionError::EmptyPrompt);
         }
         self.check_room(ids.len(), 0)?;
-        let out = forward(&self.backend, &self.model.config, &self.weights, &self.rope, &mut self.kv, ids, Logits::Last)?;
-        Ok(self.backend.read(&out, 0, self.model.config.vocab_size as usize).await?)
+        Ok(forward(&self.backend, &self.model.config, &self.weights, &self.rope, &mut self.kv, ids, Logits::Last)?)
+    }
+
+    /// Samples from logits on the device, reading back only what the sampler needs (the
+    /// device's top-k when it can, the whole row otherwise).
+    pub async fn pick(&self, logits: &B::Buf, sampler: &mut Sampler, history: &[u32]) -> Result<u32, SessionError> {
+        let vocab = self.model.config.vocab_size as usize;
+        match sampler.candidates_needed() {
+            Some(k) if k <= MAX_DEVICE_TOP_K => {
+                let top = self.backend.top_k(logits, vocab, k).await?;
+                Ok(sampler.sample_sorted(&top))
+            }
+            _ => {
+                let row = self.backend.read(logits, 0, vocab).await?;
+                Ok(sampler.sample(&row, history))
+            }
+        }
     }
 
     /// Logits at every position of `ids` (`[ids.len(), vocab]` flattened).
@@ -135,7 +157,8 @@ impl<B: Backend> Session<B> {
     ) -> Result<Generation, SessionError> {
         self.check_room(prompt.len(), max_tokens)?;
         let clock = Clock::start();
-        let mut logits = self.prefill(prompt).await?;
+        let mut logits = self.forward_last(prompt)?;
+        let mut next = self.pick(&logits, sampler, prompt).await?;
         let prefill = clock.elapsed();
         let clock = Clock::start();
         let eog = self.model.config.eog_token_ids.clone();
@@ -145,7 +168,9 @@ impl<B: Backend> Session<B> {
         let mut stop = StopReason::MaxTokens;
         let mut text = String::new();
         for i in 0..max_tokens {
-            let next = sampler.sample(&logits, &history);
+            if i > 0 {
+                next = self.pick(&logits, sampler, &history).await?;
+            }
             if eog.contains(&next) {
                 stop = StopReason::EndOfGeneration;
                 break;
@@ -162,7 +187,7 @@ impl<B: Backend> Session<B> {
             }
             emitted = emitted.max(stable);
             if i + 1 < max_tokens {
-                logits = self.decode_step(next).await?;
+                logits = self.forward_last(&[next])?;
             }
         }
         if text.len() > emitted && stop != StopReason::Cancelled {

@@ -53,3 +53,40 @@ pub fn cosine(a: &[f32], b: &[f32]) -> f64 {
     }
     ab / (aa.sqrt() * bb.sqrt())
 }
+
+/// A real model loaded on any backend (the wgpu / browser / CUDA model cases).
+pub struct ModelOn<B: strata::backend::Backend> {
+    pub b: B,
+    pub model: LoadedModel,
+    pub weights: Weights<B>,
+    pub rope: RopeTables,
+}
+
+impl<B: strata::backend::Backend> ModelOn<B> {
+    pub fn load(b: B, path: &Path) -> Self {
+        let model = strata::model::load(path).unwrap_or_else(|e| panic!("{e}"));
+        let sources: Vec<FileSource> = model.files.files.iter().map(|f| FileSource::open(f).unwrap()).collect();
+        let refs: Vec<&dyn ByteSource> = sources.iter().map(|s| s as &dyn ByteSource).collect();
+        let weights = Weights::load(&b, &model, &refs).unwrap_or_else(|e| panic!("{e}"));
+        let rope = RopeTables::new(&model.config, weights.rope_factors.as_deref()).unwrap();
+        ModelOn { b, model, weights, rope }
+    }
+
+    pub fn cache(&self, capacity: usize) -> KvCache<B> {
+        KvCache::new(&self.b, &self.model.config, capacity).unwrap()
+    }
+
+    /// The last token's logits, left on the device.
+    pub fn run_last(&self, kv: &mut KvCache<B>, tokens: &[u32]) -> B::Buf {
+        forward(&self.b, &self.model.config, &self.weights, &self.rope, kv, tokens, Logits::Last).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    pub fn read(&self, buf: &B::Buf) -> Vec<f32> {
+        pollster::block_on(self.b.read(buf, 0, self.model.config.vocab_size as usize)).unwrap()
+    }
+
+    /// The device's top-1 (on-device argmax).
+    pub fn device_argmax(&self, buf: &B::Buf) -> u32 {
+        pollster::block_on(self.b.top_k(buf, self.model.config.vocab_size as usize, 1)).unwrap()[0].0
+    }
+}

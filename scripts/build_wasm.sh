@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Build the runtime (`strata`) and `strata-web` for wasm32-unknown-unknown.
+# Build the runtime (`strata`, with its wgpu backend: WebGPU in the browser) and
+# `strata-web` for wasm32-unknown-unknown.
 #
 # rustup on our machines has no wasm32 std and cannot fetch one, so this uses Debian's
 # rustc-web/cargo-web (rustc 1.96 with std sources) and builds std itself (-Zbuild-std).
@@ -18,5 +19,5 @@ export CARGO_TARGET_DIR=${CARGO_TARGET_DIR_WASM:-target/wasm32}
 # rustup's proxies would pick the rustup toolchain; call Debian's binaries directly.
 export RUSTC=/usr/bin/rustc
 /usr/bin/cargo build --release --target wasm32-unknown-unknown -Zbuild-std=std,panic_abort \
-  -p strata -p strata-web "$@"
+  -p strata -p strata-web --features strata/wgpu "$@"
 ls -l "$CARGO_TARGET_DIR"/wasm32-unknown-unknown/release/*.wasm

@@ -29,5 +29,15 @@ done
 echo "== wasm32 build" >&2
 scripts/build_wasm.sh >/dev/null
 
+# The wgpu cases need a Vulkan/Metal/DX12 adapter; without a GPU, Mesa's lavapipe
+# (apt-get install mesa-vulkan-drivers) is one. CI requires it (STRATA_REQUIRE_WGPU=1).
+if ls /usr/share/vulkan/icd.d/lvp_icd*.json >/dev/null 2>&1; then
+  export STRATA_REQUIRE_WGPU=${STRATA_REQUIRE_WGPU:-1}
+elif [ "${STRATA_REQUIRE_WGPU:-0}" != 1 ]; then
+  echo "note: no lavapipe ICD found; wgpu cases run only if another adapter exists (apt-get install mesa-vulkan-drivers)" >&2
+fi
+# Mesa's loader complains on stderr when this is unset (headless machines, CI).
+export XDG_RUNTIME_DIR=${XDG_RUNTIME_DIR:-$(mktemp -d)}
+
 echo "== cargo test" >&2
 STRATA_REQUIRE_MODELS=1 cargo test --workspace --locked 2>&1

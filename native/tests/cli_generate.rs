@@ -55,5 +55,39 @@ fn prompt_past_the_context_is_a_clear_error() {
     assert!(!ok);
     assert!(stderr.contains("do not fit the context of 16"), "{stderr}");
     let (ok, _, stderr) = strata(&["run", "--backend", "cuda", "-m", path.to_str().unwrap(), "x"]);
-    assert!(!ok && stderr.contains("not built yet"), "{stderr}");
+    assert!(!ok && stderr.contains("no CUDA backend yet"), "{stderr}");
+}
+
+fn wgpu_required() -> bool {
+    std::env::var("STRATA_REQUIRE_WGPU").as_deref() == Ok("1")
+}
+
+/// `--backend wgpu` end to end (Session, on-device argmax): HF's greedy tokens.
+#[test]
+fn run_on_wgpu_greedy_equals_hf() {
+    let Some(path) = models::find(models::SMOLLM2) else { return };
+    let (ok, v, stderr) = strata(&["run", "--backend", "wgpu", "--json", "--temp", "0", "-n", "4", "-m", path.to_str().unwrap(), "The capital of France is"]);
+    if !ok && !wgpu_required() && stderr.contains("--backend wgpu") {
+        eprintln!("SKIPPED: {stderr}");
+        return;
+    }
+    assert!(ok, "{stderr}");
+    assert!(v["backend"].as_str().unwrap().starts_with("wgpu"), "{}", v["backend"]);
+    let want: Vec<Json> = hf()["cases"][1]["greedy"].as_array().unwrap()[..4].to_vec();
+    assert_eq!(v["tokens"].as_array().unwrap(), &want);
+}
+
+#[test]
+fn devices_lists_adapters_with_limits() {
+    let (ok, v, stderr) = strata(&["devices", "--json"]);
+    assert!(ok, "{stderr}");
+    assert!(v["cpu"].as_str().unwrap().starts_with("cpu"));
+    let adapters = v["wgpu"].as_array().unwrap();
+    if wgpu_required() {
+        assert!(!adapters.is_empty(), "no wgpu adapter listed");
+        for a in adapters {
+            assert!(a["max_storage_buffer_binding_size"].as_u64().unwrap() >= 128 << 20, "{a}");
+            assert!(a["name"].as_str().is_some_and(|n| !n.is_empty()));
+        }
+    }
 }

@@ -79,14 +79,7 @@ pub fn family(op: &Op) -> &'static str {
 pub fn limit(family: &str, low_precision: bool) -> f64 {
     match family {
         "copy_rows" | "copy_cols" | "top_k" => 0.0,
-        "matmul" | "embed" => {
-            if low_precision {
-                2e-6
-            } else {
-                1e-9
-            }
-        }
-        "rms_norm" | "add_bias" if low_precision => 2e-6,
+        "matmul" | "embed" | "rms_norm" | "add_bias" if low_precision => 2e-6,
         _ => 1e-9,
     }
 }

@@ -16,6 +16,16 @@ fn u16_at(b: u32) -> u32 {
     return (W[b >> 2u] >> ((b & 2u) << 3u)) & 0xffffu;
 }
 
+// 4 bytes at an even offset (every field of every format sits at one). The buffer is
+// padded to whole words, so the second word exists whenever the 4 bytes do.
+fn u32_at(b: u32) -> u32 {
+    let w = b >> 2u;
+    if ((b & 2u) == 0u) {
+        return W[w];
+    }
+    return (W[w] >> 16u) | (W[w + 1u] << 16u);
+}
+
 fn f16_at(b: u32) -> f32 {
     return unpack2x16float(u16_at(b)).x;
 }
@@ -44,64 +54,83 @@ fn dequant_chunk(row_byte: u32, chunk: u32, k: u32, out: ptr<function, array<{{V
     }
 #elif DT_F16
     let base = row_byte + chunk * 64u;
-    for (var i = 0u; i < 32u; i++) {
-        (*out)[i] = {{VAL}}(select(0.0, f16_at(base + 2u * i), chunk * 32u + i < k));
+    for (var i = 0u; i < 32u; i += 2u) {
+        let v = unpack2x16float(u32_at(base + 2u * i));
+        (*out)[i] = {{VAL}}(select(0.0, v.x, chunk * 32u + i < k));
+        (*out)[i + 1u] = {{VAL}}(select(0.0, v.y, chunk * 32u + i + 1u < k));
     }
 #elif DT_BF16
     let base = row_byte + chunk * 64u;
-    for (var i = 0u; i < 32u; i++) {
-        (*out)[i] = {{VAL}}(select(0.0, bitcast<f32>(u16_at(base + 2u * i) << 16u), chunk * 32u + i < k));
+    for (var i = 0u; i < 32u; i += 2u) {
+        let w = u32_at(base + 2u * i);
+        (*out)[i] = {{VAL}}(select(0.0, bitcast<f32>(w << 16u), chunk * 32u + i < k));
+        (*out)[i + 1u] = {{VAL}}(select(0.0, bitcast<f32>(w & 0xffff0000u), chunk * 32u + i + 1u < k));
     }
 #elif DT_Q8_0
     // d: f16, qs: 32 x i8
     let base = row_byte + chunk * 34u;
     let d = f16_at(base);
-    for (var i = 0u; i < 32u; i++) {
-        (*out)[i] = {{VAL}}(d * i8_of(byte_at(base + 2u + i)));
+    for (var j = 0u; j < 32u; j += 4u) {
+        let q = u32_at(base + 2u + j);
+        for (var b = 0u; b < 4u; b++) {
+            (*out)[j + b] = {{VAL}}(d * f32(i32(q << (24u - 8u * b)) >> 24u));
+        }
     }
 #elif DT_Q4_0
     // d: f16, qs: 16 bytes; low nibbles are values 0..15, high nibbles 16..31, offset 8
     let base = row_byte + chunk * 18u;
     let d = f16_at(base);
-    for (var j = 0u; j < 16u; j++) {
-        let q = byte_at(base + 2u + j);
-        (*out)[j] = {{VAL}}(d * (f32(q & 15u) - 8.0));
-        (*out)[j + 16u] = {{VAL}}(d * (f32(q >> 4u) - 8.0));
+    for (var j = 0u; j < 16u; j += 4u) {
+        let q = u32_at(base + 2u + j);
+        for (var b = 0u; b < 4u; b++) {
+            let v = q >> (8u * b);
+            (*out)[j + b] = {{VAL}}(d * (f32(v & 15u) - 8.0));
+            (*out)[j + b + 16u] = {{VAL}}(d * (f32((v >> 4u) & 15u) - 8.0));
+        }
     }
 #elif DT_Q4_1
     // d, m: f16, qs: 16 bytes
     let base = row_byte + chunk * 20u;
     let d = f16_at(base);
     let m = f16_at(base + 2u);
-    for (var j = 0u; j < 16u; j++) {
-        let q = byte_at(base + 4u + j);
-        (*out)[j] = {{VAL}}(d * f32(q & 15u) + m);
-        (*out)[j + 16u] = {{VAL}}(d * f32(q >> 4u) + m);
+    for (var j = 0u; j < 16u; j += 4u) {
+        let q = u32_at(base + 4u + j);
+        for (var b = 0u; b < 4u; b++) {
+            let v = q >> (8u * b);
+            (*out)[j + b] = {{VAL}}(d * f32(v & 15u) + m);
+            (*out)[j + b + 16u] = {{VAL}}(d * f32((v >> 4u) & 15u) + m);
+        }
     }
 #elif DT_Q5_0
     // d: f16, qh: 32 fifth bits, qs: 16 bytes, offset 16
     let base = row_byte + chunk * 22u;
     let d = f16_at(base);
-    let qh = u16_at(base + 2u) | (u16_at(base + 4u) << 16u);
-    for (var j = 0u; j < 16u; j++) {
-        let q = byte_at(base + 6u + j);
-        let h0 = ((qh >> j) << 4u) & 16u;
-        let h1 = (qh >> (j + 12u)) & 16u;
-        (*out)[j] = {{VAL}}(d * (f32((q & 15u) | h0) - 16.0));
-        (*out)[j + 16u] = {{VAL}}(d * (f32((q >> 4u) | h1) - 16.0));
+    let qh = u32_at(base + 2u);
+    for (var j = 0u; j < 16u; j += 4u) {
+        let q = u32_at(base + 6u + j);
+        for (var b = 0u; b < 4u; b++) {
+            let v = q >> (8u * b);
+            let h0 = ((qh >> (j + b)) << 4u) & 16u;
+            let h1 = (qh >> (j + b + 12u)) & 16u;
+            (*out)[j + b] = {{VAL}}(d * (f32((v & 15u) | h0) - 16.0));
+            (*out)[j + b + 16u] = {{VAL}}(d * (f32(((v >> 4u) & 15u) | h1) - 16.0));
+        }
     }
 #elif DT_Q5_1
     // d, m: f16, qh: 32 fifth bits, qs: 16 bytes
     let base = row_byte + chunk * 24u;
     let d = f16_at(base);
     let m = f16_at(base + 2u);
-    let qh = u16_at(base + 4u) | (u16_at(base + 6u) << 16u);
-    for (var j = 0u; j < 16u; j++) {
-        let q = byte_at(base + 8u + j);
-        let h0 = ((qh >> j) << 4u) & 16u;
-        let h1 = (qh >> (j + 12u)) & 16u;
-        (*out)[j] = {{VAL}}(d * f32((q & 15u) | h0) + m);
-        (*out)[j + 16u] = {{VAL}}(d * f32((q >> 4u) | h1) + m);
+    let qh = u32_at(base + 4u);
+    for (var j = 0u; j < 16u; j += 4u) {
+        let q = u32_at(base + 8u + j);
+        for (var b = 0u; b < 4u; b++) {
+            let v = q >> (8u * b);
+            let h0 = ((qh >> (j + b)) << 4u) & 16u;
+            let h1 = (qh >> (j + b + 12u)) & 16u;
+            (*out)[j + b] = {{VAL}}(d * f32((v & 15u) | h0) + m);
+            (*out)[j + b + 16u] = {{VAL}}(d * f32(((v >> 4u) & 15u) | h1) + m);
+        }
     }
 #elif DT_Q4_K
     // super-block of 256: d, dmin: f16, scales: 12 bytes (8 x 6-bit scale/min), qs: 128 bytes;
@@ -111,11 +140,15 @@ fn dequant_chunk(row_byte: u32, chunk: u32, k: u32, out: ptr<function, array<{{V
     let d = f16_at(base);
     let dmin = f16_at(base + 2u);
     let sm = scale_min_k4(s, base + 4u);
+    let scale = d * sm.x;
+    let min = dmin * sm.y;
     let q0 = base + 16u + 32u * (s / 2u);
     let shift = (s & 1u) * 4u;
-    for (var l = 0u; l < 32u; l++) {
-        let q = (byte_at(q0 + l) >> shift) & 15u;
-        (*out)[l] = {{VAL}}(d * sm.x * f32(q) - dmin * sm.y);
+    for (var l = 0u; l < 32u; l += 4u) {
+        let q = u32_at(q0 + l) >> shift;
+        for (var b = 0u; b < 4u; b++) {
+            (*out)[l + b] = {{VAL}}(scale * f32((q >> (8u * b)) & 15u) - min);
+        }
     }
 #elif DT_Q5_K
     // super-block of 256: d, dmin: f16, scales: 12 bytes, qh: 32 bytes (bit s of byte l is
@@ -125,11 +158,17 @@ fn dequant_chunk(row_byte: u32, chunk: u32, k: u32, out: ptr<function, array<{{V
     let d = f16_at(base);
     let dmin = f16_at(base + 2u);
     let sm = scale_min_k4(s, base + 4u);
+    let scale = d * sm.x;
+    let min = dmin * sm.y;
     let q0 = base + 48u + 32u * (s / 2u);
     let shift = (s & 1u) * 4u;
-    for (var l = 0u; l < 32u; l++) {
-        let q = ((byte_at(q0 + l) >> shift) & 15u) | (((byte_at(base + 16u + l) >> s) & 1u) << 4u);
-        (*out)[l] = {{VAL}}(d * sm.x * f32(q) - dmin * sm.y);
+    for (var l = 0u; l < 32u; l += 4u) {
+        let q = u32_at(q0 + l) >> shift;
+        let h = u32_at(base + 16u + l) >> s;
+        for (var b = 0u; b < 4u; b++) {
+            let v = ((q >> (8u * b)) & 15u) | (((h >> (8u * b)) & 1u) << 4u);
+            (*out)[l + b] = {{VAL}}(scale * f32(v) - min);
+        }
     }
 #elif DT_Q6_K
     // super-block of 256: ql: 128 bytes (low 4 bits), qh: 64 bytes (high 2 bits),
@@ -144,11 +183,15 @@ fn dequant_chunk(row_byte: u32, chunk: u32, k: u32, out: ptr<function, array<{{V
     let qh0 = base + 128u + 32u * half;
     let sc0 = base + 192u + 8u * half + 2u * quarter;
     let lshift = (quarter / 2u) * 4u;
-    for (var l = 0u; l < 32u; l++) {
-        let low = (byte_at(ql0 + l) >> lshift) & 15u;
-        let high = (byte_at(qh0 + l) >> (2u * quarter)) & 3u;
-        let q = f32(i32(low | (high << 4u)) - 32);
-        (*out)[l] = {{VAL}}(d * i8_of(byte_at(sc0 + l / 16u)) * q);
+    let scales = vec2<f32>(d * i8_of(byte_at(sc0)), d * i8_of(byte_at(sc0 + 1u)));
+    for (var l = 0u; l < 32u; l += 4u) {
+        let lo = u32_at(ql0 + l) >> lshift;
+        let hi = u32_at(qh0 + l) >> (2u * quarter);
+        let sc = scales[l / 16u];
+        for (var b = 0u; b < 4u; b++) {
+            let v = ((lo >> (8u * b)) & 15u) | (((hi >> (8u * b)) & 3u) << 4u);
+            (*out)[l + b] = {{VAL}}(sc * f32(i32(v) - 32));
+        }
     }
 #endif
 }

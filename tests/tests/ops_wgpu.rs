@@ -60,3 +60,21 @@ fn ops_weights_split_over_bindings() {
     drop(b);
     run(opts, "matmul,embed");
 }
+
+/// Limits are typed errors that name the limit, before anything is allocated.
+#[test]
+fn limits_are_clear_errors() {
+    let Some(b) = backend(WgpuOptions::default()) else { return };
+    let limit = b.adapter().max_storage_buffer_binding_size;
+    let err = b.alloc((limit / 4 + 1) as usize).err().expect("an activation over the binding limit");
+    assert!(err.to_string().contains("max_storage_buffer_binding_size"), "{err}");
+    let err = b.upload_weight(strata::quant::DType::IQ2XXS, 4, 256, &[0u8; 4 * 66]).err().expect("IQ2_XXS is not a compute dtype");
+    assert!(matches!(err, strata::backend::BackendError::Unsupported { .. }), "{err}");
+    let q = b.alloc(600).unwrap();
+    let mut out = b.alloc(600).unwrap();
+    let args = strata::backend::AttnArgs { tokens: 1, past: 0, n_heads: 1, n_kv_heads: 1, head_dim: 600, head_dim_v: 600, scale: 1.0, window: None, softcap: None };
+    let err = b.attention(&q, &q, &q, &args, &mut out).err().expect("head_dim 600 is past the kernel's 512");
+    assert!(matches!(err, strata::backend::BackendError::Unsupported { .. }), "{err}");
+    let err = b.embed(&b.upload_weight(strata::quant::DType::F32, 2, 4, &[0u8; 32]).unwrap(), &[2], 1.0, &mut out).err().expect("id 2 of 2 rows");
+    assert!(err.to_string().contains("token id 2"), "{err}");
+}

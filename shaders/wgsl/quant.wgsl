@@ -44,6 +44,12 @@ fn scale_min_k4(j: u32, b: u32) -> vec2<f32> {
     let m = (byte_at(b + j + 4u) >> 4u) | ((byte_at(b + j) >> 6u) << 4u);
     return vec2<f32>(f32(sc), f32(m));
 }
+
+// Q4_K / Q5_K super-block at `base` (d, dmin: f16, then the packed scales): sub-block s's
+// effective (scale, min), value = scale * q - min.
+fn k_scale_min(base: u32, s: u32) -> vec2<f32> {
+    return vec2<f32>(f16_at(base), f16_at(base + 2u)) * scale_min_k4(s, base + 4u);
+}
 #endif
 
 fn dequant_chunk(row_byte: u32, chunk: u32, k: u32, out: ptr<function, array<{{VAL}}, 32>>) {
@@ -137,17 +143,13 @@ fn dequant_chunk(row_byte: u32, chunk: u32, k: u32, out: ptr<function, array<{{V
     // sub-block s (32 values) = nibbles (low for even s, high for odd) of bytes 32*(s/2)..
     let base = row_byte + (chunk / 8u) * 144u;
     let s = chunk % 8u;
-    let d = f16_at(base);
-    let dmin = f16_at(base + 2u);
-    let sm = scale_min_k4(s, base + 4u);
-    let scale = d * sm.x;
-    let min = dmin * sm.y;
+    let sm = k_scale_min(base, s);
     let q0 = base + 16u + 32u * (s / 2u);
     let shift = (s & 1u) * 4u;
     for (var l = 0u; l < 32u; l += 4u) {
         let q = u32_at(q0 + l) >> shift;
         for (var b = 0u; b < 4u; b++) {
-            (*out)[l + b] = {{VAL}}(scale * f32((q >> (8u * b)) & 15u) - min);
+            (*out)[l + b] = {{VAL}}(sm.x * f32((q >> (8u * b)) & 15u) - sm.y);
         }
     }
 #elif DT_Q5_K
@@ -155,11 +157,7 @@ fn dequant_chunk(row_byte: u32, chunk: u32, k: u32, out: ptr<function, array<{{V
     // the fifth bit of value l of sub-block s), qs: 128 bytes as in Q4_K
     let base = row_byte + (chunk / 8u) * 176u;
     let s = chunk % 8u;
-    let d = f16_at(base);
-    let dmin = f16_at(base + 2u);
-    let sm = scale_min_k4(s, base + 4u);
-    let scale = d * sm.x;
-    let min = dmin * sm.y;
+    let sm = k_scale_min(base, s);
     let q0 = base + 48u + 32u * (s / 2u);
     let shift = (s & 1u) * 4u;
     for (var l = 0u; l < 32u; l += 4u) {
@@ -167,7 +165,7 @@ fn dequant_chunk(row_byte: u32, chunk: u32, k: u32, out: ptr<function, array<{{V
         let h = u32_at(base + 16u + l) >> s;
         for (var b = 0u; b < 4u; b++) {
             let v = ((q >> (8u * b)) & 15u) | (((h >> (8u * b)) & 1u) << 4u);
-            (*out)[l + b] = {{VAL}}(scale * f32(v) - min);
+            (*out)[l + b] = {{VAL}}(sm.x * f32(v) - sm.y);
         }
     }
 #elif DT_Q6_K

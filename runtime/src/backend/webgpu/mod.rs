@@ -333,6 +333,14 @@ impl WgpuBackend {
         self.check()
     }
 
+    /// One elementwise.wgsl op over `n` values (`cap`: the soft-cap, else unused).
+    fn elementwise(&self, op: &'static str, n: usize, cap: f32, bufs: &[(u32, &wgpu::Buffer)]) -> BResult<()> {
+        let (gx, gy, stride) = self.grid("elementwise", n, kernels::ELEMENTWISE_WG)?;
+        let mut d = self.target.base_defines();
+        elementwise_op(&mut d, op);
+        self.dispatch("elementwise.wgsl", d, bufs, 2, &[n as u32, stride, cap.to_bits(), 0, 0, 0, 0, 0], (gx, gy, 1))
+    }
+
     fn storage(&self, label: &str, bytes: &[u8]) -> wgpu::Buffer {
         self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
             label: Some(label),
@@ -656,11 +664,7 @@ impl Backend for WgpuBackend {
         if n == 0 {
             return Ok(());
         }
-        let (gx, gy, stride) = self.grid("gated", n, kernels::ELEMENTWISE_WG)?;
-        let mut d = self.target.base_defines();
-        elementwise_op(&mut d, if act == Activation::Silu { "GATED_SILU" } else { "GATED_GELU" });
-        let words = [n as u32, stride, 0, 0, 0, 0, 0, 0];
-        self.dispatch("elementwise.wgsl", d, &[(0, &gate.buf), (1, &up.buf), (4, &out.buf)], 2, &words, (gx, gy, 1))
+        self.elementwise(if act == Activation::Silu { "GATED_SILU" } else { "GATED_GELU" }, n, 0.0, &[(0, &gate.buf), (1, &up.buf), (4, &out.buf)])
     }
 
     fn add(&self, x: &mut WgpuBuf, y: &WgpuBuf, n: usize) -> BResult<()> {
@@ -669,11 +673,7 @@ impl Backend for WgpuBackend {
         if n == 0 {
             return Ok(());
         }
-        let (gx, gy, stride) = self.grid("add", n, kernels::ELEMENTWISE_WG)?;
-        let mut d = self.target.base_defines();
-        elementwise_op(&mut d, "ADD");
-        let words = [n as u32, stride, 0, 0, 0, 0, 0, 0];
-        self.dispatch("elementwise.wgsl", d, &[(0, &x.buf), (1, &y.buf)], 2, &words, (gx, gy, 1))
+        self.elementwise("ADD", n, 0.0, &[(0, &x.buf), (1, &y.buf)])
     }
 
     fn softcap(&self, x: &mut WgpuBuf, n: usize, cap: f32) -> BResult<()> {
@@ -681,11 +681,7 @@ impl Backend for WgpuBackend {
         if n == 0 {
             return Ok(());
         }
-        let (gx, gy, stride) = self.grid("softcap", n, kernels::ELEMENTWISE_WG)?;
-        let mut d = self.target.base_defines();
-        elementwise_op(&mut d, "SOFTCAP");
-        let words = [n as u32, stride, cap.to_bits(), 0, 0, 0, 0, 0];
-        self.dispatch("elementwise.wgsl", d, &[(0, &x.buf)], 2, &words, (gx, gy, 1))
+        self.elementwise("SOFTCAP", n, cap, &[(0, &x.buf)])
     }
 
     async fn top_k(&self, x: &WgpuBuf, n: usize, k: usize) -> BResult<Vec<(u32, f32)>> {

@@ -150,9 +150,18 @@ pub fn argmax(v: &[f32]) -> usize {
 
 /// Indices of the `k` largest values, largest first (ties: lower index first).
 pub fn top_k(v: &[f32], k: usize) -> Vec<usize> {
+    let order = |a: &usize, b: &usize| v[*b].total_cmp(&v[*a]).then(a.cmp(b));
     let mut idx: Vec<usize> = (0..v.len()).collect();
-    idx.sort_by(|&a, &b| v[b].total_cmp(&v[a]).then(a.cmp(&b)));
-    idx.truncate(k);
+    let k = k.min(idx.len());
+    if k == 0 {
+        return Vec::new();
+    }
+    // Linear-time selection of the k best, then sort only those (decode calls this per token).
+    if k < idx.len() {
+        idx.select_nth_unstable_by(k - 1, order);
+        idx.truncate(k);
+    }
+    idx.sort_by(order);
     idx
 }
 

@@ -201,7 +201,7 @@ enum Chosen {
 }
 
 fn open_wgpu(args: &ModelArgs) -> Result<WgpuBackend, Fail> {
-    pollster::block_on(WgpuBackend::new(WgpuOptions { adapter: args.adapter, ..Default::default() })).map_err(|e| format!("--backend wgpu: {e}"))
+    pollster::block_on(WgpuBackend::new(WgpuOptions { adapter: args.adapter, ..Default::default() }.with_env())).map_err(|e| format!("--backend wgpu: {e}"))
 }
 
 fn open_backend(args: &ModelArgs) -> Result<Chosen, Fail> {

@@ -65,7 +65,7 @@ fn main(
 #if SUBGROUPS
     // Subgroup sums, then one partial per subgroup summed in local-index order (a fixed
     // order, so results do not vary from run to run).
-    for (var r = 0u; r < TR; r++) {
+    for (var r = 0u; r < nr; r++) {
         red[r * WG + tid] = subgroupAdd(acc[r]);
     }
     leader[tid] = select(0u, 1u, sg_lane == 0u);
@@ -80,13 +80,14 @@ fn main(
         Y[(r0 + tid) * p.n_total + p.n0 + n] = s;
     }
 #else
-    for (var r = 0u; r < TR; r++) {
+    // Only the tile's nr rows (one at decode).
+    for (var r = 0u; r < nr; r++) {
         red[r * WG + tid] = acc[r];
     }
     workgroupBarrier();
     for (var s = WG / 2u; s > 0u; s >>= 1u) {
         if (tid < s) {
-            for (var r = 0u; r < TR; r++) {
+            for (var r = 0u; r < nr; r++) {
                 red[r * WG + tid] += red[r * WG + tid + s];
             }
         }

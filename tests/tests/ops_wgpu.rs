@@ -34,10 +34,22 @@ fn run(opts: WgpuOptions, pattern: &str) {
     assert_eq!(report.unsupported, 0, "the wgpu backend implements every op: {}", report.summary());
 }
 
-/// What the adapter offers (on lavapipe: f16 weights and subgroup reductions).
+/// What the adapter is given by default (on lavapipe: f32 with subgroup reductions).
 #[test]
 fn ops_default_variant() {
     run(WgpuOptions::default(), "");
+}
+
+/// Dequantised weights held in f16 (hardware GPUs' default), where the adapter has SHADER_F16.
+#[test]
+fn ops_f16_variant() {
+    let Some(b) = backend(WgpuOptions::default()) else { return };
+    if !b.adapter().shader_f16 {
+        eprintln!("SKIPPED: {} has no SHADER_F16", b.adapter().name);
+        return;
+    }
+    drop(b);
+    run(WgpuOptions { f16: Some(true), ..Default::default() }, "");
 }
 
 /// Plain f32 kernels with workgroup-memory reductions (adapters without f16 / subgroups,

@@ -34,7 +34,8 @@ const MAX_GROUPS: u64 = 65535;
 /// Choices the caller may force; `None` means "what the adapter offers".
 #[derive(Clone, Debug, Default)]
 pub struct WgpuOptions {
-    /// Hold dequantised weights in f16 (needs `SHADER_F16`).
+    /// Hold dequantised weights in f16 (needs `SHADER_F16`). Default: on for hardware GPUs
+    /// that have it, off for CPU-emulated adapters.
     pub f16: Option<bool>,
     /// Use subgroup reductions (needs `SUBGROUP`).
     pub subgroups: Option<bool>,
@@ -43,6 +44,20 @@ pub struct WgpuOptions {
     pub max_binding: Option<u64>,
     /// Index into [`adapters`]' list instead of the default high-performance adapter.
     pub adapter: Option<usize>,
+}
+
+impl WgpuOptions {
+    /// Overrides from the environment: `STRATA_WGPU_F16=0|1`, `STRATA_WGPU_SUBGROUPS=0|1`
+    /// (to compare kernel variants, or to avoid a driver's broken f16/subgroup support).
+    pub fn with_env(mut self) -> Self {
+        #[cfg(not(target_arch = "wasm32"))]
+        {
+            let flag = |name: &str| std::env::var(name).ok().map(|v| v != "0");
+            self.f16 = flag("STRATA_WGPU_F16").or(self.f16);
+            self.subgroups = flag("STRATA_WGPU_SUBGROUPS").or(self.subgroups);
+        }
+        self
+    }
 }
 
 /// What `strata devices` shows for one adapter.
@@ -192,7 +207,10 @@ impl WgpuBackend {
         let report = report(opts.adapter.unwrap_or(0), &adapter);
         let info = adapter.get_info();
         let have = adapter.features();
-        let f16 = have.contains(wgpu::Features::SHADER_F16) && opts.f16 != Some(false);
+        // f16 by default on hardware GPUs only: on a CPU-emulated adapter (lavapipe) the f16
+        // variant measured 1.6x slower at decode than f32 (scripts/bench_wgpu.sh).
+        let cpu_adapter = info.device_type == wgpu::DeviceType::Cpu;
+        let f16 = have.contains(wgpu::Features::SHADER_F16) && opts.f16.unwrap_or(!cpu_adapter);
         let subgroups = have.contains(wgpu::Features::SUBGROUP) && opts.subgroups != Some(false);
         if opts.f16 == Some(true) && !f16 {
             return Err(BackendError::Unsupported { backend: report.name.clone(), what: "f16 compute (no SHADER_F16)".into() });

@@ -3,6 +3,7 @@
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Instant;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -116,6 +117,32 @@ struct ModelArgs {
     /// Context positions to allocate (capped at the model's context length).
     #[arg(long, default_value_t = 4096)]
     ctx: usize,
+    /// Memory budget for device-resident weights (e.g. 64M, 1.5G): the embedding, norms and
+    /// output head stay resident, then as many layers as fit; the rest stream from the file
+    /// with the next layer prefetched. Default: everything resident.
+    #[arg(long, value_parser = parse_size)]
+    max_memory: Option<u64>,
+    /// Print per-token streaming figures: bytes and time read from storage, upload time,
+    /// time waiting for prefetch, compute time.
+    #[arg(long)]
+    profile: bool,
+}
+
+/// `123`, `64K`, `64M`, `1.5G` (binary units).
+fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let (num, mul) = match t.char_indices().last().map(|(i, c)| (i, c.to_ascii_uppercase())) {
+        Some((i, 'K')) => (&t[..i], 1u64 << 10),
+        Some((i, 'M')) => (&t[..i], 1 << 20),
+        Some((i, 'G')) => (&t[..i], 1 << 30),
+        Some((i, 'T')) => (&t[..i], 1 << 40),
+        _ => (t, 1),
+    };
+    let v: f64 = num.trim_end_matches(['i', 'I', 'b', 'B']).parse().map_err(|_| format!("{s:?} is not a size (e.g. 512M, 1.5G)"))?;
+    if !(v.is_finite() && v > 0.0) {
+        return Err(format!("{s:?} is not a positive size"));
+    }
+    Ok((v * mul as f64) as u64)
 }
 
 #[derive(Args)]
@@ -262,8 +289,33 @@ impl From<Box<WgpuBackend>> for Boxed<WgpuBackend> {
     }
 }
 
+/// `--profile`: streaming figures per token since `before` (totals over `tokens` forward
+/// passes taking `elapsed`).
+fn print_profile<B: Backend>(session: &Session<B>, before: &strata::streaming::StreamStats, tokens: usize, elapsed: std::time::Duration, stage: &str) {
+    let Some(now) = session.weights.stream_stats() else {
+        eprintln!("[profile {stage}: every layer resident, nothing streamed]");
+        return;
+    };
+    let n = tokens.max(1) as f64;
+    let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3 / n;
+    let (read, wait, upload) = (now.read - before.read, now.wait - before.wait, now.upload - before.upload);
+    let bytes = (now.bytes_read - before.bytes_read) as f64 / n;
+    let compute = elapsed.saturating_sub(wait + upload);
+    eprintln!(
+        "[profile {stage}, per token: read {:.1} MiB in {:.2} ms ({:.0} MiB/s), upload {:.2} ms, waiting for prefetch {:.2} ms, compute {:.2} ms, total {:.2} ms]",
+        bytes / 1048576.0,
+        ms(read),
+        if read.is_zero() { 0.0 } else { bytes * n / 1048576.0 / read.as_secs_f64() },
+        ms(upload),
+        ms(wait),
+        ms(compute),
+        ms(elapsed)
+    );
+}
+
 struct Loaded<B: Backend> {
     session: Session<B>,
+    profile: bool,
     tokenizer: Tokenizer,
     template: Option<ChatTemplate>,
     load_ms: f64,
@@ -280,12 +332,29 @@ fn load<B: Backend>(backend: impl Into<Boxed<B>>, args: &ModelArgs) -> Result<Lo
     }
     .map_err(|e| format!("{}: {e}", path.display()))?;
     let template = chat_template(&model, &tokenizer);
-    let sources: Vec<FileSource> = model.files.files.iter().map(FileSource::open).collect::<Result<_, _>>().map_err(|e| e.to_string())?;
-    let refs: Vec<&dyn ByteSource> = sources.iter().map(|s| s as &dyn ByteSource).collect();
+    let sources: Vec<Arc<dyn ByteSource>> = model
+        .files
+        .files
+        .iter()
+        .map(|f| FileSource::open(f).map(|s| Arc::new(s) as Arc<dyn ByteSource>))
+        .collect::<Result<_, _>>()
+        .map_err(|e| e.to_string())?;
     let mut bar = Progress::new("loading weights");
-    let session = Session::new(backend, model, &refs, args.ctx, &mut |done, total| bar.update(done, total)).map_err(|e| e.to_string())?;
+    let session = Session::with_budget(backend, model, sources, args.ctx, args.max_memory, &mut |done, total| bar.update(done, total)).map_err(|e| e.to_string())?;
+    if let Some(budget) = args.max_memory {
+        let plan = strata::streaming::StreamPlan::new(&session.model, Some(budget)).map_err(|e| e.to_string())?;
+        eprintln!(
+            "[memory budget {:.1} MiB: {} of {} layers streamed through {} slot(s), {:.1} MiB on the device, {:.1} MiB read per token]",
+            budget as f64 / 1048576.0,
+            plan.streamed_layers(),
+            plan.resident.len(),
+            plan.slots,
+            plan.device_bytes() as f64 / 1048576.0,
+            plan.streamed_bytes() as f64 / 1048576.0
+        );
+    }
     bar.finish();
-    Ok(Loaded { session, tokenizer, template, load_ms: t0.elapsed().as_secs_f64() * 1e3 })
+    Ok(Loaded { session, profile: args.profile, tokenizer, template, load_ms: t0.elapsed().as_secs_f64() * 1e3 })
 }
 
 fn tokenizer_json(path: &Path, cfg: &strata::ModelConfig) -> Result<Tokenizer, strata::tokenizer::TokenizerError> {
@@ -335,6 +404,8 @@ fn run<B: Backend>(mut m: Loaded<B>, sampling: &SamplingArgs, n: usize, json: bo
     let ids = m.tokenizer.encode(prompt, true, false).map_err(|e| e.to_string())?;
     let mut sampler = sampling.sampler();
     let mut stdout = std::io::stdout();
+    let before = m.session.weights.stream_stats().unwrap_or_default();
+    let started = Instant::now();
     if !json {
         let _ = write!(stdout, "{prompt}");
         let _ = stdout.flush();
@@ -348,6 +419,9 @@ fn run<B: Backend>(mut m: Loaded<B>, sampling: &SamplingArgs, n: usize, json: bo
     }))
     .map_err(|e| e.to_string())?;
     let (pp, tg) = (g.prefill.as_secs_f64(), g.decode.as_secs_f64());
+    if m.profile {
+        print_profile(&m.session, &before, g.tokens.len().max(1), started.elapsed(), "run (prefill + decode, per forward pass)");
+    }
     if json {
         out(&serde_json::json!({
             "prompt_tokens": ids,
@@ -434,19 +508,28 @@ fn bench<B: Backend>(mut m: Loaded<B>, p: usize, n: usize, json: bool) -> Result
         (x % vocab) as u32
     };
     let prompt: Vec<u32> = (0..p).map(|_| next()).collect();
+    let stats = |m: &Loaded<B>| m.session.weights.stream_stats().unwrap_or_default();
+    let before = stats(&m);
     let t = Instant::now();
     pollster::block_on(m.session.prefill(&prompt)).map_err(|e| e.to_string())?;
     let pp = t.elapsed().as_secs_f64();
+    if m.profile {
+        print_profile(&m.session, &before, 1, t.elapsed(), &format!("pp{p} (one forward pass)"));
+    }
     m.session.reset();
     let mut tok = next();
     // Greedy decode as in generation: on-device argmax, one id read back per token.
     let mut greedy = Sampler::new(SamplerConfig::greedy());
+    let before = stats(&m);
     let t = Instant::now();
     for _ in 0..n {
         let l = m.session.forward_last(&[tok]).map_err(|e| e.to_string())?;
         tok = pollster::block_on(m.session.pick(&l, &mut greedy, &[])).map_err(|e| e.to_string())?;
     }
     let tg = t.elapsed().as_secs_f64();
+    if m.profile {
+        print_profile(&m.session, &before, n, t.elapsed(), &format!("tg{n}"));
+    }
     let model = m.session.model.files.path.clone();
     let (pp_tps, tg_tps) = (p as f64 / pp, n as f64 / tg);
     if json {

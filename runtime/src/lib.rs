@@ -16,6 +16,7 @@ pub mod rope;
 pub mod sampler;
 pub mod session;
 pub mod source;
+pub mod streaming;
 pub mod tokenizer;
 pub mod weights;
 

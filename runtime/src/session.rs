@@ -11,6 +11,7 @@ use crate::model::LoadedModel;
 use crate::rope::{RopeError, RopeTables};
 use crate::sampler::Sampler;
 use crate::source::ByteSource;
+use crate::streaming::StreamPlan;
 use crate::tokenizer::{Tokenizer, TokenizerError};
 use crate::weights::{WeightError, Weights};
 
@@ -73,6 +74,25 @@ impl<B: Backend> Session<B> {
         progress: &mut dyn FnMut(u64, u64),
     ) -> Result<Self, SessionError> {
         let weights = Weights::load_with_progress(&backend, &model, sources, progress)?;
+        Self::with_weights(backend, model, weights, context)
+    }
+
+    /// As [`Session::new`] under a memory budget for device-resident weights: the layers
+    /// past the budget stream from `sources` (see `streaming.rs`). `None`: all resident.
+    pub fn with_budget(
+        backend: B,
+        model: LoadedModel,
+        sources: Vec<std::sync::Arc<dyn ByteSource>>,
+        context: usize,
+        max_memory: Option<u64>,
+        progress: &mut dyn FnMut(u64, u64),
+    ) -> Result<Self, SessionError> {
+        let plan = StreamPlan::new(&model, max_memory)?;
+        let weights = Weights::load_planned(&backend, &model, sources, &plan, progress)?;
+        Self::with_weights(backend, model, weights, context)
+    }
+
+    fn with_weights(backend: B, model: LoadedModel, weights: Weights<B>, context: usize) -> Result<Self, SessionError> {
         let rope = RopeTables::new(&model.config, weights.rope_factors.as_deref())?;
         let context = context.clamp(1, model.config.context_length as usize);
         let kv = KvCache::new(&backend, &model.config, context)?;

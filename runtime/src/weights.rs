@@ -1,12 +1,16 @@
-//! The per-layer weight store: how the forward pass reaches weights. Today every layer is
-//! resident; the layer-streaming scheduler will change residency here without touching
-//! the architectures. The output head of a tied model is the embedding weight itself (one
+//! The per-layer weight store: how the forward pass reaches weights. Each layer is resident
+//! or streamed (`streaming.rs` reads it into a reused device slot when the forward pass
+//! asks for it), without the architectures knowing which. The output head of a tied model is the embedding weight itself (one
 //! buffer, never a copy that could go missing).
+
+use std::cell::{Ref, RefCell};
+use std::sync::Arc;
 
 use crate::arch::{Param, Part, TensorId};
 use crate::backend::{Backend, BackendError};
-use crate::model::{LoadedModel, TensorEntry};
+use crate::model::{LoadedModel, ModelConfig, TensorEntry};
 use crate::source::ByteSource;
+use crate::streaming::{StreamPlan, StreamStats, Streamer};
 
 #[derive(Debug, thiserror::Error)]
 pub enum WeightError {
@@ -16,9 +20,12 @@ pub enum WeightError {
     Backend { tensor: String, source: BackendError },
     #[error("{0}")]
     Unsupported(String),
+    #[error("{0}")]
+    Budget(String),
 }
 
 /// The Q/K/V projections: separate, or one fused tensor (Phi-3).
+#[derive(Clone)]
 pub enum Qkv<W> {
     Split {
         q: W, // [n_heads * hd, hidden]
@@ -29,6 +36,7 @@ pub enum Qkv<W> {
 }
 
 /// The FFN input projections: separate, or one fused gate|up tensor (Phi-3).
+#[derive(Clone)]
 pub enum GateUp<W> {
     Split {
         gate: W, // [ff, hidden]
@@ -38,6 +46,7 @@ pub enum GateUp<W> {
 }
 
 /// The weights of one decoder layer (shapes row-major; `hd` = head_dim).
+#[derive(Clone)]
 pub struct LayerWeights<W> {
     pub attn_norm: W,             // [hidden]
     pub qkv: Qkv<W>,
@@ -60,9 +69,147 @@ pub struct Weights<B: Backend> {
     /// `None` when tied: the head is `embed`.
     output: Option<B::Weight>, // [vocab, hidden]
     pub output_norm: B::Weight, // [hidden]
-    pub layers: Vec<LayerWeights<B::Weight>>,
+    /// Per layer: its resident weights, or `None` when the layer streams.
+    pub layers: Vec<Option<LayerWeights<B::Weight>>>,
     /// `rope_freqs` values (Llama 3 frequency factors), when present.
     pub rope_factors: Option<Vec<f32>>,
+    /// Reads and uploads the streamed layers (None: every layer is resident).
+    streamer: Option<RefCell<Streamer<B>>>,
+}
+
+/// A layer's weights for the forward pass: resident, or the device slot a streamed layer
+/// was just uploaded into.
+pub enum LayerRef<'a, W> {
+    Resident(&'a LayerWeights<W>),
+    Streamed(Ref<'a, LayerWeights<W>>),
+}
+
+impl<W> std::ops::Deref for LayerRef<'_, W> {
+    type Target = LayerWeights<W>;
+    fn deref(&self) -> &LayerWeights<W> {
+        match self {
+            LayerRef::Resident(w) => w,
+            LayerRef::Streamed(w) => w,
+        }
+    }
+}
+
+impl<W> LayerWeights<W> {
+    /// The same layer with every weight mapped (in [`build_layer`] order).
+    pub fn map<V>(self, f: &mut dyn FnMut(W) -> V) -> LayerWeights<V> {
+        LayerWeights {
+            attn_norm: f(self.attn_norm),
+            qkv: match self.qkv {
+                Qkv::Fused(w) => Qkv::Fused(f(w)),
+                Qkv::Split { q, k, v } => Qkv::Split { q: f(q), k: f(k), v: f(v) },
+            },
+            q_bias: self.q_bias.map(&mut *f),
+            k_bias: self.k_bias.map(&mut *f),
+            v_bias: self.v_bias.map(&mut *f),
+            o: f(self.o),
+            o_bias: self.o_bias.map(&mut *f),
+            q_norm: self.q_norm.map(&mut *f),
+            k_norm: self.k_norm.map(&mut *f),
+            attn_post_norm: self.attn_post_norm.map(&mut *f),
+            ffn_norm: f(self.ffn_norm),
+            gate_up: match self.gate_up {
+                GateUp::Fused(w) => GateUp::Fused(f(w)),
+                GateUp::Split { gate, up } => GateUp::Split { gate: f(gate), up: f(up) },
+            },
+            down: f(self.down),
+            ffn_post_norm: self.ffn_post_norm.map(&mut *f),
+        }
+    }
+
+    /// Every weight, in the order [`build_layer`] asks for them.
+    pub fn weights_mut(&mut self) -> Vec<&mut W> {
+        let mut v: Vec<&mut W> = vec![&mut self.attn_norm];
+        match &mut self.qkv {
+            Qkv::Fused(w) => v.push(w),
+            Qkv::Split { q, k, v: vv } => v.extend([q, k, vv]),
+        }
+        v.extend(self.q_bias.as_mut());
+        v.extend(self.k_bias.as_mut());
+        v.extend(self.v_bias.as_mut());
+        v.push(&mut self.o);
+        v.extend(self.o_bias.as_mut());
+        v.extend(self.q_norm.as_mut());
+        v.extend(self.k_norm.as_mut());
+        v.extend(self.attn_post_norm.as_mut());
+        v.push(&mut self.ffn_norm);
+        match &mut self.gate_up {
+            GateUp::Fused(w) => v.push(w),
+            GateUp::Split { gate, up } => v.extend([gate, up]),
+        }
+        v.push(&mut self.down);
+        v.extend(self.ffn_post_norm.as_mut());
+        v
+    }
+}
+
+/// Builds layer `l`, asking `get(id, required)` for each tensor in a fixed order (the
+/// order [`LayerWeights::weights_mut`] visits them). `get` returns `None` only for an
+/// optional tensor the model lacks.
+pub fn build_layer<W, E>(cfg: &ModelConfig, l: u32, get: &mut dyn FnMut(TensorId, bool) -> Result<Option<W>, E>, missing: &dyn Fn(TensorId) -> E) -> Result<LayerWeights<W>, E> {
+    let w = |part| TensorId::layer(l, part, Param::Weight);
+    let bias = |part| TensorId::layer(l, part, Param::Bias);
+    let req = |id: TensorId, get: &mut dyn FnMut(TensorId, bool) -> Result<Option<W>, E>| get(id, true)?.ok_or_else(|| missing(id));
+    Ok(LayerWeights {
+        attn_norm: req(w(Part::AttnNorm), get)?,
+        qkv: if cfg.fused_qkv {
+            Qkv::Fused(req(w(Part::AttnQkv), get)?)
+        } else {
+            Qkv::Split { q: req(w(Part::AttnQ), get)?, k: req(w(Part::AttnK), get)?, v: req(w(Part::AttnV), get)? }
+        },
+        q_bias: get(bias(Part::AttnQ), false)?,
+        k_bias: get(bias(Part::AttnK), false)?,
+        v_bias: get(bias(Part::AttnV), false)?,
+        o: req(w(Part::AttnOutput), get)?,
+        o_bias: get(bias(Part::AttnOutput), false)?,
+        q_norm: get(w(Part::AttnQNorm), false)?,
+        k_norm: get(w(Part::AttnKNorm), false)?,
+        attn_post_norm: get(w(Part::AttnPostNorm), false)?,
+        ffn_norm: req(w(Part::FfnNorm), get)?,
+        gate_up: if cfg.fused_gate_up {
+            GateUp::Fused(req(w(Part::FfnUp), get)?)
+        } else {
+            GateUp::Split { gate: req(w(Part::FfnGate), get)?, up: req(w(Part::FfnUp), get)? }
+        },
+        down: req(w(Part::FfnDown), get)?,
+        ffn_post_norm: get(w(Part::FfnPostNorm), false)?,
+    })
+}
+
+/// Layer `l`'s tensors in [`build_layer`] order, and the layer's structure with each
+/// weight replaced by its index in that list.
+pub fn layer_plan(m: &LoadedModel, l: u32) -> Result<(LayerWeights<usize>, Vec<TensorEntry>), WeightError> {
+    let mut entries = Vec::new();
+    let skeleton = build_layer::<usize, WeightError>(
+        &m.config,
+        l,
+        &mut |id, _| {
+            Ok(m.tensor(id).map(|t| {
+                entries.push(t.clone());
+                entries.len() - 1
+            }))
+        },
+        &|id| WeightError::Unsupported(format!("tensor {} missing after validation", id.gguf_name())),
+    )?;
+    Ok((skeleton, entries))
+}
+
+/// The tensors of layer `l`, in [`build_layer`] order.
+pub fn layer_tensors(m: &LoadedModel, l: u32) -> Result<Vec<TensorEntry>, WeightError> {
+    Ok(layer_plan(m, l)?.1)
+}
+
+/// `[rows, cols]` of a weight tensor (`[n]` is `[1, n]`).
+pub(crate) fn rows_cols(t: &TensorEntry) -> Result<(usize, usize), WeightError> {
+    match t.shape.0.as_slice() {
+        [n] => Ok((1, *n as usize)),
+        [r, c] => Ok((*r as usize, *c as usize)),
+        other => Err(WeightError::Unsupported(format!("tensor {:?} has {} dims", t.name, other.len()))),
+    }
 }
 
 impl<B: Backend> Weights<B> {
@@ -75,6 +222,22 @@ impl<B: Backend> Weights<B> {
         self.output.is_none()
     }
 
+    /// Layer `l`'s weights: resident, or streamed into a device slot now (waiting for the
+    /// prefetched bytes, and starting the read of the next streamed layer).
+    pub fn layer(&self, b: &B, l: usize) -> Result<LayerRef<'_, B::Weight>, WeightError> {
+        if let Some(Some(w)) = self.layers.get(l) {
+            return Ok(LayerRef::Resident(w));
+        }
+        let streamer = self.streamer.as_ref().ok_or_else(|| WeightError::Unsupported(format!("layer {l} is neither resident nor streamed")))?;
+        streamer.borrow_mut().fetch(b, l)?;
+        Ok(LayerRef::Streamed(Ref::map(streamer.borrow(), |s| s.slot_of(l))))
+    }
+
+    /// Streaming counters (None when every layer is resident).
+    pub fn stream_stats(&self) -> Option<StreamStats> {
+        self.streamer.as_ref().map(|s| s.borrow().stats.clone())
+    }
+
     /// Uploads every weight of a validated model. `sources[i]` reads `model.files.files[i]`.
     pub fn load(b: &B, m: &LoadedModel, sources: &[&dyn ByteSource]) -> Result<Self, WeightError> {
         Self::load_with_progress(b, m, sources, &mut |_, _| {})
@@ -82,12 +245,28 @@ impl<B: Backend> Weights<B> {
 
     /// As [`Weights::load`], calling `progress(bytes_done, bytes_total)` after each tensor.
     pub fn load_with_progress(b: &B, m: &LoadedModel, sources: &[&dyn ByteSource], progress: &mut dyn FnMut(u64, u64)) -> Result<Self, WeightError> {
+        let plan = StreamPlan::all_resident(m)?;
+        Self::load_inner(b, m, &|i| sources.get(i).copied(), &plan, progress)
+    }
+
+    /// Loads with a residency plan: resident tensors are uploaded now, streamed layers are
+    /// read from `sources` (shared with a prefetch thread) when the forward pass needs them.
+    pub fn load_planned(b: &B, m: &LoadedModel, sources: Vec<Arc<dyn ByteSource>>, plan: &StreamPlan, progress: &mut dyn FnMut(u64, u64)) -> Result<Self, WeightError> {
+        let mut w = Self::load_inner(b, m, &|i| sources.get(i).map(|s| s.as_ref()), plan, progress)?;
+        if plan.streamed_layers() > 0 {
+            let layers = (0..m.config.n_layers).map(|l| if plan.resident[l as usize] { Ok(None) } else { layer_plan(m, l).map(Some) }).collect::<Result<_, _>>()?;
+            w.streamer = Some(RefCell::new(Streamer::new(sources, layers, plan.slots)));
+        }
+        Ok(w)
+    }
+
+    fn load_inner<'s>(b: &B, m: &LoadedModel, source: &dyn Fn(usize) -> Option<&'s dyn ByteSource>, plan: &StreamPlan, progress: &mut dyn FnMut(u64, u64)) -> Result<Self, WeightError> {
         let cfg = &m.config;
-        let total: u64 = m.files.tensors.iter().map(|t| t.nbytes).sum();
+        let total = plan.resident_bytes();
         let done = std::cell::Cell::new(0u64);
-        let progress = std::cell::RefCell::new(progress);
+        let progress = RefCell::new(progress);
         let bytes = |t: &TensorEntry| -> Result<Vec<u8>, WeightError> {
-            let src = sources.get(t.file).ok_or_else(|| WeightError::Read { file: format!("file #{}", t.file), tensor: t.name.clone(), message: "no source".into() })?;
+            let src = source(t.file).ok_or_else(|| WeightError::Read { file: format!("file #{}", t.file), tensor: t.name.clone(), message: "no source".into() })?;
             let mut buf = vec![0u8; t.nbytes as usize];
             src.read_exact_at(t.offset, &mut buf).map_err(|e| WeightError::Read { file: src.name().into(), tensor: t.name.clone(), message: e.to_string() })?;
             done.set(done.get() + t.nbytes);
@@ -95,17 +274,12 @@ impl<B: Backend> Weights<B> {
             Ok(buf)
         };
         let upload = |t: &TensorEntry| -> Result<B::Weight, WeightError> {
-            let (rows, cols) = match t.shape.0.as_slice() {
-                [n] => (1, *n as usize),
-                [r, c] => (*r as usize, *c as usize),
-                other => return Err(WeightError::Unsupported(format!("tensor {:?} has {} dims", t.name, other.len()))),
-            };
+            let (rows, cols) = rows_cols(t)?;
             b.upload_weight(t.dtype, rows, cols, &bytes(t)?).map_err(|source| WeightError::Backend { tensor: t.name.clone(), source })
         };
         // Validation guarantees required tensors exist; a missing one here is a bug upstream.
-        let get = |id: TensorId| m.tensor(id).ok_or_else(|| WeightError::Unsupported(format!("tensor {} missing after validation", id.gguf_name())));
-        let req = |id: TensorId| upload(get(id)?);
-        let opt = |id: TensorId| m.tensor(id).map(upload).transpose();
+        let missing = |id: TensorId| WeightError::Unsupported(format!("tensor {} missing after validation", id.gguf_name()));
+        let req = |id: TensorId| upload(m.tensor(id).ok_or_else(|| missing(id))?);
         let g = |part| TensorId::global(part, Param::Weight);
         let embed = req(g(Part::TokenEmbd))?;
         let output = if cfg.tied_embeddings { None } else { Some(req(g(Part::Output))?) };
@@ -121,33 +295,13 @@ impl<B: Backend> Weights<B> {
         };
         let mut layers = Vec::with_capacity(cfg.n_layers as usize);
         for l in 0..cfg.n_layers {
-            let w = |part| TensorId::layer(l, part, Param::Weight);
-            let bias = |part| TensorId::layer(l, part, Param::Bias);
-            layers.push(LayerWeights {
-                attn_norm: req(w(Part::AttnNorm))?,
-                qkv: if cfg.fused_qkv {
-                    Qkv::Fused(req(w(Part::AttnQkv))?)
-                } else {
-                    Qkv::Split { q: req(w(Part::AttnQ))?, k: req(w(Part::AttnK))?, v: req(w(Part::AttnV))? }
-                },
-                q_bias: opt(bias(Part::AttnQ))?,
-                k_bias: opt(bias(Part::AttnK))?,
-                v_bias: opt(bias(Part::AttnV))?,
-                o: req(w(Part::AttnOutput))?,
-                o_bias: opt(bias(Part::AttnOutput))?,
-                q_norm: opt(w(Part::AttnQNorm))?,
-                k_norm: opt(w(Part::AttnKNorm))?,
-                attn_post_norm: opt(w(Part::AttnPostNorm))?,
-                ffn_norm: req(w(Part::FfnNorm))?,
-                gate_up: if cfg.fused_gate_up {
-                    GateUp::Fused(req(w(Part::FfnUp))?)
-                } else {
-                    GateUp::Split { gate: req(w(Part::FfnGate))?, up: req(w(Part::FfnUp))? }
-                },
-                down: req(w(Part::FfnDown))?,
-                ffn_post_norm: opt(w(Part::FfnPostNorm))?,
-            });
+            if !plan.resident[l as usize] {
+                layers.push(None);
+                continue;
+            }
+            let mut get = |id: TensorId, _required: bool| m.tensor(id).map(upload).transpose();
+            layers.push(Some(build_layer(cfg, l, &mut get, &missing)?));
         }
-        Ok(Weights { embed, output, output_norm, layers, rope_factors })
+        Ok(Weights { embed, output, output_norm, layers, rope_factors, streamer: None })
     }
 }

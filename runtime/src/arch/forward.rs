@@ -66,13 +66,14 @@ pub fn forward<B: Backend>(
     let mut act = b.alloc(t * ff)?;
     // Fused projections (Phi-3) land here first, then split by columns.
     let qkv_width = nh * hd + nkv * hd + nkv * hdv;
-    let fused_qkv = w.layers.iter().any(|l| matches!(l.qkv, Qkv::Fused(_)));
-    let fused_ffn = w.layers.iter().any(|l| matches!(l.gate_up, GateUp::Fused(_)));
+    let (fused_qkv, fused_ffn) = (cfg.fused_qkv, cfg.fused_gate_up);
     let mut wide_qkv = if fused_qkv { Some(b.alloc(t * qkv_width)?) } else { None };
     let mut wide_ffn = if fused_ffn { Some(b.alloc(t * 2 * ff)?) } else { None };
 
-    for (l, lw) in w.layers.iter().enumerate() {
+    for l in 0..w.layers.len() {
         let kind = cfg.layer_attention[l];
+        // Resident, or streamed into a device slot now (the next one is being read).
+        let lw = w.layer(b, l).map_err(|e| BackendError::Stream(e.to_string()))?;
 
         // Attention block: xn = norm(x); q, k, v projections (+ biases).
         b.rms_norm(&x, t, h, &lw.attn_norm, eps, off, &mut xn)?;

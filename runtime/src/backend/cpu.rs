@@ -107,6 +107,19 @@ impl Backend for CpuBackend {
         Ok(CpuWeight { dtype, rows, cols, row_bytes, bytes: bytes[..row_bytes * rows].to_vec() })
     }
 
+    fn write_weight(&self, w: &mut CpuWeight, dtype: DType, rows: usize, cols: usize, bytes: &[u8]) -> BResult<()> {
+        let row_bytes = dtype.row_bytes(cols as u64).ok_or_else(|| BackendError::Shape { op: "write_weight", message: format!("{cols} columns are not whole {dtype} blocks") })? as usize;
+        need("write_weight", "weight bytes", bytes.len(), row_bytes * rows)?;
+        if !self.supports(dtype) {
+            return Err(BackendError::Unsupported { backend: self.name(), what: format!("weights of dtype {dtype}") });
+        }
+        // Reuses the allocation (a streamed layer's slot).
+        w.bytes.clear();
+        w.bytes.extend_from_slice(&bytes[..row_bytes * rows]);
+        *w = CpuWeight { dtype, rows, cols, row_bytes, bytes: std::mem::take(&mut w.bytes) };
+        Ok(())
+    }
+
     fn alloc(&self, len: usize) -> BResult<Vec<f32>> {
         Ok(vec![0f32; len])
     }

@@ -23,6 +23,8 @@ pub enum BackendError {
     Shape { op: &'static str, message: String },
     #[error("device error: {0}")]
     Device(String),
+    #[error("streaming weights: {0}")]
+    Stream(String),
 }
 
 pub type BResult<T> = Result<T, BackendError>;
@@ -71,6 +73,12 @@ pub trait Backend {
     /// Whether `matmul` / `embed` read this weight dtype directly.
     fn supports(&self, dtype: DType) -> bool;
     fn upload_weight(&self, dtype: DType, rows: usize, cols: usize, bytes: &[u8]) -> BResult<Self::Weight>;
+    /// Overwrites `w` with new contents (a streamed layer entering a reused device slot),
+    /// reusing its storage when the new bytes fit; the default uploads a new weight.
+    fn write_weight(&self, w: &mut Self::Weight, dtype: DType, rows: usize, cols: usize, bytes: &[u8]) -> BResult<()> {
+        *w = self.upload_weight(dtype, rows, cols, bytes)?;
+        Ok(())
+    }
     fn alloc(&self, len: usize) -> BResult<Self::Buf>;
     fn upload(&self, data: &[f32]) -> BResult<Self::Buf>;
     /// Copies `len` values from `offset` back to the host.

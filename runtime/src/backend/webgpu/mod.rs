@@ -481,6 +481,24 @@ impl Backend for WgpuBackend {
         Ok(WgpuWeight { dtype, rows, cols, row_bytes, parts })
     }
 
+    fn write_weight(&self, w: &mut WgpuWeight, dtype: DType, rows: usize, cols: usize, bytes: &[u8]) -> BResult<()> {
+        let row_bytes = dtype.row_bytes(cols as u64).unwrap_or(0) as usize;
+        let fits = self.supports(dtype) && row_bytes > 0 && w.parts.len() == 1 && bytes.len() >= row_bytes * rows && (row_bytes * rows) as u64 <= w.parts[0].buf.size() && rows > 0;
+        if !fits {
+            *w = self.upload_weight(dtype, rows, cols, bytes)?;
+            return Ok(());
+        }
+        // Commands already recorded may still read this buffer: submit them first, so the
+        // write lands after them on the queue timeline.
+        self.flush();
+        let n = row_bytes * rows;
+        let mut data = bytes[..n].to_vec();
+        data.resize(n.div_ceil(4) * 4, 0);
+        self.queue.write_buffer(&w.parts[0].buf, 0, &data);
+        *w = WgpuWeight { dtype, rows, cols, row_bytes, parts: vec![WeightPart { buf: w.parts[0].buf.clone(), row0: 0, rows }] };
+        self.check()
+    }
+
     fn alloc(&self, len: usize) -> BResult<WgpuBuf> {
         let bytes = len.max(1) as u64 * 4;
         self.buffer_fits("alloc", bytes)?;

@@ -1,0 +1,352 @@
+//! Layer streaming: run a model whose weights exceed a memory budget. The plan keeps the
+//! embedding, the final norm and the output head resident (a tied head is the embedding:
+//! one buffer), then as many decoder layers as the budget allows; the rest stream. A
+//! streamed layer is read from its file into a host staging buffer by a prefetch thread
+//! while the previous layer computes, then written into one of two device slots that are
+//! allocated once and reused (never reallocated per token). The KV cache is not part of
+//! this: it lives in the runtime and every layer fills it at every step.
+//!
+//! On wasm32 (no threads) the read happens when the layer is needed.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::backend::Backend;
+use crate::model::{LoadedModel, TensorEntry};
+use crate::source::ByteSource;
+use crate::weights::{rows_cols, LayerWeights, WeightError};
+
+/// A streamed layer's structure (weights as indices into `entries`) and its tensors.
+pub type LayerLayout = (LayerWeights<usize>, Vec<TensorEntry>);
+
+/// Which layers are resident, and what that costs.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StreamPlan {
+    pub resident: Vec<bool>,
+    /// Embedding, output head (untied), final norm, rope factors.
+    pub global_bytes: u64,
+    pub layer_bytes: Vec<u64>,
+    /// Device slots for streamed layers (2: double-buffered; 1 when the budget allows only one).
+    pub slots: usize,
+    pub budget: Option<u64>,
+}
+
+impl StreamPlan {
+    /// Every layer resident.
+    pub fn all_resident(m: &LoadedModel) -> Result<Self, WeightError> {
+        Self::new(m, None)
+    }
+
+    /// Plans residency under `budget` bytes of weights on the device (None: everything).
+    /// Errors before any work when the budget cannot hold the resident tensors plus one
+    /// layer.
+    pub fn new(m: &LoadedModel, budget: Option<u64>) -> Result<Self, WeightError> {
+        let n = m.config.n_layers;
+        let layer_bytes: Vec<u64> = (0..n).map(|l| Ok(crate::weights::layer_tensors(m, l)?.iter().map(|t| t.nbytes).sum())).collect::<Result<_, WeightError>>()?;
+        let total: u64 = m.files.tensors.iter().map(|t| t.nbytes).sum();
+        let global_bytes = total - layer_bytes.iter().sum::<u64>();
+        let all = StreamPlan { resident: vec![true; n as usize], global_bytes, layer_bytes: layer_bytes.clone(), slots: 0, budget };
+        let Some(budget) = budget else { return Ok(all) };
+        if global_bytes + layer_bytes.iter().sum::<u64>() <= budget {
+            return Ok(all);
+        }
+        let max_layer = layer_bytes.iter().copied().max().unwrap_or(0);
+        if budget < global_bytes + max_layer {
+            return Err(WeightError::Budget(format!(
+                "--max-memory {} cannot hold the resident tensors ({} for embedding, output head and norms) plus one layer ({}): at least {} is needed",
+                mib(budget),
+                mib(global_bytes),
+                mib(max_layer),
+                mib(global_bytes + max_layer)
+            )));
+        }
+        let slots = if budget >= global_bytes + 2 * max_layer { 2 } else { 1 };
+        let mut used = global_bytes + slots as u64 * max_layer;
+        let mut resident = vec![false; n as usize];
+        for (l, &b) in layer_bytes.iter().enumerate() {
+            if used + b > budget {
+                break;
+            }
+            used += b;
+            resident[l] = true;
+        }
+        Ok(StreamPlan { resident, global_bytes, layer_bytes, slots, budget: Some(budget) })
+    }
+
+    pub fn streamed_layers(&self) -> usize {
+        self.resident.iter().filter(|r| !**r).count()
+    }
+
+    /// Bytes uploaded at load time.
+    pub fn resident_bytes(&self) -> u64 {
+        self.global_bytes + self.layer_bytes.iter().zip(&self.resident).filter(|(_, r)| **r).map(|(b, _)| b).sum::<u64>()
+    }
+
+    /// Bytes read from storage per token (every streamed layer once).
+    pub fn streamed_bytes(&self) -> u64 {
+        self.layer_bytes.iter().zip(&self.resident).filter(|(_, r)| !**r).map(|(b, _)| b).sum()
+    }
+
+    /// Device bytes for weights: resident tensors plus the slots.
+    pub fn device_bytes(&self) -> u64 {
+        let max_layer = self.layer_bytes.iter().copied().max().unwrap_or(0);
+        self.resident_bytes() + self.slots as u64 * max_layer
+    }
+}
+
+fn mib(b: u64) -> String {
+    format!("{:.1} MiB", b as f64 / 1048576.0)
+}
+
+/// Counters for `--profile` (totals since load).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct StreamStats {
+    pub layers_streamed: u64,
+    pub bytes_read: u64,
+    /// Time the prefetch thread spent reading.
+    pub read: Duration,
+    /// Time the forward pass waited for a read to finish.
+    pub wait: Duration,
+    /// Time spent writing staged bytes into device slots.
+    pub upload: Duration,
+}
+
+struct Staged {
+    layer: usize,
+    buf: Vec<u8>,
+    result: Result<Duration, String>,
+}
+
+/// Reads a layer's tensors, in order, into one buffer.
+fn read_layer(sources: &[Arc<dyn ByteSource>], entries: &[TensorEntry], buf: &mut Vec<u8>) -> Result<Duration, String> {
+    let clock = Clock::start();
+    let total: u64 = entries.iter().map(|t| t.nbytes).sum();
+    buf.resize(total as usize, 0);
+    let mut at = 0usize;
+    for t in entries {
+        let src = sources.get(t.file).ok_or_else(|| format!("no source for file #{} ({})", t.file, t.name))?;
+        let n = t.nbytes as usize;
+        src.read_exact_at(t.offset, &mut buf[at..at + n]).map_err(|e| format!("{}: tensor {:?}: {e}", src.name(), t.name))?;
+        at += n;
+    }
+    Ok(clock.elapsed())
+}
+
+/// The prefetch reader: a thread natively, direct reads on wasm32.
+enum Reader {
+    #[cfg(not(target_arch = "wasm32"))]
+    Thread { tx: std::sync::mpsc::Sender<(usize, Vec<u8>)>, rx: std::sync::mpsc::Receiver<Staged>, _handle: std::thread::JoinHandle<()> },
+    #[cfg(target_arch = "wasm32")]
+    Direct { sources: Vec<Arc<dyn ByteSource>>, entries: Arc<Vec<Vec<TensorEntry>>>, ready: Option<Staged> },
+}
+
+impl Reader {
+    fn new(sources: Vec<Arc<dyn ByteSource>>, entries: Arc<Vec<Vec<TensorEntry>>>) -> Self {
+        #[cfg(not(target_arch = "wasm32"))]
+        {
+            let (tx, req_rx) = std::sync::mpsc::channel::<(usize, Vec<u8>)>();
+            let (done_tx, rx) = std::sync::mpsc::channel::<Staged>();
+            let handle = std::thread::Builder::new()
+                .name("strata-prefetch".into())
+                .spawn(move || {
+                    for (layer, mut buf) in req_rx {
+                        let result = read_layer(&sources, &entries[layer], &mut buf);
+                        if done_tx.send(Staged { layer, buf, result }).is_err() {
+                            break;
+                        }
+                    }
+                })
+                .expect("spawning the prefetch thread");
+            Reader::Thread { tx, rx, _handle: handle }
+        }
+        #[cfg(target_arch = "wasm32")]
+        Reader::Direct { sources, entries, ready: None }
+    }
+
+    /// Starts reading `layer` into `buf`.
+    fn request(&mut self, layer: usize, buf: Vec<u8>) -> Result<(), String> {
+        match self {
+            #[cfg(not(target_arch = "wasm32"))]
+            Reader::Thread { tx, .. } => tx.send((layer, buf)).map_err(|_| "the prefetch thread has stopped".to_string()),
+            #[cfg(target_arch = "wasm32")]
+            Reader::Direct { sources, entries, ready } => {
+                let mut buf = buf;
+                let result = read_layer(sources, &entries[layer], &mut buf);
+                *ready = Some(Staged { layer, buf, result });
+                Ok(())
+            }
+        }
+    }
+
+    /// Waits for the oldest request.
+    fn wait(&mut self) -> Result<Staged, String> {
+        match self {
+            #[cfg(not(target_arch = "wasm32"))]
+            Reader::Thread { rx, .. } => rx.recv().map_err(|_| "the prefetch thread has stopped".to_string()),
+            #[cfg(target_arch = "wasm32")]
+            Reader::Direct { ready, .. } => ready.take().ok_or_else(|| "no read in flight".to_string()),
+        }
+    }
+}
+
+/// Streams the non-resident layers through reused device slots.
+pub struct Streamer<B: Backend> {
+    entries: Arc<Vec<Vec<TensorEntry>>>,
+    /// Per layer: its structure (streamed layers only).
+    skeletons: Vec<Option<LayerWeights<usize>>>,
+    /// Streamed layers in forward order.
+    order: Vec<usize>,
+    slots: Vec<Option<LayerWeights<B::Weight>>>,
+    /// Which layer each slot holds.
+    slot_layer: Vec<Option<usize>>,
+    reader: Reader,
+    /// The layer being read, if any.
+    in_flight: Option<usize>,
+    /// A staging buffer not in use (two exist: one being read, one being uploaded).
+    spare: Vec<u8>,
+    pub stats: StreamStats,
+}
+
+impl<B: Backend> Streamer<B> {
+    /// `layers[l]`: `None` for a resident layer.
+    pub fn new(sources: Vec<Arc<dyn ByteSource>>, layers: Vec<Option<LayerLayout>>, slots: usize) -> Self {
+        let (skeletons, entries): (Vec<_>, Vec<_>) = layers.into_iter().map(|l| match l {
+            Some((s, e)) => (Some(s), e),
+            None => (None, Vec::new()),
+        }).unzip();
+        let entries = Arc::new(entries);
+        let order: Vec<usize> = (0..entries.len()).filter(|&l| !entries[l].is_empty()).collect();
+        let slots = slots.max(1);
+        Streamer {
+            reader: Reader::new(sources, entries.clone()),
+            entries,
+            skeletons,
+            order,
+            slots: (0..slots).map(|_| None).collect(),
+            slot_layer: vec![None; slots],
+            in_flight: None,
+            spare: Vec::new(),
+            stats: StreamStats::default(),
+        }
+    }
+
+    fn slot_index(&self, layer: usize) -> usize {
+        self.order.iter().position(|&l| l == layer).unwrap_or(0) % self.slots.len()
+    }
+
+    /// The slot holding `layer` (after [`Streamer::fetch`]).
+    pub fn slot_of(&self, layer: usize) -> &LayerWeights<B::Weight> {
+        self.slots[self.slot_index(layer)].as_ref().expect("fetch fills the slot before it is read")
+    }
+
+    /// Makes `layer` resident in its slot: waits for its prefetched bytes (or reads them),
+    /// starts reading the next streamed layer, and writes the bytes into the slot.
+    pub fn fetch(&mut self, b: &B, layer: usize) -> Result<(), WeightError> {
+        let err = |m: String| WeightError::Read { file: "streamed weights".into(), tensor: format!("layer {layer}"), message: m };
+        let si = self.slot_index(layer);
+        if self.slot_layer[si] == Some(layer) {
+            return Ok(());
+        }
+        // The bytes of `layer`: the read in flight if it is this layer's, else a new read.
+        let staged = loop {
+            if self.in_flight.is_none() {
+                let buf = std::mem::take(&mut self.spare);
+                self.reader.request(layer, buf).map_err(err)?;
+                self.in_flight = Some(layer);
+            }
+            let clock = Clock::start();
+            let staged = self.reader.wait().map_err(err)?;
+            self.stats.wait += clock.elapsed();
+            self.in_flight = None;
+            if staged.layer == layer {
+                break staged;
+            }
+            // A read for another layer (after an error or a reset): recycle its buffer.
+            self.spare = staged.buf;
+        };
+        let read_time = staged.result.map_err(err)?;
+        self.stats.read += read_time;
+        self.stats.bytes_read += staged.buf.len() as u64;
+        self.stats.layers_streamed += 1;
+        // Prefetch the next streamed layer (wrapping to the first for the next token) while
+        // this one uploads and computes.
+        if let Some(pos) = self.order.iter().position(|&l| l == layer) {
+            let next = self.order[(pos + 1) % self.order.len()];
+            if next != layer {
+                let buf = std::mem::take(&mut self.spare);
+                self.reader.request(next, buf).map_err(err)?;
+                self.in_flight = Some(next);
+            }
+        }
+        let clock = Clock::start();
+        self.upload(b, layer, si, &staged.buf)?;
+        self.stats.upload += clock.elapsed();
+        self.spare = staged.buf;
+        Ok(())
+    }
+
+    /// Writes a layer's bytes into slot `si`, creating the slot's weights on first use.
+    fn upload(&mut self, b: &B, layer: usize, si: usize, bytes: &[u8]) -> Result<(), WeightError> {
+        let entries = &self.entries[layer];
+        let backend_err = |t: &TensorEntry, source| WeightError::Backend { tensor: t.name.clone(), source };
+        self.slot_layer[si] = None;
+        match &mut self.slots[si] {
+            Some(slot) => {
+                let weights = slot.weights_mut();
+                if weights.len() != entries.len() {
+                    return Err(WeightError::Unsupported(format!("layer {layer} has {} tensors, the slot {}", entries.len(), weights.len())));
+                }
+                let mut at = 0usize;
+                for (w, t) in weights.into_iter().zip(entries) {
+                    let (rows, cols) = rows_cols(t)?;
+                    let n = t.nbytes as usize;
+                    b.write_weight(w, t.dtype, rows, cols, &bytes[at..at + n]).map_err(|e| backend_err(t, e))?;
+                    at += n;
+                }
+            }
+            empty @ None => {
+                let mut at = 0usize;
+                let mut weights = Vec::with_capacity(entries.len());
+                for t in entries {
+                    let (rows, cols) = rows_cols(t)?;
+                    let n = t.nbytes as usize;
+                    weights.push(Some(b.upload_weight(t.dtype, rows, cols, &bytes[at..at + n]).map_err(|e| backend_err(t, e))?));
+                    at += n;
+                }
+                let skeleton = self.skeletons[layer].clone().ok_or_else(|| WeightError::Unsupported(format!("layer {layer} is not streamed")))?;
+                let mut missing = false;
+                let slot = skeleton.map(&mut |i| weights.get_mut(i).and_then(Option::take));
+                let slot = slot.map(&mut |w| {
+                    missing |= w.is_none();
+                    w
+                });
+                if missing {
+                    return Err(WeightError::Unsupported(format!("layer {layer}: tensor list and structure disagree")));
+                }
+                *empty = Some(slot.map(&mut |w| w.expect("checked above")));
+            }
+        }
+        self.slot_layer[si] = Some(layer);
+        Ok(())
+    }
+}
+
+/// Wall-clock timing that compiles for wasm32 (zero there until the browser target supplies
+/// a clock).
+pub(crate) struct Clock(#[cfg(not(target_arch = "wasm32"))] std::time::Instant);
+
+impl Clock {
+    pub(crate) fn start() -> Self {
+        #[cfg(not(target_arch = "wasm32"))]
+        return Clock(std::time::Instant::now());
+        #[cfg(target_arch = "wasm32")]
+        return Clock();
+    }
+
+    pub(crate) fn elapsed(&self) -> Duration {
+        #[cfg(not(target_arch = "wasm32"))]
+        return self.0.elapsed();
+        #[cfg(target_arch = "wasm32")]
+        return Duration::ZERO;
+    }
+}

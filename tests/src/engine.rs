@@ -64,10 +64,16 @@ pub struct ModelOn<B: strata::backend::Backend> {
 
 impl<B: strata::backend::Backend> ModelOn<B> {
     pub fn load(b: B, path: &Path) -> Self {
+        Self::load_with_budget(b, path, None)
+    }
+
+    /// Loaded under a weight-memory budget: layers past it stream (None: all resident).
+    pub fn load_with_budget(b: B, path: &Path, budget: Option<u64>) -> Self {
         let model = strata::model::load(path).unwrap_or_else(|e| panic!("{e}"));
-        let sources: Vec<FileSource> = model.files.files.iter().map(|f| FileSource::open(f).unwrap()).collect();
-        let refs: Vec<&dyn ByteSource> = sources.iter().map(|s| s as &dyn ByteSource).collect();
-        let weights = Weights::load(&b, &model, &refs).unwrap_or_else(|e| panic!("{e}"));
+        let sources: Vec<std::sync::Arc<dyn ByteSource>> =
+            model.files.files.iter().map(|f| std::sync::Arc::new(FileSource::open(f).unwrap()) as std::sync::Arc<dyn ByteSource>).collect();
+        let plan = strata::streaming::StreamPlan::new(&model, budget).unwrap_or_else(|e| panic!("{e}"));
+        let weights = Weights::load_planned(&b, &model, sources, &plan, &mut |_, _| {}).unwrap_or_else(|e| panic!("{e}"));
         let rope = RopeTables::new(&model.config, weights.rope_factors.as_deref()).unwrap();
         ModelOn { b, model, weights, rope }
     }

@@ -275,7 +275,7 @@ impl<B: Backend> Weights<B> {
         };
         let upload = |t: &TensorEntry| -> Result<B::Weight, WeightError> {
             let (rows, cols) = rows_cols(t)?;
-            b.upload_weight(t.dtype, rows, cols, &bytes(t)?).map_err(|source| WeightError::Backend { tensor: t.name.clone(), source })
+            b.upload_weight_owned(t.dtype, rows, cols, bytes(t)?).map_err(|source| WeightError::Backend { tensor: t.name.clone(), source })
         };
         // Validation guarantees required tensors exist; a missing one here is a bug upstream.
         let missing = |id: TensorId| WeightError::Unsupported(format!("tensor {} missing after validation", id.gguf_name()));

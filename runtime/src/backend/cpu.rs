@@ -83,6 +83,21 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
     s
 }
 
+impl CpuBackend {
+    /// Checks a weight's dtype and byte count; returns its row size in bytes.
+    fn layout(&self, dtype: DType, rows: usize, cols: usize, have: usize) -> BResult<usize> {
+        if !self.supports(dtype) {
+            return Err(BackendError::Unsupported { backend: self.name(), what: format!("weights of dtype {dtype}") });
+        }
+        let row_bytes = dtype.row_bytes(cols as u64).ok_or_else(|| BackendError::Shape {
+            op: "upload_weight",
+            message: format!("{cols} columns are not whole {dtype} blocks"),
+        })? as usize;
+        need("upload_weight", "weight bytes", have, row_bytes * rows)?;
+        Ok(row_bytes)
+    }
+}
+
 impl Backend for CpuBackend {
     type Buf = Vec<f32>;
     type Weight = CpuWeight;
@@ -96,27 +111,23 @@ impl Backend for CpuBackend {
     }
 
     fn upload_weight(&self, dtype: DType, rows: usize, cols: usize, bytes: &[u8]) -> BResult<CpuWeight> {
-        if !self.supports(dtype) {
-            return Err(BackendError::Unsupported { backend: self.name(), what: format!("weights of dtype {dtype}") });
-        }
-        let row_bytes = dtype.row_bytes(cols as u64).ok_or_else(|| BackendError::Shape {
-            op: "upload_weight",
-            message: format!("{cols} columns are not whole {dtype} blocks"),
-        })? as usize;
-        need("upload_weight", "weight bytes", bytes.len(), row_bytes * rows)?;
+        let row_bytes = self.layout(dtype, rows, cols, bytes.len())?;
         Ok(CpuWeight { dtype, rows, cols, row_bytes, bytes: bytes[..row_bytes * rows].to_vec() })
     }
 
+    fn upload_weight_owned(&self, dtype: DType, rows: usize, cols: usize, mut bytes: Vec<u8>) -> BResult<CpuWeight> {
+        let row_bytes = self.layout(dtype, rows, cols, bytes.len())?;
+        bytes.truncate(row_bytes * rows);
+        Ok(CpuWeight { dtype, rows, cols, row_bytes, bytes })
+    }
+
     fn write_weight(&self, w: &mut CpuWeight, dtype: DType, rows: usize, cols: usize, bytes: &[u8]) -> BResult<()> {
-        let row_bytes = dtype.row_bytes(cols as u64).ok_or_else(|| BackendError::Shape { op: "write_weight", message: format!("{cols} columns are not whole {dtype} blocks") })? as usize;
-        need("write_weight", "weight bytes", bytes.len(), row_bytes * rows)?;
-        if !self.supports(dtype) {
-            return Err(BackendError::Unsupported { backend: self.name(), what: format!("weights of dtype {dtype}") });
-        }
+        let row_bytes = self.layout(dtype, rows, cols, bytes.len())?;
         // Reuses the allocation (a streamed layer's slot).
-        w.bytes.clear();
-        w.bytes.extend_from_slice(&bytes[..row_bytes * rows]);
-        *w = CpuWeight { dtype, rows, cols, row_bytes, bytes: std::mem::take(&mut w.bytes) };
+        let mut buf = std::mem::take(&mut w.bytes);
+        buf.clear();
+        buf.extend_from_slice(&bytes[..row_bytes * rows]);
+        *w = CpuWeight { dtype, rows, cols, row_bytes, bytes: buf };
         Ok(())
     }
 

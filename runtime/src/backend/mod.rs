@@ -73,6 +73,11 @@ pub trait Backend {
     /// Whether `matmul` / `embed` read this weight dtype directly.
     fn supports(&self, dtype: DType) -> bool;
     fn upload_weight(&self, dtype: DType, rows: usize, cols: usize, bytes: &[u8]) -> BResult<Self::Weight>;
+    /// As `upload_weight`, taking the bytes by value (the CPU backend keeps them without a
+    /// copy, so loading never holds a tensor twice).
+    fn upload_weight_owned(&self, dtype: DType, rows: usize, cols: usize, bytes: Vec<u8>) -> BResult<Self::Weight> {
+        self.upload_weight(dtype, rows, cols, &bytes)
+    }
     /// Overwrites `w` with new contents (a streamed layer entering a reused device slot),
     /// reusing its storage when the new bytes fit; the default uploads a new weight.
     fn write_weight(&self, w: &mut Self::Weight, dtype: DType, rows: usize, cols: usize, bytes: &[u8]) -> BResult<()> {

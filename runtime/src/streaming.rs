@@ -111,23 +111,23 @@ pub struct StreamStats {
     pub upload: Duration,
 }
 
+/// A layer's bytes, one buffer per tensor (in `build_layer` order).
+type Staging = Vec<Vec<u8>>;
+
 struct Staged {
     layer: usize,
-    buf: Vec<u8>,
+    buf: Staging,
     result: Result<Duration, String>,
 }
 
-/// Reads a layer's tensors, in order, into one buffer.
-fn read_layer(sources: &[Arc<dyn ByteSource>], entries: &[TensorEntry], buf: &mut Vec<u8>) -> Result<Duration, String> {
+/// Reads a layer's tensors into one buffer each (reusing the buffers' allocations).
+fn read_layer(sources: &[Arc<dyn ByteSource>], entries: &[TensorEntry], buf: &mut Staging) -> Result<Duration, String> {
     let clock = Clock::start();
-    let total: u64 = entries.iter().map(|t| t.nbytes).sum();
-    buf.resize(total as usize, 0);
-    let mut at = 0usize;
-    for t in entries {
+    buf.resize_with(entries.len(), Vec::new);
+    for (t, b) in entries.iter().zip(buf.iter_mut()) {
         let src = sources.get(t.file).ok_or_else(|| format!("no source for file #{} ({})", t.file, t.name))?;
-        let n = t.nbytes as usize;
-        src.read_exact_at(t.offset, &mut buf[at..at + n]).map_err(|e| format!("{}: tensor {:?}: {e}", src.name(), t.name))?;
-        at += n;
+        b.resize(t.nbytes as usize, 0);
+        src.read_exact_at(t.offset, b).map_err(|e| format!("{}: tensor {:?}: {e}", src.name(), t.name))?;
     }
     Ok(clock.elapsed())
 }
@@ -135,7 +135,7 @@ fn read_layer(sources: &[Arc<dyn ByteSource>], entries: &[TensorEntry], buf: &mu
 /// The prefetch reader: a thread natively, direct reads on wasm32.
 enum Reader {
     #[cfg(not(target_arch = "wasm32"))]
-    Thread { tx: std::sync::mpsc::Sender<(usize, Vec<u8>)>, rx: std::sync::mpsc::Receiver<Staged>, _handle: std::thread::JoinHandle<()> },
+    Thread { tx: std::sync::mpsc::Sender<(usize, Staging)>, rx: std::sync::mpsc::Receiver<Staged>, _handle: std::thread::JoinHandle<()> },
     #[cfg(target_arch = "wasm32")]
     Direct { sources: Vec<Arc<dyn ByteSource>>, entries: Arc<Vec<Vec<TensorEntry>>>, ready: Option<Staged> },
 }
@@ -144,7 +144,7 @@ impl Reader {
     fn new(sources: Vec<Arc<dyn ByteSource>>, entries: Arc<Vec<Vec<TensorEntry>>>) -> Self {
         #[cfg(not(target_arch = "wasm32"))]
         {
-            let (tx, req_rx) = std::sync::mpsc::channel::<(usize, Vec<u8>)>();
+            let (tx, req_rx) = std::sync::mpsc::channel::<(usize, Staging)>();
             let (done_tx, rx) = std::sync::mpsc::channel::<Staged>();
             let handle = std::thread::Builder::new()
                 .name("strata-prefetch".into())
@@ -164,7 +164,7 @@ impl Reader {
     }
 
     /// Starts reading `layer` into `buf`.
-    fn request(&mut self, layer: usize, buf: Vec<u8>) -> Result<(), String> {
+    fn request(&mut self, layer: usize, buf: Staging) -> Result<(), String> {
         match self {
             #[cfg(not(target_arch = "wasm32"))]
             Reader::Thread { tx, .. } => tx.send((layer, buf)).map_err(|_| "the prefetch thread has stopped".to_string()),
@@ -202,8 +202,8 @@ pub struct Streamer<B: Backend> {
     reader: Reader,
     /// The layer being read, if any.
     in_flight: Option<usize>,
-    /// A staging buffer not in use (two exist: one being read, one being uploaded).
-    spare: Vec<u8>,
+    /// A staging set not in use (two exist: one being read, one being uploaded).
+    spare: Staging,
     pub stats: StreamStats,
 }
 
@@ -266,7 +266,7 @@ impl<B: Backend> Streamer<B> {
         };
         let read_time = staged.result.map_err(err)?;
         self.stats.read += read_time;
-        self.stats.bytes_read += staged.buf.len() as u64;
+        self.stats.bytes_read += staged.buf.iter().map(|b| b.len() as u64).sum::<u64>();
         self.stats.layers_streamed += 1;
         // Prefetch the next streamed layer (wrapping to the first for the next token) while
         // this one uploads and computes.
@@ -279,16 +279,22 @@ impl<B: Backend> Streamer<B> {
             }
         }
         let clock = Clock::start();
-        self.upload(b, layer, si, &staged.buf)?;
+        let mut buf = staged.buf;
+        self.upload(b, layer, si, &mut buf)?;
         self.stats.upload += clock.elapsed();
-        self.spare = staged.buf;
+        self.spare = buf;
         Ok(())
     }
 
-    /// Writes a layer's bytes into slot `si`, creating the slot's weights on first use.
-    fn upload(&mut self, b: &B, layer: usize, si: usize, bytes: &[u8]) -> Result<(), WeightError> {
+    /// Moves a layer's bytes into slot `si` (creating the slot's weights on first use).
+    /// `buf` gets back buffers to stage the next read in (on the CPU: the slot's previous
+    /// storage, so no bytes are copied).
+    fn upload(&mut self, b: &B, layer: usize, si: usize, buf: &mut Staging) -> Result<(), WeightError> {
         let entries = &self.entries[layer];
         let backend_err = |t: &TensorEntry, source| WeightError::Backend { tensor: t.name.clone(), source };
+        if buf.len() != entries.len() {
+            return Err(WeightError::Unsupported(format!("layer {layer}: {} staged tensors for {}", buf.len(), entries.len())));
+        }
         self.slot_layer[si] = None;
         match &mut self.slots[si] {
             Some(slot) => {
@@ -296,27 +302,21 @@ impl<B: Backend> Streamer<B> {
                 if weights.len() != entries.len() {
                     return Err(WeightError::Unsupported(format!("layer {layer} has {} tensors, the slot {}", entries.len(), weights.len())));
                 }
-                let mut at = 0usize;
-                for (w, t) in weights.into_iter().zip(entries) {
+                for ((w, t), bytes) in weights.into_iter().zip(entries).zip(buf.iter_mut()) {
                     let (rows, cols) = rows_cols(t)?;
-                    let n = t.nbytes as usize;
-                    b.write_weight(w, t.dtype, rows, cols, &bytes[at..at + n]).map_err(|e| backend_err(t, e))?;
-                    at += n;
+                    *bytes = b.swap_weight(w, t.dtype, rows, cols, std::mem::take(bytes)).map_err(|e| backend_err(t, e))?;
                 }
             }
             empty @ None => {
-                let mut at = 0usize;
                 let mut weights = Vec::with_capacity(entries.len());
-                for t in entries {
+                for (t, bytes) in entries.iter().zip(buf.iter_mut()) {
                     let (rows, cols) = rows_cols(t)?;
-                    let n = t.nbytes as usize;
-                    weights.push(Some(b.upload_weight(t.dtype, rows, cols, &bytes[at..at + n]).map_err(|e| backend_err(t, e))?));
-                    at += n;
+                    weights.push(Some(b.upload_weight_owned(t.dtype, rows, cols, std::mem::take(bytes)).map_err(|e| backend_err(t, e))?));
                 }
                 let skeleton = self.skeletons[layer].clone().ok_or_else(|| WeightError::Unsupported(format!("layer {layer} is not streamed")))?;
                 let mut missing = false;
-                let slot = skeleton.map(&mut |i| weights.get_mut(i).and_then(Option::take));
-                let slot = slot.map(&mut |w| {
+                let slot = skeleton.map(&mut |i| {
+                    let w = weights.get_mut(i).and_then(Option::take);
                     missing |= w.is_none();
                     w
                 });

@@ -131,6 +131,13 @@ impl Backend for CpuBackend {
         Ok(())
     }
 
+    fn swap_weight(&self, w: &mut CpuWeight, dtype: DType, rows: usize, cols: usize, mut bytes: Vec<u8>) -> BResult<Vec<u8>> {
+        let row_bytes = self.layout(dtype, rows, cols, bytes.len())?;
+        bytes.truncate(row_bytes * rows);
+        let old = std::mem::replace(w, CpuWeight { dtype, rows, cols, row_bytes, bytes });
+        Ok(old.bytes)
+    }
+
     fn alloc(&self, len: usize) -> BResult<Vec<f32>> {
         Ok(vec![0f32; len])
     }

@@ -84,6 +84,12 @@ pub trait Backend {
         *w = self.upload_weight(dtype, rows, cols, bytes)?;
         Ok(())
     }
+    /// As `write_weight`, taking the bytes by value and returning a buffer the caller may
+    /// reuse (the CPU backend swaps storage instead of copying).
+    fn swap_weight(&self, w: &mut Self::Weight, dtype: DType, rows: usize, cols: usize, bytes: Vec<u8>) -> BResult<Vec<u8>> {
+        self.write_weight(w, dtype, rows, cols, &bytes)?;
+        Ok(bytes)
+    }
     fn alloc(&self, len: usize) -> BResult<Self::Buf>;
     fn upload(&self, data: &[f32]) -> BResult<Self::Buf>;
     /// Copies `len` values from `offset` back to the host.

@@ -96,3 +96,16 @@ impl<B: strata::backend::Backend> ModelOn<B> {
         pollster::block_on(self.b.top_k(buf, self.model.config.vocab_size as usize, 1)).unwrap()[0].0
     }
 }
+
+/// A wgpu backend, or `None` with a SKIPPED message when the machine has no adapter —
+/// unless `STRATA_REQUIRE_WGPU=1` (CI, scripts/test.sh with lavapipe), where that fails.
+pub fn wgpu_or_skip(opts: strata::backend::webgpu::WgpuOptions) -> Option<strata::backend::webgpu::WgpuBackend> {
+    match pollster::block_on(strata::backend::webgpu::WgpuBackend::new(opts)) {
+        Ok(b) => Some(b),
+        Err(e) if std::env::var("STRATA_REQUIRE_WGPU").as_deref() != Ok("1") => {
+            eprintln!("SKIPPED: no usable wgpu adapter ({e}); install mesa-vulkan-drivers for lavapipe");
+            None
+        }
+        Err(e) => panic!("STRATA_REQUIRE_WGPU=1 but no wgpu adapter: {e}"),
+    }
+}

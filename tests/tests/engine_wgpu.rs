@@ -9,7 +9,7 @@
 use strata::backend::webgpu::{WgpuBackend, WgpuOptions};
 use strata::backend::Backend;
 use strata::tokenizer::Tokenizer;
-use strata_conformance::engine::{cosine, top_k, CpuModel, ModelOn};
+use strata_conformance::engine::{cosine, top_k, wgpu_or_skip, CpuModel, ModelOn};
 use strata_conformance::models;
 
 const MIN_COSINE: f64 = 0.9999;
@@ -22,14 +22,7 @@ fn wgpu(f16: bool) -> Option<WgpuBackend> {
         let shader_f16 = pollster::block_on(strata::backend::webgpu::adapters()).first().is_some_and(|a| a.shader_f16);
         opts.f16 = Some(true).filter(|_| shader_f16);
     }
-    match pollster::block_on(WgpuBackend::new(opts)) {
-        Ok(b) => Some(b),
-        Err(e) if std::env::var("STRATA_REQUIRE_WGPU").as_deref() != Ok("1") => {
-            eprintln!("SKIPPED: no wgpu adapter: {e}");
-            None
-        }
-        Err(e) => panic!("STRATA_REQUIRE_WGPU=1 but no wgpu adapter: {e}"),
-    }
+    wgpu_or_skip(opts)
 }
 
 /// Returns (near-ties skipped, worst cosine).

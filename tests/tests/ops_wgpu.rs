@@ -5,17 +5,11 @@
 
 use strata::backend::webgpu::{WgpuBackend, WgpuOptions};
 use strata::backend::Backend;
-use strata_conformance::ops::{cases, filter, run_all, random_weight, Rng};
+use strata_conformance::engine::wgpu_or_skip;
+use strata_conformance::ops::{cases, filter, random_weight, run_all, Rng};
 
 fn backend(opts: WgpuOptions) -> Option<WgpuBackend> {
-    match pollster::block_on(WgpuBackend::new(opts)) {
-        Ok(b) => Some(b),
-        Err(e) if std::env::var("STRATA_REQUIRE_WGPU").as_deref() != Ok("1") => {
-            eprintln!("SKIPPED: no usable wgpu adapter ({e}); install mesa-vulkan-drivers for lavapipe");
-            None
-        }
-        Err(e) => panic!("STRATA_REQUIRE_WGPU=1 but no wgpu adapter: {e}"),
-    }
+    wgpu_or_skip(opts)
 }
 
 fn run(opts: WgpuOptions, pattern: &str) {

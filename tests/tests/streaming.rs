@@ -4,11 +4,11 @@
 //! budget below the resident tensors plus one layer is a typed error before any work.
 
 use strata::backend::cpu::CpuBackend;
-use strata::backend::webgpu::{WgpuBackend, WgpuOptions};
+use strata::backend::webgpu::WgpuOptions;
 use strata::backend::Backend;
 use strata::streaming::StreamPlan;
 use strata::weights::WeightError;
-use strata_conformance::engine::{argmax, ModelOn};
+use strata_conformance::engine::{argmax, wgpu_or_skip, ModelOn};
 use strata_conformance::models;
 
 const PROMPT: &[u32] = &[1, 504, 3458, 282, 4649, 314]; // "The capital of France is" (SmolLM2 ids; valid ids for Gemma too)
@@ -64,14 +64,7 @@ fn gemma3_streamed_equals_resident_on_cpu() {
 
 fn wgpu_case(file: &str, steps: usize) {
     let Some(path) = models::find(file) else { return };
-    let open = || match pollster::block_on(WgpuBackend::new(WgpuOptions::default())) {
-        Ok(b) => Some(b),
-        Err(e) if std::env::var("STRATA_REQUIRE_WGPU").as_deref() != Ok("1") => {
-            eprintln!("SKIPPED: no wgpu adapter: {e}");
-            None
-        }
-        Err(e) => panic!("STRATA_REQUIRE_WGPU=1 but no wgpu adapter: {e}"),
-    };
+    let open = || wgpu_or_skip(WgpuOptions::default());
     let (Some(a), Some(b)) = (open(), open()) else { return };
     let resident = ModelOn::load(a, &path);
     let streamed = ModelOn::load_with_budget(b, &path, Some(quarter(&path)));

@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use crate::arch::forward::{forward, Logits};
+use crate::clock::Clock;
 use crate::backend::{Backend, BackendError, MAX_DEVICE_TOP_K};
 use crate::kv_cache::KvCache;
 use crate::model::LoadedModel;
@@ -214,25 +215,5 @@ impl<B: Backend> Session<B> {
             on_text(&text[emitted..]);
         }
         Ok(Generation { tokens, text, stop, prefill, decode: clock.elapsed() })
-    }
-}
-
-/// Wall-clock timing that also compiles for wasm32 (where `Instant` is unavailable
-/// without JS glue: durations read zero there until the browser target supplies a clock).
-struct Clock(#[cfg(not(target_arch = "wasm32"))] std::time::Instant);
-
-impl Clock {
-    fn start() -> Self {
-        #[cfg(not(target_arch = "wasm32"))]
-        return Clock(std::time::Instant::now());
-        #[cfg(target_arch = "wasm32")]
-        return Clock();
-    }
-
-    fn elapsed(&self) -> Duration {
-        #[cfg(not(target_arch = "wasm32"))]
-        return self.0.elapsed();
-        #[cfg(target_arch = "wasm32")]
-        return Duration::ZERO;
     }
 }

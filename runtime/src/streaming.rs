@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::backend::Backend;
+use crate::clock::Clock;
 use crate::model::{LoadedModel, TensorEntry};
 use crate::source::ByteSource;
 use crate::weights::{rows_cols, LayerWeights, WeightError};
@@ -328,25 +329,5 @@ impl<B: Backend> Streamer<B> {
         }
         self.slot_layer[si] = Some(layer);
         Ok(())
-    }
-}
-
-/// Wall-clock timing that compiles for wasm32 (zero there until the browser target supplies
-/// a clock).
-pub(crate) struct Clock(#[cfg(not(target_arch = "wasm32"))] std::time::Instant);
-
-impl Clock {
-    pub(crate) fn start() -> Self {
-        #[cfg(not(target_arch = "wasm32"))]
-        return Clock(std::time::Instant::now());
-        #[cfg(target_arch = "wasm32")]
-        return Clock();
-    }
-
-    pub(crate) fn elapsed(&self) -> Duration {
-        #[cfg(not(target_arch = "wasm32"))]
-        return self.0.elapsed();
-        #[cfg(target_arch = "wasm32")]
-        return Duration::ZERO;
     }
 }

@@ -3,7 +3,7 @@
 //! dequantised copy of the model). Natively the matmul splits output rows over threads;
 //! on wasm32 it runs on one thread.
 
-use super::{AttnArgs, BResult, Backend, BackendError, RopeArgs};
+use super::{need, AttnArgs, BResult, Backend, BackendError, RopeArgs};
 use crate::model::config::{Activation, RopeStyle};
 use crate::quant::dequant::dequantize;
 use crate::quant::DType;
@@ -58,13 +58,6 @@ impl CpuBackend {
     pub fn with_threads(threads: usize) -> Self {
         CpuBackend { threads: threads.max(1) }
     }
-}
-
-fn need(op: &'static str, what: &str, have: usize, want: usize) -> BResult<()> {
-    if have < want {
-        return Err(BackendError::Shape { op, message: format!("{what} holds {have} values, needs {want}") });
-    }
-    Ok(())
 }
 
 fn dot(a: &[f32], b: &[f32]) -> f32 {

@@ -29,6 +29,14 @@ pub enum BackendError {
 
 pub type BResult<T> = Result<T, BackendError>;
 
+/// The length check every op makes before touching a buffer.
+pub(crate) fn need(op: &'static str, what: &str, have: usize, want: usize) -> BResult<()> {
+    if have < want {
+        return Err(BackendError::Shape { op, message: format!("{what} holds {have} values, needs {want}") });
+    }
+    Ok(())
+}
+
 /// RoPE for one call: the rotated head prefix, pairing, and per-pair inverse frequencies
 /// (`theta_i = position * inv_freq[i]`), with each token's absolute position.
 #[derive(Clone, Debug)]

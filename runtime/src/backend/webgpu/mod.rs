@@ -22,7 +22,7 @@ use wgpu::util::DeviceExt;
 
 use self::kernels::{add_sizes, dtype_define, elementwise_op, PipelineCache, Target};
 use self::preprocess::Defines;
-use super::{AttnArgs, BResult, Backend, BackendError, RopeArgs};
+use super::{need, AttnArgs, BResult, Backend, BackendError, RopeArgs};
 use crate::model::config::{Activation, RopeStyle};
 use crate::quant::DType;
 
@@ -167,13 +167,6 @@ fn dev_err(e: impl std::fmt::Display) -> BackendError {
 
 fn shape(op: &'static str, message: String) -> BackendError {
     BackendError::Shape { op, message }
-}
-
-fn need(op: &'static str, what: &str, have: usize, want: usize) -> BResult<()> {
-    if have < want {
-        return Err(shape(op, format!("{what} holds {have} values, needs {want}")));
-    }
-    Ok(())
 }
 
 /// Uniform parameter block: u32 words (floats by their bits), padded to 16 bytes.

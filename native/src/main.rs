@@ -182,7 +182,7 @@ macro_rules! on_backend {
         match open_backend($args) {
             Err(e) => Err(e),
             Ok(Chosen::Cpu(b)) => load(b, $args).and_then(|$m| $body),
-            Ok(Chosen::Wgpu(b)) => load(b, $args).and_then(|$m| $body),
+            Ok(Chosen::Wgpu(b)) => load(*b, $args).and_then(|$m| $body),
         }
     };
 }
@@ -274,21 +274,6 @@ fn devices(json: bool) -> Result<(), Fail> {
     Ok(())
 }
 
-/// A backend by value (wgpu's is boxed in `Chosen` to keep the enum small).
-struct Boxed<B>(B);
-
-impl From<CpuBackend> for Boxed<CpuBackend> {
-    fn from(b: CpuBackend) -> Self {
-        Boxed(b)
-    }
-}
-
-impl From<Box<WgpuBackend>> for Boxed<WgpuBackend> {
-    fn from(b: Box<WgpuBackend>) -> Self {
-        Boxed(*b)
-    }
-}
-
 /// `--profile`: streaming figures per token since `before` (totals over `tokens` forward
 /// passes taking `elapsed`).
 fn print_profile<B: Backend>(session: &Session<B>, before: &strata::streaming::StreamStats, tokens: usize, elapsed: std::time::Duration, stage: &str) {
@@ -321,8 +306,7 @@ struct Loaded<B: Backend> {
     load_ms: f64,
 }
 
-fn load<B: Backend>(backend: impl Into<Boxed<B>>, args: &ModelArgs) -> Result<Loaded<B>, Fail> {
-    let backend = backend.into().0;
+fn load<B: Backend>(backend: B, args: &ModelArgs) -> Result<Loaded<B>, Fail> {
     let t0 = Instant::now();
     let path = model_path(&args.model)?;
     let model = strata::model::load(&path).map_err(|e| e.to_string())?;
@@ -342,7 +326,7 @@ fn load<B: Backend>(backend: impl Into<Boxed<B>>, args: &ModelArgs) -> Result<Lo
     let mut bar = Progress::new("loading weights");
     let session = Session::with_budget(backend, model, sources, args.ctx, args.max_memory, &mut |done, total| bar.update(done, total)).map_err(|e| e.to_string())?;
     if let Some(budget) = args.max_memory {
-        let plan = strata::streaming::StreamPlan::new(&session.model, Some(budget)).map_err(|e| e.to_string())?;
+        let plan = &session.weights.plan;
         eprintln!(
             "[memory budget {:.1} MiB: {} of {} layers streamed through {} slot(s), {:.1} MiB on the device, {:.1} MiB read per token]",
             budget as f64 / 1048576.0,

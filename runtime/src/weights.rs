@@ -73,6 +73,8 @@ pub struct Weights<B: Backend> {
     pub layers: Vec<Option<LayerWeights<B::Weight>>>,
     /// `rope_freqs` values (Llama 3 frequency factors), when present.
     pub rope_factors: Option<Vec<f32>>,
+    /// Which layers are resident, and the bytes that costs.
+    pub plan: StreamPlan,
     /// Reads and uploads the streamed layers (None: every layer is resident).
     streamer: Option<RefCell<Streamer<B>>>,
 }
@@ -302,6 +304,6 @@ impl<B: Backend> Weights<B> {
             let mut get = |id: TensorId, _required: bool| m.tensor(id).map(upload).transpose();
             layers.push(Some(build_layer(cfg, l, &mut get, &missing)?));
         }
-        Ok(Weights { embed, output, output_norm, layers, rope_factors, streamer: None })
+        Ok(Weights { embed, output, output_norm, layers, rope_factors, plan: plan.clone(), streamer: None })
     }
 }

@@ -3,17 +3,13 @@
 //! Filter cases with STRATA_OPS=pattern[,pattern]. Without an adapter the tests say so and
 //! pass, unless STRATA_REQUIRE_WGPU=1 (CI sets it).
 
-use strata::backend::webgpu::{WgpuBackend, WgpuOptions};
+use strata::backend::webgpu::WgpuOptions;
 use strata::backend::Backend;
 use strata_conformance::engine::wgpu_or_skip;
 use strata_conformance::ops::{cases, filter, random_weight, run_all, Rng};
 
-fn backend(opts: WgpuOptions) -> Option<WgpuBackend> {
-    wgpu_or_skip(opts)
-}
-
 fn run(opts: WgpuOptions, pattern: &str) {
-    let Some(b) = backend(opts) else { return };
+    let Some(b) = wgpu_or_skip(opts) else { return };
     let env = std::env::var("STRATA_OPS").unwrap_or_default();
     let selected = filter(filter(cases(), pattern), &env);
     assert!(!selected.is_empty(), "no cases match");
@@ -37,7 +33,7 @@ fn ops_default_variant() {
 /// Dequantised weights held in f16 (hardware GPUs' default), where the adapter has SHADER_F16.
 #[test]
 fn ops_f16_variant() {
-    let Some(b) = backend(WgpuOptions::default()) else { return };
+    let Some(b) = wgpu_or_skip(WgpuOptions::default()) else { return };
     if !b.adapter().shader_f16 {
         eprintln!("SKIPPED: {} has no SHADER_F16", b.adapter().name);
         return;
@@ -58,7 +54,7 @@ fn ops_f32_no_subgroups() {
 #[test]
 fn ops_weights_split_over_bindings() {
     let opts = WgpuOptions { max_binding: Some(2048), ..Default::default() };
-    let Some(b) = backend(opts.clone()) else { return };
+    let Some(b) = wgpu_or_skip(opts.clone()) else { return };
     let mut rng = Rng::new(1);
     let dt = strata::quant::DType::Q4_0;
     let w = b.upload_weight(dt, 67, 96, &random_weight(dt, 67, 96, &mut rng)).unwrap();
@@ -70,7 +66,7 @@ fn ops_weights_split_over_bindings() {
 /// Limits are typed errors that name the limit, before anything is allocated.
 #[test]
 fn limits_are_clear_errors() {
-    let Some(b) = backend(WgpuOptions::default()) else { return };
+    let Some(b) = wgpu_or_skip(WgpuOptions::default()) else { return };
     let limit = b.adapter().max_storage_buffer_binding_size;
     let err = b.alloc((limit / 4 + 1) as usize).err().expect("an activation over the binding limit");
     assert!(err.to_string().contains("max_storage_buffer_binding_size"), "{err}");

@@ -114,16 +114,6 @@ impl Backend for CpuBackend {
         Ok(CpuWeight { dtype, rows, cols, row_bytes, bytes })
     }
 
-    fn write_weight(&self, w: &mut CpuWeight, dtype: DType, rows: usize, cols: usize, bytes: &[u8]) -> BResult<()> {
-        let row_bytes = self.layout(dtype, rows, cols, bytes.len())?;
-        // Reuses the allocation (a streamed layer's slot).
-        let mut buf = std::mem::take(&mut w.bytes);
-        buf.clear();
-        buf.extend_from_slice(&bytes[..row_bytes * rows]);
-        *w = CpuWeight { dtype, rows, cols, row_bytes, bytes: buf };
-        Ok(())
-    }
-
     fn swap_weight(&self, w: &mut CpuWeight, dtype: DType, rows: usize, cols: usize, mut bytes: Vec<u8>) -> BResult<Vec<u8>> {
         let row_bytes = self.layout(dtype, rows, cols, bytes.len())?;
         bytes.truncate(row_bytes * rows);

@@ -315,7 +315,7 @@ fn load<B: Backend>(backend: B, args: &ModelArgs) -> Result<Loaded<B>, Fail> {
         None => tokenizer_json(&path, &model.config),
     }
     .map_err(|e| format!("{}: {e}", path.display()))?;
-    let template = chat_template(&model, &tokenizer);
+    let template = ChatTemplate::for_model(&model, &tokenizer).and_then(Result::ok);
     let sources: Vec<Arc<dyn ByteSource>> = model
         .files
         .files
@@ -346,12 +346,6 @@ fn tokenizer_json(path: &Path, cfg: &strata::ModelConfig) -> Result<Tokenizer, s
     let text = std::fs::read_to_string(dir.join("tokenizer.json"))
         .map_err(|e| strata::tokenizer::TokenizerError::Build(format!("{}: {e}", dir.join("tokenizer.json").display())))?;
     Tokenizer::from_tokenizer_json(&text, cfg.bos_token_id, cfg.eos_token_id, cfg.bos_token_id.is_some())
-}
-
-fn chat_template(m: &strata::LoadedModel, tok: &Tokenizer) -> Option<ChatTemplate> {
-    let src = m.files.gguf.as_ref()?.get("tokenizer.chat_template")?.as_str()?;
-    let text = |id: Option<u32>| id.and_then(|i| tok.token_text(i)).unwrap_or("").to_owned();
-    ChatTemplate::new(src, &text(tok.bos), &text(tok.eos)).ok()
 }
 
 /// A loading progress bar on stderr (only when stderr is a terminal).

@@ -37,6 +37,14 @@ impl ChatTemplate {
         Ok(ChatTemplate { env, bos: bos.into(), eos: eos.into() })
     }
 
+    /// The model's own template (GGUF `tokenizer.chat_template`) with its BOS/EOS texts;
+    /// `None` when the file has none.
+    pub fn for_model(m: &crate::LoadedModel, tok: &crate::tokenizer::Tokenizer) -> Option<Result<Self, ChatError>> {
+        let src = m.files.gguf.as_ref()?.get("tokenizer.chat_template")?.as_str()?;
+        let text = |id: Option<u32>| id.and_then(|i| tok.token_text(i)).unwrap_or("").to_owned();
+        Some(ChatTemplate::new(src, &text(tok.bos), &text(tok.eos)))
+    }
+
     /// The prompt text for `messages`, ending with the assistant's turn opener when
     /// `add_generation_prompt` is set. Tokenize it with `parse_special = true`.
     pub fn render(&self, messages: &[Message], add_generation_prompt: bool) -> Result<String, ChatError> {

@@ -164,10 +164,67 @@ impl<B: Backend> Session<B> {
         self.prefill(&[id]).await
     }
 
+    /// Starts generating up to `max_tokens` after `prompt`; advance it with
+    /// [`Session::step`]. Nothing runs until the first step.
+    pub fn begin(&self, prompt: &[u32], max_tokens: usize) -> Result<Stepper<B::Buf>, SessionError> {
+        if prompt.is_empty() {
+            return Err(SessionError::EmptyPrompt);
+        }
+        self.check_room(prompt.len(), max_tokens)?;
+        Ok(Stepper {
+            logits: None,
+            history: prompt.to_vec(),
+            prompt_len: prompt.len(),
+            tokens: Vec::new(),
+            max_tokens,
+            text: String::new(),
+            emitted: 0,
+            prefill: Duration::ZERO,
+            decode: Duration::ZERO,
+            stop: None,
+        })
+    }
+
+    /// One token of `g`: runs the model (the prompt on the first step, the previous token
+    /// after), samples, and returns the new text: whole UTF-8 characters only, so it may be
+    /// empty. `None` once generation has stopped (see `g.stop`). The last sampled token is
+    /// not run through the model (that would cost a forward pass nobody reads): to continue
+    /// the same sequence, pass it to `decode_step` first.
+    pub async fn step(&mut self, g: &mut Stepper<B::Buf>, tokenizer: &Tokenizer, sampler: &mut Sampler) -> Result<Option<String>, SessionError> {
+        if g.stop.is_some() {
+            return Ok(None);
+        }
+        if g.tokens.len() == g.max_tokens {
+            return Ok(g.finish(StopReason::MaxTokens));
+        }
+        let clock = Clock::start();
+        let logits = match g.logits.take() {
+            None => self.forward_last(&g.history)?,
+            Some(_) => self.forward_last(&g.history[g.history.len() - 1..])?,
+        };
+        let next = self.pick(&logits, sampler, &g.history).await?;
+        g.logits = Some(logits);
+        if g.tokens.is_empty() {
+            g.prefill = clock.elapsed();
+        } else {
+            g.decode += clock.elapsed();
+        }
+        if self.model.config.eog_token_ids.contains(&next) {
+            return Ok(g.finish(StopReason::EndOfGeneration));
+        }
+        g.tokens.push(next);
+        g.history.push(next);
+        g.text = tokenizer.decode(&g.tokens)?;
+        // Hold back a trailing replacement character: the rest of a multi-token character
+        // may still come.
+        let stable = g.text.trim_end_matches('\u{fffd}').len().max(g.emitted);
+        let piece = g.text[g.emitted..stable].to_string();
+        g.emitted = stable;
+        Ok(Some(piece))
+    }
+
     /// Generates up to `max_tokens` after `prompt`. `on_text` receives each new piece of
-    /// text (whole UTF-8 characters only) and returns `false` to stop. The last sampled
-    /// token is returned but not run through the model (that would cost a forward pass
-    /// nobody reads): to continue the same sequence, pass it to `decode_step` first.
+    /// text (whole UTF-8 characters only) and returns `false` to stop.
     pub async fn generate(
         &mut self,
         tokenizer: &Tokenizer,
@@ -176,44 +233,68 @@ impl<B: Backend> Session<B> {
         sampler: &mut Sampler,
         on_text: &mut dyn FnMut(&str) -> bool,
     ) -> Result<Generation, SessionError> {
-        self.check_room(prompt.len(), max_tokens)?;
-        let clock = Clock::start();
-        let mut logits = self.forward_last(prompt)?;
-        let mut next = self.pick(&logits, sampler, prompt).await?;
-        let prefill = clock.elapsed();
-        let clock = Clock::start();
-        let eog = self.model.config.eog_token_ids.clone();
-        let mut history = prompt.to_vec();
-        let mut tokens = Vec::new();
-        let mut emitted = 0; // bytes of `text` already streamed
-        let mut stop = StopReason::MaxTokens;
-        let mut text = String::new();
-        for i in 0..max_tokens {
-            if i > 0 {
-                next = self.pick(&logits, sampler, &history).await?;
-            }
-            if eog.contains(&next) {
-                stop = StopReason::EndOfGeneration;
+        let mut g = self.begin(prompt, max_tokens)?;
+        while let Some(piece) = self.step(&mut g, tokenizer, sampler).await? {
+            if !piece.is_empty() && !on_text(&piece) {
+                g.cancel();
                 break;
             }
-            tokens.push(next);
-            history.push(next);
-            text = tokenizer.decode(&tokens)?;
-            // Hold back a trailing replacement character: the rest of a multi-token
-            // character may still come.
-            let stable = text.trim_end_matches('\u{fffd}').len();
-            if stable > emitted && !on_text(&text[emitted..stable]) {
-                stop = StopReason::Cancelled;
-                break;
-            }
-            emitted = emitted.max(stable);
-            if i + 1 < max_tokens {
-                logits = self.forward_last(&[next])?;
-            }
         }
-        if text.len() > emitted && stop != StopReason::Cancelled {
-            on_text(&text[emitted..]);
-        }
-        Ok(Generation { tokens, text, stop, prefill, decode: clock.elapsed() })
+        Ok(g.result())
+    }
+}
+
+/// A generation in progress (see [`Session::begin`]).
+pub struct Stepper<Buf> {
+    /// The logits the last step sampled from; `None` before the prompt has run.
+    logits: Option<Buf>,
+    /// Prompt and sampled tokens (the repetition penalty's window).
+    history: Vec<u32>,
+    prompt_len: usize,
+    tokens: Vec<u32>,
+    max_tokens: usize,
+    text: String,
+    /// Bytes of `text` already returned.
+    emitted: usize,
+    prefill: Duration,
+    decode: Duration,
+    stop: Option<StopReason>,
+}
+
+impl<Buf> Stepper<Buf> {
+    /// Stops; the text held back (an unfinished character) is returned.
+    fn finish(&mut self, reason: StopReason) -> Option<String> {
+        self.stop = Some(reason);
+        self.logits = None;
+        let rest = self.text[self.emitted..].to_string();
+        self.emitted = self.text.len();
+        (!rest.is_empty()).then_some(rest)
+    }
+
+    /// Stops at the caller's request (what was held back is dropped).
+    pub fn cancel(&mut self) {
+        self.stop = Some(StopReason::Cancelled);
+        self.logits = None;
+    }
+
+    pub fn stop(&self) -> Option<StopReason> {
+        self.stop
+    }
+
+    pub fn tokens(&self) -> &[u32] {
+        &self.tokens
+    }
+
+    pub fn prompt_len(&self) -> usize {
+        self.prompt_len
+    }
+
+    /// Time of the first step (the prompt and the first token) and of the later ones.
+    pub fn timings(&self) -> (Duration, Duration) {
+        (self.prefill, self.decode)
+    }
+
+    pub fn result(self) -> Generation {
+        Generation { tokens: self.tokens, text: self.text, stop: self.stop.unwrap_or(StopReason::MaxTokens), prefill: self.prefill, decode: self.decode }
     }
 }

@@ -1,7 +1,14 @@
-//! strata for the browser. Today it exposes the metadata loader: `inspect(bytes)` returns
-//! the same JSON report as `strata inspect --json`, computed in wasm from a GGUF's bytes
-//! (a `File`/`Blob` slice holding at least the header). The npm package, WebGPU backend
-//! and demo page arrive with the browser-target issue.
+//! strata in the browser: the engine behind the npm package (`web/js/`), compiled to
+//! wasm32 with wasm-bindgen. `engine.rs` holds the logic and runs natively too (tested
+//! there); `bindings.rs` is the JavaScript glue: a `Blob` read synchronously in the
+//! worker (`FileReaderSync`) as the model's byte source, options as JSON, errors as
+//! `Error`s with the runtime's message.
+
+pub mod engine;
+pub mod options;
+
+#[cfg(target_arch = "wasm32")]
+mod bindings;
 
 use strata::model::{analyze, ModelFiles};
 use strata::source::SliceSource;
@@ -14,17 +21,6 @@ pub fn inspect_gguf_json(name: &str, bytes: &[u8]) -> String {
         Err(e) => strata::inspect::unreadable_json(name, &e),
     };
     report.to_string()
-}
-
-#[cfg(target_arch = "wasm32")]
-mod bindings {
-    use wasm_bindgen::prelude::*;
-
-    /// `inspect(name, bytes)` from JavaScript: the JSON report as a string.
-    #[wasm_bindgen]
-    pub fn inspect(name: &str, bytes: &[u8]) -> String {
-        super::inspect_gguf_json(name, bytes)
-    }
 }
 
 #[cfg(test)]

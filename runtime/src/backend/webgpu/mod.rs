@@ -49,6 +49,7 @@ pub struct WgpuOptions {
 impl WgpuOptions {
     /// Overrides from the environment: `STRATA_WGPU_F16=0|1`, `STRATA_WGPU_SUBGROUPS=0|1`
     /// (to compare kernel variants, or to avoid a driver's broken f16/subgroup support).
+    #[cfg_attr(target_arch = "wasm32", allow(unused_mut))]
     pub fn with_env(mut self) -> Self {
         #[cfg(not(target_arch = "wasm32"))]
         {

@@ -1,0 +1,158 @@
+//! The JavaScript options objects (passed as JSON), parsed with clear errors: an unknown
+//! key or a wrong type names the key, so a typo never silently means "default".
+
+use serde::Deserialize;
+use strata::sampler::SamplerConfig;
+
+/// Which backend runs the model.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendChoice {
+    /// WebGPU when an adapter is there and the model loads on it, else wasm CPU.
+    #[default]
+    Auto,
+    Webgpu,
+    Wasm,
+}
+
+/// `load(source, options)`.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct LoadOptions {
+    pub backend: BackendChoice,
+    /// KV-cache positions (capped at the model's context length).
+    pub context_length: usize,
+    /// Bytes of weights kept resident; the layers past it stream from the model file
+    /// (one at a time). `None`: all resident on WebGPU, and on wasm CPU all resident up to
+    /// [`WASM_RESIDENT_DEFAULT`] (the wasm heap cannot exceed 4 GiB).
+    pub max_memory: Option<f64>,
+}
+
+/// Default resident-weight budget of the wasm CPU backend for models larger than it.
+pub const WASM_RESIDENT_DEFAULT: u64 = 2 << 30;
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        LoadOptions { backend: BackendChoice::Auto, context_length: 2048, max_memory: None }
+    }
+}
+
+/// `generate(prompt, options)` / `chat(messages, options)`.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct GenerateOptions {
+    #[serde(default = "default_max_tokens")]
+    pub max_tokens: usize,
+    pub temperature: Option<f32>,
+    pub top_k: Option<usize>,
+    pub top_p: Option<f32>,
+    pub min_p: Option<f32>,
+    pub repetition_penalty: Option<f32>,
+    pub seed: Option<u64>,
+}
+
+fn default_max_tokens() -> usize {
+    256
+}
+
+impl GenerateOptions {
+    /// llama.cpp's defaults, overridden by what was given.
+    pub fn sampler(&self) -> Result<SamplerConfig, String> {
+        let d = SamplerConfig::default();
+        let c = SamplerConfig {
+            temperature: self.temperature.unwrap_or(d.temperature),
+            top_k: self.top_k.unwrap_or(d.top_k),
+            top_p: self.top_p.unwrap_or(d.top_p),
+            min_p: self.min_p.unwrap_or(d.min_p),
+            repetition_penalty: self.repetition_penalty.unwrap_or(d.repetition_penalty),
+            repetition_window: d.repetition_window,
+            seed: self.seed.unwrap_or(d.seed),
+        };
+        let bad = |what: &str, v: f32| Err(format!("{what} = {v} is out of range"));
+        if !(c.temperature.is_finite() && c.temperature >= 0.0) {
+            return bad("temperature", c.temperature);
+        }
+        if !(c.top_p > 0.0 && c.top_p <= 1.0) {
+            return bad("topP", c.top_p);
+        }
+        if !(0.0..=1.0).contains(&c.min_p) {
+            return bad("minP", c.min_p);
+        }
+        if !(c.repetition_penalty.is_finite() && c.repetition_penalty > 0.0) {
+            return bad("repetitionPenalty", c.repetition_penalty);
+        }
+        Ok(c)
+    }
+}
+
+fn parse<T: for<'de> Deserialize<'de>>(what: &str, json: &str) -> Result<T, String> {
+    let json = if json.trim().is_empty() { "{}" } else { json };
+    serde_json::from_str(json).map_err(|e| format!("{what} options: {e}"))
+}
+
+pub fn load_options(json: &str) -> Result<LoadOptions, String> {
+    let o: LoadOptions = parse("load", json)?;
+    if o.context_length == 0 {
+        return Err("load options: contextLength must be at least 1".into());
+    }
+    if let Some(m) = o.max_memory {
+        if !(m.is_finite() && m > 0.0) {
+            return Err(format!("load options: maxMemory = {m} is not a positive number of bytes"));
+        }
+    }
+    Ok(o)
+}
+
+pub fn generate_options(json: &str) -> Result<GenerateOptions, String> {
+    let o: GenerateOptions = parse("generate", json)?;
+    o.sampler()?;
+    Ok(o)
+}
+
+/// One chat message: `{role, content}`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChatMessage {
+    pub role: String,
+    pub content: String,
+}
+
+pub fn chat_messages(json: &str) -> Result<Vec<ChatMessage>, String> {
+    let m: Vec<ChatMessage> = serde_json::from_str(json).map_err(|e| format!("chat messages: {e} (expected [{{role, content}}, ...])"))?;
+    if m.is_empty() {
+        return Err("chat messages: the list is empty".into());
+    }
+    Ok(m)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_and_overrides() {
+        let o = load_options("").unwrap();
+        assert_eq!(o, LoadOptions::default());
+        let o = load_options(r#"{"backend":"wasm","contextLength":512,"maxMemory":1e8}"#).unwrap();
+        assert_eq!((o.backend, o.context_length, o.max_memory), (BackendChoice::Wasm, 512, Some(1e8)));
+        let g = generate_options(r#"{"maxTokens":8,"temperature":0}"#).unwrap();
+        assert_eq!(g.max_tokens, 8);
+        assert_eq!(g.sampler().unwrap().temperature, 0.0);
+        assert_eq!(g.sampler().unwrap().top_k, SamplerConfig::default().top_k);
+    }
+
+    #[test]
+    fn typos_and_bad_values_are_named() {
+        let e = generate_options(r#"{"maxToken":8}"#).unwrap_err();
+        assert!(e.contains("unknown field `maxToken`"), "{e}");
+        let e = load_options(r#"{"backend":"cuda"}"#).unwrap_err();
+        assert!(e.contains("unknown variant `cuda`"), "{e}");
+        let e = generate_options(r#"{"topP":0}"#).unwrap_err();
+        assert!(e.contains("topP = 0"), "{e}");
+        let e = load_options(r#"{"maxMemory":-1}"#).unwrap_err();
+        assert!(e.contains("maxMemory"), "{e}");
+        let e = chat_messages(r#"[{"role":"user"}]"#).unwrap_err();
+        assert!(e.contains("missing field `content`"), "{e}");
+        assert!(chat_messages("[]").is_err());
+    }
+}

@@ -440,6 +440,7 @@ impl Tiny {
 }
 
 pub mod engine;
+pub mod loader_cases;
 pub mod ops;
 
 /// Committed reference data under tests/fixtures/.

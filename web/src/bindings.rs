@@ -70,7 +70,7 @@ fn js_message(e: &JsValue) -> String {
     e.dyn_ref::<js_sys::Error>().map(|e| String::from(e.message())).or_else(|| e.as_string()).unwrap_or_else(|| format!("{e:?}"))
 }
 
-fn err(msg: impl std::fmt::Display) -> JsValue {
+pub fn err(msg: impl std::fmt::Display) -> JsValue {
     js_sys::Error::new(&msg.to_string()).into()
 }
 
@@ -81,13 +81,18 @@ pub struct JsEngine {
     inner: Rc<RefCell<Engine>>,
 }
 
+/// A `Blob` as a byte source (needs a worker: `FileReaderSync`).
+pub fn blob_source(blob: Blob, name: String) -> Result<Arc<dyn ByteSource>, JsValue> {
+    let reader = FileReaderSync::new().map_err(|e| err(format!("FileReaderSync is unavailable (the engine runs in a Web Worker): {}", js_message(&e))))?;
+    Ok(Arc::new(BlobSource { name, blob, reader, read: AtomicU64::new(0) }))
+}
+
 /// `loadEngine(blob, name, optionsJson, onProgress(loaded, total))`: reads the GGUF from
 /// `blob` onto WebGPU or the wasm CPU backend.
 #[wasm_bindgen(js_name = loadEngine)]
 pub async fn load_engine(blob: Blob, name: String, options: String, on_progress: Function) -> Result<JsEngine, JsValue> {
     let opts = load_options(&options).map_err(err)?;
-    let reader = FileReaderSync::new().map_err(|e| err(format!("FileReaderSync is unavailable (the engine runs in a Web Worker): {}", js_message(&e))))?;
-    let src: Arc<dyn ByteSource> = Arc::new(BlobSource { name, blob, reader, read: AtomicU64::new(0) });
+    let src = blob_source(blob, name)?;
     let mut last = 0u64;
     let mut progress = |done: u64, total: u64| {
         // Every percent is plenty for a progress bar.

@@ -8,7 +8,7 @@ pub mod engine;
 pub mod options;
 
 #[cfg(target_arch = "wasm32")]
-mod bindings;
+pub mod bindings;
 
 use strata::model::{analyze, ModelFiles};
 use strata::source::SliceSource;

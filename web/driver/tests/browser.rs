@@ -1,0 +1,127 @@
+//! The browser target in headless Chromium (SwiftShader WebGPU where there is no GPU):
+//! - the conformance page runs the native case definitions in wasm: every loader case,
+//!   every op case on WebGPU against the wasm CPU reference, and the SmolLM2 model case on
+//!   WebGPU and on wasm CPU, whose greedy tokens must equal the native CPU backend's;
+//! - the demo page, end to end: load SmolLM2 from a local URL, send a prompt, wait for
+//!   the reply, save a screenshot (target/artifacts/demo.png).
+//! Needs `scripts/build_web.sh` (web/pkg, web/conformance/pkg) and chromium +
+//! chromium-driver; without them the tests skip, unless STRATA_REQUIRE_BROWSER=1 (set by
+//! scripts/test.sh), which makes them fail.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use strata::source::{ByteSource, FileSource};
+use strata_conformance::models;
+use strata_web::engine::Engine;
+use strata_web::options::{generate_options, load_options};
+use strata_web_driver::server::Server;
+use strata_web_driver::webdriver::Browser;
+
+const PROMPT: &str = "The capital of France is";
+const TOKENS: usize = 6;
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn ready() -> bool {
+    let built = root().join("web/pkg/strata_web_bg.wasm").exists() && root().join("web/conformance/pkg/strata_web_conformance_bg.wasm").exists();
+    let chromium = Path::new(&std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into())).exists();
+    if built && chromium {
+        return true;
+    }
+    let why = format!("browser tests need scripts/build_web.sh (built: {built}) and chromium (found: {chromium})");
+    if std::env::var("STRATA_REQUIRE_BROWSER").is_ok_and(|v| v == "1") {
+        panic!("{why} (STRATA_REQUIRE_BROWSER=1)");
+    }
+    eprintln!("skipping: {why}");
+    false
+}
+
+fn serve() -> Server {
+    let models = models::cache_dir().join("models");
+    Server::start(vec![("/".into(), root().join("web")), ("/models/".into(), models)], 0).expect("starting the static server")
+}
+
+fn artifacts() -> PathBuf {
+    let d = root().join("target/artifacts");
+    std::fs::create_dir_all(&d).expect("target/artifacts");
+    d
+}
+
+/// Greedy tokens of the native CPU backend through the same engine code.
+fn native_tokens(path: &Path) -> Vec<u32> {
+    let src: Arc<dyn ByteSource> = Arc::new(FileSource::open(path).expect("open"));
+    let mut e = pollster::block_on(Engine::load(src, &load_options(r#"{"backend":"wasm","contextLength":256}"#).unwrap(), &mut |_, _| {})).expect("native load");
+    e.begin(PROMPT, &generate_options(&format!(r#"{{"maxTokens":{TOKENS},"temperature":0}}"#)).unwrap()).unwrap();
+    while pollster::block_on(e.step()).unwrap().is_some() {}
+    e.stats()["tokens"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect()
+}
+
+#[test]
+fn conformance_suite_in_headless_chromium() {
+    if !ready() {
+        return;
+    }
+    let Some(model) = models::find(models::SMOLLM2) else { return };
+    let want = native_tokens(&model);
+    assert_eq!(want.len(), TOKENS, "the native reference stopped early: {want:?}");
+    let server = serve();
+    let browser = Browser::start().expect("headless chromium");
+    let ops = std::env::var("STRATA_BROWSER_OPS").unwrap_or_default();
+    let url = server.url(&format!(
+        "/conformance/?model=/models/{}&n={TOKENS}&prompt={}&ops={}",
+        models::SMOLLM2,
+        PROMPT.replace(' ', "%20"),
+        ops
+    ));
+    browser.goto(&url).unwrap();
+    let r = browser.wait_for("window.__strata && window.__strata.done && window.__strata", Duration::from_secs(1800)).unwrap();
+    std::fs::write(artifacts().join("browser-conformance.json"), serde_json::to_string_pretty(&r).unwrap()).unwrap();
+
+    let mut passed = 0;
+    let mut failures: Vec<String> = r["errors"].as_array().unwrap().iter().map(|e| e.to_string()).collect();
+    let loader = &r["loader"];
+    let n_loader = strata_conformance::loader_cases::cases().len();
+    passed += loader["passed"].as_u64().unwrap_or(0) as usize;
+    for c in loader["cases"].as_array().into_iter().flatten().filter(|c| c["ok"] != json!(true)) {
+        failures.push(format!("loader {}: {}", c["name"], c["error"]));
+    }
+    if loader["passed"].as_u64() != Some(n_loader as u64) {
+        failures.push(format!("loader: {} of {n_loader} cases passed", loader["passed"]));
+    }
+    let ops_report = &r["ops"];
+    let n_ops = strata_conformance::ops::filter(strata_conformance::ops::cases(), &ops).len();
+    passed += ops_report["passed"].as_u64().unwrap_or(0) as usize;
+    for l in ops_report["lines"].as_array().into_iter().flatten().filter_map(Value::as_str).filter(|l| !l.starts_with("PASS")) {
+        failures.push(format!("op {l}"));
+    }
+    if ops_report["passed"].as_u64() != Some(n_ops as u64) {
+        failures.push(format!("ops: {} of {n_ops} cases passed", ops_report["passed"]));
+    }
+    for backend in ["webgpu", "wasm"] {
+        let m = &r[format!("model_{backend}")];
+        let got: Vec<u32> = m["stats"]["tokens"].as_array().into_iter().flatten().filter_map(Value::as_u64).map(|v| v as u32).collect();
+        if m["info"]["backend"] != json!(backend) {
+            failures.push(format!("model on {backend}: ran on {}", m["info"]["backend"]));
+        } else if got != want {
+            failures.push(format!("model on {backend}: greedy tokens {got:?}, native CPU {want:?}"));
+        } else {
+            passed += 1;
+        }
+        eprintln!(
+            "SmolLM2 on {backend} ({}): TTFT {:.0} ms, decode {:.2} tok/s, text {:?}",
+            m["info"]["backendName"],
+            m["stats"]["timeToFirstTokenMs"].as_f64().unwrap_or(f64::NAN),
+            m["stats"]["decodeTokensPerS"].as_f64().unwrap_or(f64::NAN),
+            m["text"]
+        );
+    }
+    eprintln!("adapter: {}", r["ops"]["adapter"]);
+    eprintln!("worst NMSE per op family: {}", r["ops"]["worst"]);
+    println!("browser conformance: {passed} passed, {} failed", failures.len());
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}

@@ -14,7 +14,10 @@ rm -rf web/pkg web/conformance/pkg
 "$WASM_BINDGEN" --target web --out-dir web/conformance/pkg "$wasm_dir/strata_web_conformance.wasm"
 # Size and speed for the package; the conformance module is used as built.
 if [ "${STRATA_WASM_OPT:-1}" = 1 ]; then
-  "$WASM_OPT" -O3 --all-features --strip-debug web/pkg/strata_web_bg.wasm -o web/pkg/strata_web_bg.opt.wasm
+  # Exactly the features rustc emits for wasm32 (+simd128): --all-features would let
+  # binaryen use proposals browsers do not ship yet (compact imports).
+  "$WASM_OPT" -O3 --enable-simd --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext \
+    --enable-mutable-globals --enable-multivalue --enable-reference-types --strip-debug web/pkg/strata_web_bg.wasm -o web/pkg/strata_web_bg.opt.wasm
   mv web/pkg/strata_web_bg.opt.wasm web/pkg/strata_web_bg.wasm
 fi
 cp web/js/index.js web/js/index.d.ts web/js/worker.js web/js/model_cache.js web/js/package.json web/js/README.md web/pkg/

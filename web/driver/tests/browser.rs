@@ -20,6 +20,9 @@ use strata_web::options::{generate_options, load_options};
 use strata_web_driver::server::Server;
 use strata_web_driver::webdriver::Browser;
 
+/// One browser at a time: two headless Chromiums on a 2-core machine only slow each other.
+static ONE_BROWSER: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 const PROMPT: &str = "The capital of France is";
 const TOKENS: usize = 6;
 
@@ -67,6 +70,7 @@ fn conformance_suite_in_headless_chromium() {
         return;
     }
     let Some(model) = models::find(models::SMOLLM2) else { return };
+    let _one = ONE_BROWSER.lock().unwrap_or_else(|p| p.into_inner());
     let want = native_tokens(&model);
     assert_eq!(want.len(), TOKENS, "the native reference stopped early: {want:?}");
     let server = serve();
@@ -124,4 +128,46 @@ fn conformance_suite_in_headless_chromium() {
     eprintln!("worst NMSE per op family: {}", r["ops"]["worst"]);
     println!("browser conformance: {passed} passed, {} failed", failures.len());
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn demo_page_loads_a_model_and_chats() {
+    if !ready() {
+        return;
+    }
+    if models::find(models::SMOLLM2).is_none() {
+        return;
+    }
+    let _one = ONE_BROWSER.lock().unwrap_or_else(|p| p.into_inner());
+    let server = serve();
+    let browser = Browser::start().expect("headless chromium");
+    // `/cut/` drops the first (full) download half way: the package must resume it with a
+    // range request and still load the model.
+    let model_path = format!("/cut/models/{}", models::SMOLLM2);
+    browser.goto(&server.url(&format!("/demo/?model={model_path}"))).unwrap();
+    browser.wait_for("document.getElementById('load') && !document.getElementById('load').disabled", Duration::from_secs(30)).unwrap();
+    browser.eval("document.getElementById('max-tokens').value = '4'; document.getElementById('temperature').value = '0';", json!([])).unwrap();
+    browser.click("#load").unwrap();
+    let status = browser
+        .wait_for("(s => s.textContent === 'Ready.' || s.classList.contains('error') ? s.textContent : null)(document.getElementById('status'))", Duration::from_secs(900))
+        .unwrap();
+    assert_eq!(status, json!("Ready."), "loading failed");
+    let info = browser.eval("return document.getElementById('info').textContent;", json!([])).unwrap();
+    assert!(info.as_str().unwrap().contains("backend"), "{info}");
+    browser.eval("document.getElementById('prompt').value = 'What is the capital of France?'; document.getElementById('composer').requestSubmit();", json!([])).unwrap();
+    let reply = browser
+        .wait_for("(m => m && m.dataset.done ? {text: m.textContent, error: m.classList.contains('error')} : null)(document.querySelector('.msg.assistant'))", Duration::from_secs(900))
+        .unwrap();
+    let png = browser.screenshot().unwrap();
+    std::fs::write(artifacts().join("demo.png"), &png).unwrap();
+    assert!(png.starts_with(b"\x89PNG"), "not a PNG");
+    assert_eq!(reply["error"], json!(false), "generation failed: {}", reply["text"]);
+    let text = reply["text"].as_str().unwrap();
+    assert!(!text.trim().is_empty(), "no text appeared");
+    let speed = browser.eval("return document.getElementById('speed').textContent;", json!([])).unwrap();
+    eprintln!("demo: {info} | reply {text:?} | {speed}");
+    // The download was cut and resumed from where it stopped.
+    let reqs: Vec<_> = server.requests().into_iter().filter(|r| r.path == model_path).collect();
+    assert!(reqs.iter().any(|r| r.status == 200 && r.range.is_none()), "{reqs:?}");
+    assert!(reqs.iter().any(|r| r.status == 206 && r.range.as_deref().is_some_and(|h| h.starts_with("bytes=") && !h.starts_with("bytes=0-"))), "no resumed range request: {reqs:?}");
 }

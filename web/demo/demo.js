@@ -58,6 +58,7 @@ $('load').onclick = async () => {
   $('messages').replaceChildren();
   $('info').hidden = true;
   setBusy(true, false);
+  status('Loading…');
   const bar = $('progress');
   bar.hidden = false;
   bar.value = 0;
@@ -110,7 +111,7 @@ $('composer').onsubmit = async (ev) => {
       out.scrollIntoView({ block: 'end' });
     }
     const s = model.lastStats;
-    $('speed').textContent = `${s.tokens.length} tokens · first token ${s.timeToFirstTokenMs.toFixed(0)} ms · ${s.decodeTokensPerS.toFixed(1)} tok/s · stop: ${s.stop}`;
+    $('speed').textContent = `${s.tokens.length} tokens · first token ${s.timeToFirstTokenMs.toFixed(0)} ms · ${s.decodeTokensPerS.toPrecision(2)} tok/s · stop: ${s.stop}`;
     history.push({ role: 'assistant', content: reply.trim() });
   } catch (e) {
     out.classList.add('error');

@@ -147,6 +147,12 @@ fn demo_page_loads_a_model_and_chats() {
     browser.goto(&server.url(&format!("/demo/?model={model_path}"))).unwrap();
     browser.wait_for("document.getElementById('load') && !document.getElementById('load').disabled", Duration::from_secs(30)).unwrap();
     browser.eval("document.getElementById('max-tokens').value = '4'; document.getElementById('temperature').value = '0';", json!([])).unwrap();
+    // A file that is not a GGUF: the runtime's error reaches the page as an Error.
+    browser.eval("document.getElementById('model-url').value = location.origin + '/demo/demo.css';", json!([])).unwrap();
+    browser.click("#load").unwrap();
+    let bad = browser.wait_for("(s => s.classList.contains('error') ? s.textContent : null)(document.getElementById('status'))", Duration::from_secs(60)).unwrap();
+    assert!(bad.as_str().unwrap().contains("demo.css") && bad.as_str().unwrap().contains("magic"), "{bad}");
+    browser.eval(&format!("document.getElementById('model-url').value = location.origin + '{model_path}';"), json!([])).unwrap();
     browser.click("#load").unwrap();
     let status = browser
         .wait_for("(s => s.textContent === 'Ready.' || s.classList.contains('error') ? s.textContent : null)(document.getElementById('status'))", Duration::from_secs(900))
@@ -170,4 +176,67 @@ fn demo_page_loads_a_model_and_chats() {
     let reqs: Vec<_> = server.requests().into_iter().filter(|r| r.path == model_path).collect();
     assert!(reqs.iter().any(|r| r.status == 200 && r.range.is_none()), "{reqs:?}");
     assert!(reqs.iter().any(|r| r.status == 206 && r.range.as_deref().is_some_and(|h| h.starts_with("bytes=") && !h.starts_with("bytes=0-"))), "no resumed range request: {reqs:?}");
+}
+
+/// The package's API from a page: an ArrayBuffer source, progress phases, abort() after a
+/// few pieces, `break` out of `for await`, a second generate while one runs, a misspelt
+/// option (the runtime's message as an Error), dispose. On wasm CPU (quick).
+#[test]
+fn package_api_abort_break_busy_and_errors() {
+    if !ready() {
+        return;
+    }
+    if models::find(models::SMOLLM2).is_none() {
+        return;
+    }
+    let _one = ONE_BROWSER.lock().unwrap_or_else(|p| p.into_inner());
+    let server = serve();
+    let browser = Browser::start().expect("headless chromium");
+    browser.goto(&server.url("/demo/")).unwrap();
+    let script = r#"
+window.__api = null;
+(async () => {
+  const out = {};
+  try {
+    const { load } = await import('/pkg/index.js');
+    const phases = new Set();
+    const buf = await (await fetch(arguments[0])).arrayBuffer();
+    const m = await load(buf, { backend: 'wasm', contextLength: 512, onProgress: (p) => phases.add(p.phase) });
+    out.info = m.info;
+    out.phases = [...phases];
+    let n = 0;
+    for await (const piece of m.generate('Once upon a time', { maxTokens: 200, temperature: 0 })) {
+      if (++n === 3) m.abort();
+    }
+    out.abortStats = m.lastStats;
+    let k = 0;
+    for await (const piece of m.generate('Hello', { maxTokens: 200 })) {
+      if (++k === 2) break;
+    }
+    out.breakStats = m.lastStats;
+    const running = m.generate('x', { maxTokens: 3 });
+    try { m.generate('y'); out.busy = 'no error'; } catch (e) { out.busy = e.message; }
+    for await (const piece of running) {}
+    try { for await (const piece of m.generate('x', { maxToken: 3 })) {} out.badOption = 'no error'; } catch (e) { out.badOption = e.message; }
+    await m.dispose();
+    try { m.generate('z'); out.disposed = 'no error'; } catch (e) { out.disposed = e.message; }
+  } catch (e) {
+    out.error = e.message;
+  }
+  window.__api = out;
+})();
+"#;
+    browser.eval(script, json!([format!("/models/{}", models::SMOLLM2)])).unwrap();
+    let r = browser.wait_for("window.__api", Duration::from_secs(600)).unwrap();
+    eprintln!("package API: {}", serde_json::to_string(&r).unwrap().chars().take(600).collect::<String>());
+    assert!(r["error"].is_null(), "{}", r["error"]);
+    assert_eq!(r["info"]["backend"], json!("wasm"));
+    assert!(r["phases"].as_array().unwrap().contains(&json!("weights")), "{}", r["phases"]);
+    let aborted = r["abortStats"]["tokens"].as_array().unwrap().len();
+    assert_eq!(r["abortStats"]["stop"], json!("Cancelled"));
+    assert!((3..10).contains(&aborted), "abort() after 3 pieces stopped at {aborted} tokens");
+    assert_eq!(r["breakStats"]["stop"], json!("Cancelled"));
+    assert!(r["busy"].as_str().unwrap().contains("already running"), "{}", r["busy"]);
+    assert!(r["badOption"].as_str().unwrap().contains("unknown field `maxToken`"), "{}", r["badOption"]);
+    assert!(r["disposed"].as_str().unwrap().contains("disposed"), "{}", r["disposed"]);
 }

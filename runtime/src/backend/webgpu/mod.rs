@@ -88,7 +88,8 @@ fn report(index: usize, a: &wgpu::Adapter) -> AdapterReport {
     let f = a.features();
     AdapterReport {
         index,
-        name: info.name,
+        // Browsers may hide the adapter's name (WebGPU's privacy rules).
+        name: if info.name.is_empty() { format!("{:?} adapter", info.device_type) } else { info.name },
         backend: format!("{:?}", info.backend),
         device_type: format!("{:?}", info.device_type),
         driver: format!("{} {}", info.driver, info.driver_info).trim().to_string(),

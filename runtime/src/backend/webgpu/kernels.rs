@@ -128,6 +128,11 @@ impl PipelineCache {
 pub fn all_variants(target: Target) -> Vec<(&'static str, Defines)> {
     let mut v = Vec::new();
     for dt in WEIGHT_DTYPES {
+        for k in [16, 576] {
+            let mut d = matmul_defines(&target, dt, k);
+            add_sizes("matmul.wgsl", &mut d);
+            v.push(("matmul.wgsl", d));
+        }
         for (file, extra) in [("matmul.wgsl", None), ("embed.wgsl", None), ("norm.wgsl", Some("RMS_NORM")), ("norm.wgsl", Some("BIAS"))] {
             let mut d = target.weight_defines(dt);
             if let Some(e) = extra {
@@ -168,6 +173,7 @@ pub fn add_sizes(file: &str, d: &mut Defines) {
             d.insert("WG", MATMUL_WG.to_string());
             d.insert("TR", MATMUL_TR.to_string());
             d.insert("WG_TR", (MATMUL_WG * MATMUL_TR).to_string());
+            d.entry("TPR").or_insert_with(|| MATMUL_WG.to_string());
         }
         "attention.wgsl" => {
             d.insert("MAX_HD", ATTN_MAX_HD.to_string());
@@ -208,6 +214,28 @@ pub fn elementwise_op(d: &mut Defines, op: &str) {
 pub const MATMUL_WG: u32 = 64;
 /// Activation rows per matmul workgroup: each dequantised weight chunk is reused this often.
 pub const MATMUL_TR: u32 = 8;
+
+/// Threads sharing one weight row of `k` values in matmul.wgsl: enough for its 32-value
+/// chunks (a power of two, at least MATMUL_TR, at most MATMUL_WG). Rows that would leave
+/// threads idle get several per workgroup (measured on SwiftShader and lavapipe: K = 576
+/// at one row per 64 threads spent most of its time on idle lanes).
+pub fn matmul_threads_per_row(k: usize) -> u32 {
+    // The largest power of two not above the chunk count: every thread has a chunk.
+    let chunks = k.div_ceil(32).max(1) as u32;
+    (1u32 << (31 - chunks.leading_zeros())).clamp(MATMUL_TR, MATMUL_WG)
+}
+
+/// matmul.wgsl's defines for a weight of `k` values per row.
+pub fn matmul_defines(target: &Target, dtype: DType, k: usize) -> Defines {
+    let mut d = target.weight_defines(dtype);
+    let tpr = matmul_threads_per_row(k);
+    d.insert("TPR", tpr.to_string());
+    // Subgroup sums span the whole workgroup: only for one row per workgroup.
+    if tpr < MATMUL_WG {
+        d.insert("SUBGROUPS", "0".into());
+    }
+    d
+}
 pub const ELEMENTWISE_WG: u32 = 64;
 pub const TOPK_WG: u32 = 256;
 /// Values per STAGE1 workgroup of top-k.
@@ -236,7 +264,9 @@ mod tests {
                 }
             }
         }
-        assert_eq!(count, 4 * (WEIGHT_DTYPES.len() * 4 + 2 + 1 + 5 + 2));
+        // Per dtype: matmul at two row widths (several rows per workgroup, one) and the
+        // default, embed, two norms.
+        assert_eq!(count, 4 * (WEIGHT_DTYPES.len() * 6 + 2 + 1 + 5 + 2));
     }
 
     #[test]

@@ -571,11 +571,13 @@ impl Backend for WgpuBackend {
         if gz as u64 > MAX_GROUPS {
             return Err(shape("matmul", format!("{rows} rows exceed the dispatch grid")));
         }
+        let rows_per_group = (kernels::MATMUL_WG / kernels::matmul_threads_per_row(k)) as u64;
         for part in &w.parts {
-            let gx = (part.rows as u64).min(MAX_GROUPS);
-            let gy = (part.rows as u64).div_ceil(gx);
+            let groups = (part.rows as u64).div_ceil(rows_per_group);
+            let gx = groups.min(MAX_GROUPS);
+            let gy = groups.div_ceil(gx);
             let words = [k as u32, n as u32, rows as u32, w.row_bytes as u32, part.row0 as u32, part.rows as u32, gx as u32, 0];
-            self.dispatch("matmul.wgsl", self.target.weight_defines(w.dtype), &[(0, &part.buf), (1, &x.buf), (2, &out.buf)], 3, &words, (gx as u32, gy as u32, gz as u32))?;
+            self.dispatch("matmul.wgsl", kernels::matmul_defines(&self.target, w.dtype, k), &[(0, &part.buf), (1, &x.buf), (2, &out.buf)], 3, &words, (gx as u32, gy as u32, gz as u32))?;
         }
         Ok(())
     }

@@ -180,9 +180,10 @@ fn demo_page_loads_a_model_and_chats() {
 
 /// The package's API from a page: an ArrayBuffer source, progress phases, abort() after a
 /// few pieces, `break` out of `for await`, a second generate while one runs, a misspelt
-/// option (the runtime's message as an Error), dispose. On wasm CPU (quick).
+/// option (the runtime's message as an Error), dispose, and `maxMemory` (layers streamed
+/// from a Blob give the resident tokens). On wasm CPU (quick).
 #[test]
-fn package_api_abort_break_busy_and_errors() {
+fn package_api_abort_break_busy_errors_and_streaming() {
     if !ready() {
         return;
     }
@@ -218,8 +219,16 @@ window.__api = null;
     try { m.generate('y'); out.busy = 'no error'; } catch (e) { out.busy = e.message; }
     for await (const piece of running) {}
     try { for await (const piece of m.generate('x', { maxToken: 3 })) {} out.badOption = 'no error'; } catch (e) { out.badOption = e.message; }
+    for await (const piece of m.generate('The capital of France is', { maxTokens: 6, temperature: 0 })) {}
+    out.residentTokens = m.lastStats.tokens;
     await m.dispose();
     try { m.generate('z'); out.disposed = 'no error'; } catch (e) { out.disposed = e.message; }
+    // Under a 40 MB budget most layers stream from the Blob: same tokens.
+    const s = await load(new Blob([buf]), { backend: 'wasm', contextLength: 512, maxMemory: 40e6 });
+    out.streamMemory = s.info.memory;
+    for await (const piece of s.generate('The capital of France is', { maxTokens: 6, temperature: 0 })) {}
+    out.streamedTokens = s.lastStats.tokens;
+    await s.dispose();
   } catch (e) {
     out.error = e.message;
   }
@@ -239,4 +248,7 @@ window.__api = null;
     assert!(r["busy"].as_str().unwrap().contains("already running"), "{}", r["busy"]);
     assert!(r["badOption"].as_str().unwrap().contains("unknown field `maxToken`"), "{}", r["badOption"]);
     assert!(r["disposed"].as_str().unwrap().contains("disposed"), "{}", r["disposed"]);
+    assert!(r["streamMemory"]["streamedLayers"].as_u64().unwrap() > 0, "{}", r["streamMemory"]);
+    assert_eq!(r["residentTokens"].as_array().unwrap().len(), 6);
+    assert_eq!(r["streamedTokens"], r["residentTokens"], "streamed and resident greedy tokens differ");
 }

@@ -124,10 +124,9 @@ export async function load(source, options = {}) {
   const worker = new Worker(new URL('./worker.js', import.meta.url), { type: 'module', name: 'strata' });
   const handlers = new Map();
   worker.onmessage = ({ data }) => handlers.get(data.id)?.(data);
-  let failed = null;
   worker.onerror = (e) => {
-    failed = new Error(`the strata worker failed to start: ${e.message || 'see the console'}`);
-    for (const h of handlers.values()) h({ type: 'error', message: failed.message });
+    const message = `the strata worker failed to start: ${e.message || 'see the console'}`;
+    for (const h of handlers.values()) h({ type: 'error', message });
   };
   try {
     const info = await request(worker, handlers, { op: 'load', source, cache, options: engineOptions }, onProgress);

@@ -158,6 +158,10 @@ fn demo_page_loads_a_model_and_chats() {
         .wait_for("(s => s.textContent === 'Ready.' || s.classList.contains('error') ? s.textContent : null)(document.getElementById('status'))", Duration::from_secs(900))
         .unwrap();
     assert_eq!(status, json!("Ready."), "loading failed");
+    // The download is now in OPFS and offered as a cached model.
+    let listed = format!("[...document.getElementById('cached').options].map(o => o.value).find(v => v.endsWith('{model_path}'))");
+    let cached = browser.wait_for(&listed, Duration::from_secs(30)).unwrap();
+    assert!(cached.as_str().unwrap().ends_with(&model_path), "{cached}");
     let info = browser.eval("return document.getElementById('info').textContent;", json!([])).unwrap();
     assert!(info.as_str().unwrap().contains("backend"), "{info}");
     browser.eval("document.getElementById('prompt').value = 'What is the capital of France?'; document.getElementById('composer').requestSubmit();", json!([])).unwrap();

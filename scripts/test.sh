@@ -5,7 +5,10 @@
 #  2. build the browser target: wasm32 (Debian rustc-web), the npm package and the
 #     conformance page's module (scripts/build_web.sh installs its toolchain: wasm-bindgen-cli,
 #     binaryen, chromium + chromedriver);
-#  3. cargo test for the whole workspace, with the real-model and browser cases required.
+#  3. compile every CUDA kernel to PTX for sm_80/sm_90 with NVRTC and assemble it with
+#     ptxas (PyPI's NVIDIA wheels; no GPU needed), printing registers and spills;
+#  4. cargo test for the whole workspace, with the real-model and browser cases required
+#     (the CUDA cases run where there is a GPU: scripts/gpu_check.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cache=${STRATA_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/strata}
@@ -43,6 +46,9 @@ elif [ "${STRATA_REQUIRE_WGPU:-0}" != 1 ]; then
 fi
 # Mesa's loader complains on stderr when this is unset (headless machines, CI).
 export XDG_RUNTIME_DIR=${XDG_RUNTIME_DIR:-$(mktemp -d)}
+
+echo "== CUDA kernels (NVRTC + ptxas, no GPU needed)" >&2
+PYTHON="$venv/bin/python" scripts/check_cuda_kernels.sh >&2
 
 echo "== cargo test" >&2
 STRATA_REQUIRE_MODELS=1 cargo test --workspace --locked 2>&1

@@ -10,6 +10,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use strata::backend::cpu::CpuBackend;
 use strata::backend::webgpu::{WgpuBackend, WgpuOptions};
 use strata::backend::Backend;
+use strata_cuda::{CudaBackend, CudaOptions};
 use strata::chat::{ChatTemplate, Message};
 use strata::sampler::{Sampler, SamplerConfig};
 use strata::session::Session;
@@ -96,8 +97,9 @@ enum Command {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 enum BackendKind {
-    /// A hardware GPU through wgpu when there is one, else the CPU (a CPU-emulated
-    /// adapter such as lavapipe is slower than the CPU backend, so auto skips it).
+    /// CUDA when an NVIDIA GPU and driver are there, else a hardware GPU through wgpu,
+    /// else the CPU (a CPU-emulated adapter such as lavapipe is slower than the CPU
+    /// backend, so auto skips it).
     Auto,
     Cpu,
     Wgpu,
@@ -111,7 +113,8 @@ struct ModelArgs {
     model: Option<PathBuf>,
     #[arg(long, value_enum, default_value_t = BackendKind::Auto)]
     backend: BackendKind,
-    /// wgpu adapter index (see `strata devices`); default: the high-performance one.
+    /// wgpu adapter index, or CUDA device ordinal with --backend cuda (see `strata
+    /// devices`); default: the high-performance adapter, CUDA device 0.
     #[arg(long)]
     adapter: Option<usize>,
     /// Context positions to allocate (capped at the model's context length).
@@ -183,6 +186,7 @@ macro_rules! on_backend {
             Err(e) => Err(e),
             Ok(Chosen::Cpu(b)) => load(b, $args).and_then(|$m| $body),
             Ok(Chosen::Wgpu(b)) => load(*b, $args).and_then(|$m| $body),
+            Ok(Chosen::Cuda(b)) => load(*b, $args).and_then(|$m| $body),
         }
     };
 }
@@ -225,29 +229,46 @@ fn model_path(p: &Option<PathBuf>) -> Result<PathBuf, Fail> {
 enum Chosen {
     Cpu(CpuBackend),
     Wgpu(Box<WgpuBackend>),
+    Cuda(Box<CudaBackend>),
 }
 
 fn open_wgpu(args: &ModelArgs) -> Result<WgpuBackend, Fail> {
     pollster::block_on(WgpuBackend::new(WgpuOptions { adapter: args.adapter, ..Default::default() }.with_env())).map_err(|e| format!("--backend wgpu: {e}"))
 }
 
+fn open_cuda(args: &ModelArgs) -> Result<CudaBackend, Fail> {
+    CudaBackend::new(CudaOptions { device: args.adapter.unwrap_or(0), ..Default::default() }.with_env()).map_err(|e| format!("--backend cuda: {e} (`strata devices` lists what is available)"))
+}
+
 fn open_backend(args: &ModelArgs) -> Result<Chosen, Fail> {
     match args.backend {
         BackendKind::Cpu => Ok(Chosen::Cpu(CpuBackend::new())),
         BackendKind::Wgpu => Ok(Chosen::Wgpu(Box::new(open_wgpu(args)?))),
-        BackendKind::Cuda => Err("--backend cuda: this build has no CUDA backend yet; use --backend wgpu or cpu (`strata devices` lists what is available)".into()),
-        BackendKind::Auto => match open_wgpu(args) {
-            Ok(b) if b.adapter().device_type != "Cpu" => Ok(Chosen::Wgpu(Box::new(b))),
-            _ => Ok(Chosen::Cpu(CpuBackend::new())),
-        },
+        BackendKind::Cuda => Ok(Chosen::Cuda(Box::new(open_cuda(args)?))),
+        BackendKind::Auto => {
+            if strata_cuda::driver_present() {
+                if let Ok(b) = open_cuda(args) {
+                    return Ok(Chosen::Cuda(Box::new(b)));
+                }
+            }
+            match open_wgpu(args) {
+                Ok(b) if b.adapter().device_type != "Cpu" => Ok(Chosen::Wgpu(Box::new(b))),
+                _ => Ok(Chosen::Cpu(CpuBackend::new())),
+            }
+        }
     }
 }
 
 fn devices(json: bool) -> Result<(), Fail> {
     let adapters = pollster::block_on(strata::backend::webgpu::adapters());
     let cpu = CpuBackend::new().name();
+    let cuda = strata_cuda::devices();
     if json {
-        out(&serde_json::json!({"wgpu": adapters, "cuda": null, "cpu": cpu}).to_string());
+        let cuda = match &cuda {
+            Ok(d) => serde_json::json!({"devices": d}),
+            Err(e) => serde_json::json!({"devices": [], "error": e}),
+        };
+        out(&serde_json::json!({"wgpu": adapters, "cuda": cuda, "cpu": cpu}).to_string());
         return Ok(());
     }
     if adapters.is_empty() {
@@ -269,7 +290,30 @@ fn devices(json: bool) -> Result<(), Fail> {
             a.max_compute_invocations_per_workgroup
         ));
     }
-    out("cuda: not built into this binary yet");
+    match &cuda {
+        Err(e) => out(&format!("cuda: {e}")),
+        Ok(d) if d.is_empty() => out("cuda: driver present, no NVIDIA GPU"),
+        Ok(d) => {
+            let nvrtc = match strata_cuda::kernels::nvrtc_version() {
+                Ok((a, b)) => format!("NVRTC {a}.{b}"),
+                Err(e) => e.to_string(),
+            };
+            for g in d {
+                out(&format!(
+                    "cuda #{}: {} (sm_{}{}, {} SMs, {} MiB, {:.0} GB/s peak, driver {}.{})\n    {nvrtc}",
+                    g.index,
+                    g.name,
+                    g.compute_capability.0,
+                    g.compute_capability.1,
+                    g.multiprocessors,
+                    g.total_memory >> 20,
+                    g.memory_bandwidth / 1e9,
+                    g.driver_version / 1000,
+                    g.driver_version % 1000 / 10
+                ));
+            }
+        }
+    }
     out(&format!("cpu: {cpu}"));
     Ok(())
 }

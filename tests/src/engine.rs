@@ -109,3 +109,83 @@ pub fn wgpu_or_skip(opts: strata::backend::webgpu::WgpuOptions) -> Option<strata
         Err(e) => panic!("STRATA_REQUIRE_WGPU=1 but no wgpu adapter: {e}"),
     }
 }
+
+/// Model conformance against the CPU reference, for any backend: for each prompt, the
+/// final logits' cosine must be >= `min_cosine` after the prompt and after each of `steps`
+/// greedy steps; the device's own argmax (on-device top-k) must equal the CPU's top-1 at
+/// every step where that leads by >= `margin` logits (closer near-ties may flip in lower
+/// precision: they are counted). Both are fed the CPU's token, so one flip cannot cascade.
+/// Returns (near-ties flipped, worst cosine).
+pub fn compare_with_cpu<B: strata::backend::Backend>(b: B, path: &Path, prompts: &[&str], steps: usize, min_cosine: f64, margin: f32) -> (usize, f64) {
+    let name = b.name();
+    let file = path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
+    let cpu = CpuModel::load(path);
+    let gpu = ModelOn::load(b, path);
+    let tok = strata::tokenizer::Tokenizer::from_gguf(cpu.model.files.gguf.as_ref().unwrap()).unwrap();
+    let (mut near_ties, mut worst) = (0, 1f64);
+    for prompt in prompts {
+        let ids = tok.encode(prompt, true, false).unwrap();
+        let (mut kc, mut kg) = (cpu.cache(64), gpu.cache(64));
+        let mut want = cpu.run(&mut kc, &ids, Logits::Last);
+        let mut have_buf = gpu.run_last(&mut kg, &ids);
+        for step in 0..=steps {
+            let have = gpu.read(&have_buf);
+            let cos = cosine(&want, &have);
+            worst = worst.min(cos);
+            let top = top_k(&want, 2);
+            let m = want[top[0]] - want[top[1]];
+            let dev = gpu.device_argmax(&have_buf);
+            println!("{file} {prompt:?} step {step}: cosine {cos:.7}, cpu top-1 {} (margin {m:.3}), device argmax {dev}", top[0]);
+            assert!(cos >= min_cosine, "{file} {prompt:?} step {step}: cosine {cos} < {min_cosine} on {name}");
+            assert_eq!(dev as usize, argmax(&have), "device argmax disagrees with the read-back logits");
+            if m >= margin {
+                assert_eq!(dev as usize, top[0], "{file} {prompt:?} step {step}: {name} picked {dev}, cpu {} leads by {m}", top[0]);
+            } else if dev as usize != top[0] {
+                near_ties += 1;
+            }
+            if step < steps {
+                let next = top[0] as u32;
+                want = cpu.run(&mut kc, &[next], Logits::Last);
+                have_buf = gpu.run_last(&mut kg, &[next]);
+            }
+        }
+    }
+    println!("{file} on {name}: worst cosine {worst:.7}, near-ties flipped: {near_ties}");
+    (near_ties, worst)
+}
+
+/// Token ids of "The capital of France is" for SmolLM2 (valid ids for Gemma too).
+pub const STREAM_PROMPT: &[u32] = &[1, 504, 3458, 282, 4649, 314];
+
+/// A streaming budget of a quarter of the model, but never below what streaming needs
+/// (the resident tensors plus two layers).
+pub fn quarter_budget(path: &Path) -> u64 {
+    let m = strata::model::load(path).unwrap();
+    let plan = strata::streaming::StreamPlan::all_resident(&m).unwrap();
+    let total = plan.resident_bytes();
+    (total / 4).max(plan.global_bytes + 2 * plan.layer_bytes.iter().max().unwrap())
+}
+
+/// Runs prefill + `steps` greedy steps on both and asserts equal bits at every step, that
+/// every step filled the KV cache, that each streamed layer was read once per pass and that
+/// a tied head is the resident embedding.
+pub fn assert_streamed_identical<B: strata::backend::Backend>(resident: &ModelOn<B>, streamed: &ModelOn<B>, steps: usize) {
+    let (mut kr, mut ks) = (resident.cache(64), streamed.cache(64));
+    let (mut br, mut bs) = (resident.run_last(&mut kr, STREAM_PROMPT), streamed.run_last(&mut ks, STREAM_PROMPT));
+    for step in 0..=steps {
+        let (lr, ls) = (resident.read(&br), streamed.read(&bs));
+        let diff = lr.iter().zip(&ls).filter(|(a, b)| a.to_bits() != b.to_bits()).count();
+        assert_eq!(diff, 0, "step {step}: {diff} logits differ between resident and streamed");
+        if step < steps {
+            let next = argmax(&lr) as u32;
+            br = resident.run_last(&mut kr, &[next]);
+            bs = streamed.run_last(&mut ks, &[next]);
+        }
+    }
+    assert_eq!(ks.len, STREAM_PROMPT.len() + steps, "every step filled the KV cache");
+    let stats = streamed.weights.stream_stats().expect("layers streamed");
+    let streamed_layers = streamed.weights.layers.iter().filter(|l| l.is_none()).count();
+    assert!(streamed_layers > 0);
+    assert_eq!(stats.layers_streamed as usize, streamed_layers * (steps + 1), "each streamed layer read once per forward pass");
+    assert!(streamed.weights.is_tied() && std::ptr::eq(streamed.weights.output(), &streamed.weights.embed), "tied head: the resident embedding");
+}

@@ -7,9 +7,7 @@
 //! adapter (lavapipe in CI: STRATA_REQUIRE_WGPU=1).
 
 use strata::backend::webgpu::{WgpuBackend, WgpuOptions};
-use strata::backend::Backend;
-use strata::tokenizer::Tokenizer;
-use strata_conformance::engine::{cosine, top_k, wgpu_or_skip, CpuModel, ModelOn};
+use strata_conformance::engine::{compare_with_cpu, wgpu_or_skip};
 use strata_conformance::models;
 
 const MIN_COSINE: f64 = 0.9999;
@@ -29,40 +27,7 @@ fn wgpu(f16: bool) -> Option<WgpuBackend> {
 fn compare(file: &str, f16: bool, prompts: &[&str], steps: usize) -> Option<(usize, f64)> {
     let path = models::find(file)?;
     let b = wgpu(f16)?;
-    let name = b.name();
-    let cpu = CpuModel::load(&path);
-    let gpu = ModelOn::load(b, &path);
-    let tok = Tokenizer::from_gguf(cpu.model.files.gguf.as_ref().unwrap()).unwrap();
-    let (mut near_ties, mut worst) = (0, 1f64);
-    for prompt in prompts {
-        let ids = tok.encode(prompt, true, false).unwrap();
-        let (mut kc, mut kg) = (cpu.cache(64), gpu.cache(64));
-        let mut want = cpu.run(&mut kc, &ids, strata::arch::forward::Logits::Last);
-        let mut have_buf = gpu.run_last(&mut kg, &ids);
-        for step in 0..=steps {
-            let have = gpu.read(&have_buf);
-            let cos = cosine(&want, &have);
-            worst = worst.min(cos);
-            let top = top_k(&want, 2);
-            let margin = want[top[0]] - want[top[1]];
-            let dev = gpu.device_argmax(&have_buf);
-            println!("{file} {prompt:?} step {step}: cosine {cos:.7}, cpu top-1 {} (margin {margin:.3}), wgpu device argmax {dev}", top[0]);
-            assert!(cos >= MIN_COSINE, "{file} {prompt:?} step {step}: cosine {cos} < {MIN_COSINE} on {name}");
-            assert_eq!(dev as usize, strata::sampler::argmax(&have), "device argmax disagrees with the read-back logits");
-            if margin >= MARGIN {
-                assert_eq!(dev as usize, top[0], "{file} {prompt:?} step {step}: wgpu picked {dev}, cpu {} leads by {margin}", top[0]);
-            } else if dev as usize != top[0] {
-                near_ties += 1;
-            }
-            if step < steps {
-                let next = top[0] as u32;
-                want = cpu.run(&mut kc, &[next], strata::arch::forward::Logits::Last);
-                have_buf = gpu.run_last(&mut kg, &[next]);
-            }
-        }
-    }
-    println!("{file} on {name}: worst cosine {worst:.7}, near-ties flipped: {near_ties}");
-    Some((near_ties, worst))
+    Some(compare_with_cpu(b, &path, prompts, steps, MIN_COSINE, MARGIN))
 }
 
 /// In the f16 variant (dequantised weights held in f16) where the adapter has it.

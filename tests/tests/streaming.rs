@@ -5,43 +5,10 @@
 
 use strata::backend::cpu::CpuBackend;
 use strata::backend::webgpu::WgpuOptions;
-use strata::backend::Backend;
 use strata::streaming::StreamPlan;
 use strata::weights::WeightError;
-use strata_conformance::engine::{argmax, wgpu_or_skip, ModelOn};
+use strata_conformance::engine::{assert_streamed_identical as identical, quarter_budget as quarter, wgpu_or_skip, ModelOn};
 use strata_conformance::models;
-
-const PROMPT: &[u32] = &[1, 504, 3458, 282, 4649, 314]; // "The capital of France is" (SmolLM2 ids; valid ids for Gemma too)
-
-fn quarter(path: &std::path::Path) -> u64 {
-    let m = strata::model::load(path).unwrap();
-    let plan = StreamPlan::all_resident(&m).unwrap();
-    let total = plan.resident_bytes();
-    // A quarter of the model, but never below what streaming needs (resident + 2 layers).
-    (total / 4).max(plan.global_bytes + 2 * plan.layer_bytes.iter().max().unwrap())
-}
-
-/// Runs prefill + `steps` greedy steps on both and asserts equal bits at every step.
-fn identical<B: Backend>(resident: &ModelOn<B>, streamed: &ModelOn<B>, steps: usize) {
-    let (mut kr, mut ks) = (resident.cache(64), streamed.cache(64));
-    let (mut br, mut bs) = (resident.run_last(&mut kr, PROMPT), streamed.run_last(&mut ks, PROMPT));
-    for step in 0..=steps {
-        let (lr, ls) = (resident.read(&br), streamed.read(&bs));
-        let diff = lr.iter().zip(&ls).filter(|(a, b)| a.to_bits() != b.to_bits()).count();
-        assert_eq!(diff, 0, "step {step}: {diff} logits differ between resident and streamed");
-        if step < steps {
-            let next = argmax(&lr) as u32;
-            br = resident.run_last(&mut kr, &[next]);
-            bs = streamed.run_last(&mut ks, &[next]);
-        }
-    }
-    assert_eq!(ks.len, PROMPT.len() + steps, "every step filled the KV cache");
-    let stats = streamed.weights.stream_stats().expect("layers streamed");
-    let streamed_layers = streamed.weights.layers.iter().filter(|l| l.is_none()).count();
-    assert!(streamed_layers > 0);
-    assert_eq!(stats.layers_streamed as usize, streamed_layers * (steps + 1), "each streamed layer read once per forward pass");
-    assert!(streamed.weights.is_tied() && std::ptr::eq(streamed.weights.output(), &streamed.weights.embed), "tied head: the resident embedding");
-}
 
 fn cpu_case(file: &str) {
     let Some(path) = models::find(file) else { return };

@@ -1,0 +1,752 @@
+//! `CudaBackend`: every op of strata's `Backend` trait on an NVIDIA GPU.
+//!
+//! Kernels come from `kernels.rs` (NVRTC, compiled once per variant and cached). Weights
+//! stay in their file blocks in device memory; one-row weights (norms, biases) also keep
+//! an f32 copy. Every op is enqueued on one compute stream; only `read` and `top_k`
+//! wait for the GPU, so a decode step is a queue of launches and one small readback.
+//! Prefill matmuls with many rows go through cuBLAS (a layer's weight dequantised into an
+//! f16 scratch, f32 accumulation); the decode matvec reads the blocks directly.
+//! Streamed layers are written through pinned staging buffers on a copy stream, ordered
+//! against the compute stream with events.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use cudarc::cublas::sys as blas_sys;
+use cudarc::cublas::CudaBlas;
+use cudarc::driver::{CudaContext, CudaEvent, CudaFunction, CudaSlice, CudaStream, DevicePtr, DevicePtrMut, LaunchConfig, PinnedHostSlice, PushKernelArg};
+use strata::backend::{AttnArgs, BResult, Backend, BackendError, RopeArgs, MAX_DEVICE_TOP_K};
+use strata::model::config::{Activation, RopeStyle};
+use strata::quant::DType;
+
+use crate::kernels::{self, dtype_define, Variant};
+use crate::{device_report, driver_present, DeviceReport};
+
+/// Largest grid y / z dimension.
+const MAX_GRID_YZ: usize = 65535;
+/// Values per block in the first top-k stage.
+const TOPK_CHUNK: usize = 4096;
+/// Threads per block of the element-wise kernels.
+const ELEMENTWISE_THREADS: u32 = 256;
+
+/// Choices the caller may force (tests use them to reach every path on small shapes).
+#[derive(Clone, Debug, Default)]
+pub struct CudaOptions {
+    /// Device ordinal (see `strata devices`).
+    pub device: usize,
+    /// Matmuls with at least this many activation rows go through cuBLAS (default 32;
+    /// `usize::MAX` never). `STRATA_CUDA_CUBLAS_ROWS` overrides.
+    pub cublas_min_rows: Option<usize>,
+    /// Keys per attention split (default: chosen so a decode step fills the GPU).
+    pub attn_split_len: Option<usize>,
+}
+
+impl CudaOptions {
+    pub fn with_env(mut self) -> Self {
+        if let Some(v) = std::env::var("STRATA_CUDA_CUBLAS_ROWS").ok().and_then(|v| v.parse().ok()) {
+            self.cublas_min_rows = Some(v);
+        }
+        self
+    }
+}
+
+/// A device-side f32 buffer of `len` values.
+pub struct CudaBuf {
+    data: CudaSlice<f32>,
+    len: usize,
+}
+
+impl CudaBuf {
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+/// A weight `[rows, cols]` in its file dtype.
+pub struct CudaWeight {
+    pub dtype: DType,
+    pub rows: usize,
+    pub cols: usize,
+    row_bytes: usize,
+    bytes: CudaSlice<u8>,
+    /// f32 values of a one-row weight (norm weights, biases).
+    vector: Option<CudaSlice<f32>>,
+}
+
+/// One pinned staging buffer and the event after its last copy.
+struct Staging {
+    buf: PinnedHostSlice<u8>,
+    done: Option<CudaEvent>,
+}
+
+#[derive(Default)]
+struct Scratch {
+    /// attention split partials
+    part: Option<CudaSlice<f32>>,
+    /// cuBLAS operands: a dequantised weight and converted activations (f16 bits)
+    w16: Option<CudaSlice<u16>>,
+    x16: Option<CudaSlice<u16>>,
+}
+
+pub struct CudaBackend {
+    ctx: Arc<CudaContext>,
+    stream: Arc<CudaStream>,
+    copy_stream: Arc<CudaStream>,
+    report: DeviceReport,
+    arch: String,
+    driver_key: String,
+    functions: RefCell<HashMap<(Variant, &'static str), CudaFunction>>,
+    blas: Option<CudaBlas>,
+    blas_error: Option<String>,
+    cublas_min_rows: usize,
+    attn_split_len: Option<usize>,
+    scratch: RefCell<Scratch>,
+    staging: RefCell<Vec<Staging>>,
+    next_staging: Cell<usize>,
+}
+
+fn dev(what: &str, e: impl std::fmt::Debug) -> BackendError {
+    BackendError::Device(format!("{what}: {e:?}"))
+}
+
+fn shape(op: &'static str, message: String) -> BackendError {
+    BackendError::Shape { op, message }
+}
+
+fn need(op: &'static str, what: &str, have: usize, want: usize) -> BResult<()> {
+    if have < want {
+        return Err(shape(op, format!("{what} holds {have} values, needs {want}")));
+    }
+    Ok(())
+}
+
+fn u32_of(op: &'static str, what: &str, v: usize) -> BResult<u32> {
+    u32::try_from(v).map_err(|_| shape(op, format!("{what} = {v} does not fit the kernels' 32-bit indices")))
+}
+
+fn blocks(n: usize, threads: u32) -> BResult<u32> {
+    u32::try_from(n.div_ceil(threads as usize).max(1)).map_err(|_| shape("launch", format!("{n} threads exceed the grid")))
+}
+
+fn cfg(grid: (u32, u32, u32), threads: u32) -> LaunchConfig {
+    LaunchConfig { grid_dim: grid, block_dim: (threads, 1, 1), shared_mem_bytes: 0 }
+}
+
+fn key_to_f32(key: u32) -> f32 {
+    let bits = if key & 0x8000_0000 != 0 { key & 0x7fff_ffff } else { !key };
+    f32::from_bits(bits)
+}
+
+impl CudaBackend {
+    /// Opens a device. Without a driver, GPU or NVRTC this is an error that says which,
+    /// never a panic (cudarc panics when a library is missing, so presence is checked first).
+    pub fn new(opts: CudaOptions) -> BResult<Self> {
+        if !driver_present() {
+            return Err(BackendError::Device("no CUDA driver: libcuda.so was not found (install the NVIDIA driver)".into()));
+        }
+        if !kernels::nvrtc_present() {
+            return Err(BackendError::Device(kernels::KernelError::NoNvrtc.to_string()));
+        }
+        let report = device_report(opts.device).map_err(BackendError::Device)?;
+        let ctx = CudaContext::new(opts.device).map_err(|e| dev("creating a CUDA context", e))?;
+        // One compute stream, ordered by hand: cudarc's per-buffer event tracking would
+        // record events around every launch.
+        // SAFETY: no buffer exists yet; every cross-stream use below is ordered by events.
+        unsafe { ctx.disable_event_tracking() };
+        let stream = ctx.new_stream().map_err(|e| dev("creating a stream", e))?;
+        let copy_stream = ctx.new_stream().map_err(|e| dev("creating a copy stream", e))?;
+        let (blas, blas_error) = match CudaBlas::new(stream.clone()) {
+            Ok(b) => (Some(b), None),
+            Err(e) => (None, Some(format!("{e:?}"))),
+        };
+        let (ma, mi) = report.compute_capability;
+        Ok(CudaBackend {
+            arch: format!("sm_{ma}{mi}"),
+            driver_key: format!("driver {}", report.driver_version),
+            ctx,
+            stream,
+            copy_stream,
+            report,
+            functions: RefCell::default(),
+            blas,
+            blas_error,
+            cublas_min_rows: opts.cublas_min_rows.unwrap_or(32),
+            attn_split_len: opts.attn_split_len,
+            scratch: RefCell::default(),
+            staging: RefCell::default(),
+            next_staging: Cell::new(0),
+        })
+    }
+
+    pub fn device(&self) -> &DeviceReport {
+        &self.report
+    }
+
+    /// Whether prefill matmuls can use cuBLAS (and why not).
+    pub fn cublas(&self) -> Result<(), String> {
+        match &self.blas_error {
+            Some(e) => Err(e.clone()),
+            None => Ok(()),
+        }
+    }
+
+    /// Compiles (or loads from the caches) every kernel variant now instead of on first use.
+    pub fn warm_up(&self) -> BResult<()> {
+        for v in kernels::all_variants() {
+            for name in v.kernels() {
+                self.function(&v, name)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn function(&self, v: &Variant, name: &'static str) -> BResult<CudaFunction> {
+        if let Some(f) = self.functions.borrow().get(&(v.clone(), name)) {
+            return Ok(f.clone());
+        }
+        let ptx = kernels::compile(v, &self.arch, &self.driver_key).map_err(|e| BackendError::Device(e.to_string()))?;
+        let module = self.ctx.load_module(cudarc::nvrtc::Ptx::from_src(ptx)).map_err(|e| {
+            dev(&format!("loading {} (PTX from NVRTC newer than the driver can JIT? driver {})", v.label(), self.report.driver_version), e)
+        })?;
+        let mut fns = self.functions.borrow_mut();
+        for k in v.kernels() {
+            let f = module.load_function(k).map_err(|e| dev(&format!("{} has no kernel {k}", v.label()), e))?;
+            fns.insert((v.clone(), k), f);
+        }
+        fns.get(&(v.clone(), name)).cloned().ok_or_else(|| BackendError::Device(format!("{} exports no {name}", v.label())))
+    }
+
+    fn weight_variant(&self, file: &'static str, dtype: DType, extra: &[String]) -> BResult<Variant> {
+        let d = dtype_define(dtype).ok_or_else(|| BackendError::Unsupported { backend: self.name(), what: format!("weights of dtype {dtype}") })?;
+        let mut defines = vec![d.to_string()];
+        defines.extend_from_slice(extra);
+        Ok(Variant::new(file, &defines))
+    }
+
+    fn elementwise(&self) -> Variant {
+        Variant::new("elementwise.cu", &[])
+    }
+
+    fn f32_scratch(&self, len: usize) -> BResult<CudaSlice<f32>> {
+        let old = self.scratch.borrow_mut().part.take();
+        match old {
+            Some(b) if b.len() >= len => Ok(b),
+            _ => self.stream.alloc_zeros::<f32>(len.max(1)).map_err(|e| dev("allocating attention scratch", e)),
+        }
+    }
+
+    fn u16_scratch(slot: &mut Option<CudaSlice<u16>>, stream: &Arc<CudaStream>, len: usize) -> BResult<CudaSlice<u16>> {
+        match slot.take() {
+            Some(b) if b.len() >= len => Ok(b),
+            old => {
+                drop(old);
+                stream.alloc_zeros::<u16>(len.max(1)).map_err(|e| dev("allocating cuBLAS scratch", e))
+            }
+        }
+    }
+
+    fn check_layout(&self, dtype: DType, rows: usize, cols: usize, have: usize) -> BResult<usize> {
+        if !self.supports(dtype) {
+            return Err(BackendError::Unsupported { backend: self.name(), what: format!("weights of dtype {dtype}") });
+        }
+        let row_bytes = dtype.row_bytes(cols as u64).ok_or_else(|| shape("upload_weight", format!("{cols} columns are not whole {dtype} blocks")))? as usize;
+        need("upload_weight", "weight bytes", have, row_bytes * rows)?;
+        u32_of("upload_weight", "row bytes", row_bytes)?;
+        u32_of("upload_weight", "rows", rows)?;
+        Ok(row_bytes)
+    }
+
+    fn vector_of(&self, dtype: DType, rows: usize, cols: usize, bytes: &[u8]) -> BResult<Option<CudaSlice<f32>>> {
+        if rows != 1 {
+            return Ok(None);
+        }
+        let mut v = vec![0f32; cols];
+        strata::quant::dequant::dequantize(dtype, bytes, &mut v).map_err(|e| shape("upload_weight", e.to_string()))?;
+        self.stream.clone_htod(&v).map(Some).map_err(|e| dev("uploading a weight", e))
+    }
+
+    /// `out = x · wᵀ` through cuBLAS: the weight dequantised to f16, x converted to f16,
+    /// f32 accumulation and output.
+    fn matmul_cublas(&self, blas: &CudaBlas, x: &CudaBuf, rows: usize, w: &CudaWeight, out: &mut CudaBuf) -> BResult<()> {
+        let (n, k) = (w.rows, w.cols);
+        let (mut w16, mut x16) = {
+            let mut s = self.scratch.borrow_mut();
+            let w16 = Self::u16_scratch(&mut s.w16, &self.stream, n * k)?;
+            let x16 = Self::u16_scratch(&mut s.x16, &self.stream, rows * k)?;
+            (w16, x16)
+        };
+        let groups = k.div_ceil(8) * n;
+        let v = self.weight_variant("dequant.cu", w.dtype, &[])?;
+        let f = self.function(&v, "dequant_f16")?;
+        let (k32, n32, rb) = (k as u32, n as u32, w.row_bytes as u32);
+        let mut l = self.stream.launch_builder(&f);
+        l.arg(&w.bytes).arg(&mut w16).arg(&k32).arg(&n32).arg(&rb);
+        // SAFETY: the kernel reads n rows of row_bytes and writes n*k halves (sizes checked).
+        unsafe { l.launch(cfg((blocks(groups, 256)?, 1, 1), 256)) }.map_err(|e| dev("dequant_f16", e))?;
+        let f = self.function(&Variant::new("dequant.cu", &["NO_WEIGHT".into()]), "to_f16")?;
+        let len = (rows * k) as u32;
+        let mut l = self.stream.launch_builder(&f);
+        l.arg(&x.data).arg(&mut x16).arg(&len);
+        // SAFETY: reads and writes rows*k values.
+        unsafe { l.launch(cfg((blocks(rows * k, 256)?, 1, 1), 256)) }.map_err(|e| dev("to_f16", e))?;
+        let (alpha, beta) = (1f32, 0f32);
+        {
+            let (a, _a) = w16.device_ptr(&self.stream);
+            let (b, _b) = x16.device_ptr(&self.stream);
+            let (c, _c) = out.data.device_ptr_mut(&self.stream);
+            // Row-major out[rows, n] = x[rows, k] · w[n, k]ᵀ is column-major
+            // outᵀ[n, rows] = w(col-major [k, n])ᵀ · x(col-major [k, rows]).
+            // SAFETY: pointers are live device buffers of the sizes given.
+            unsafe {
+                cudarc::cublas::result::gemm_ex(
+                    *blas.handle(),
+                    blas_sys::cublasOperation_t::CUBLAS_OP_T,
+                    blas_sys::cublasOperation_t::CUBLAS_OP_N,
+                    n as i32,
+                    rows as i32,
+                    k as i32,
+                    (&alpha) as *const f32 as *const _,
+                    a as *const _,
+                    blas_sys::cudaDataType_t::CUDA_R_16F,
+                    k as i32,
+                    b as *const _,
+                    blas_sys::cudaDataType_t::CUDA_R_16F,
+                    k as i32,
+                    (&beta) as *const f32 as *const _,
+                    c as *mut _,
+                    blas_sys::cudaDataType_t::CUDA_R_32F,
+                    n as i32,
+                    blas_sys::cublasComputeType_t::CUBLAS_COMPUTE_32F,
+                    blas_sys::cublasGemmAlgo_t::CUBLAS_GEMM_DEFAULT,
+                )
+            }
+            .map_err(|e| dev("cublasGemmEx", e))?;
+        }
+        let mut s = self.scratch.borrow_mut();
+        s.w16 = Some(w16);
+        s.x16 = Some(x16);
+        Ok(())
+    }
+
+    /// Keys per split for a query block: one split unless the (head, token) blocks alone
+    /// would leave most of the GPU idle on a long context.
+    fn split_len(&self, blocks_without_split: usize, kv_len: usize) -> usize {
+        if let Some(s) = self.attn_split_len {
+            return s.max(1);
+        }
+        let want = 2 * self.report.multiprocessors.max(1) as usize;
+        if blocks_without_split >= want || kv_len < 512 {
+            return kv_len.max(1);
+        }
+        let splits = want.div_ceil(blocks_without_split).min(kv_len / 256).max(1);
+        kv_len.div_ceil(splits)
+    }
+
+    fn read_u32(&self, buf: &CudaSlice<u32>, len: usize) -> BResult<Vec<u32>> {
+        let v = self.stream.clone_dtoh(&buf.slice(0..len)).map_err(|e| dev("reading back", e))?;
+        self.stream.synchronize().map_err(|e| dev("waiting for the GPU", e))?;
+        Ok(v)
+    }
+}
+
+impl Backend for CudaBackend {
+    type Buf = CudaBuf;
+    type Weight = CudaWeight;
+
+    fn name(&self) -> String {
+        format!("cuda ({}, sm_{}{}, {} MiB)", self.report.name, self.report.compute_capability.0, self.report.compute_capability.1, self.report.total_memory >> 20)
+    }
+
+    fn supports(&self, dtype: DType) -> bool {
+        dtype_define(dtype).is_some()
+    }
+
+    fn upload_weight(&self, dtype: DType, rows: usize, cols: usize, bytes: &[u8]) -> BResult<CudaWeight> {
+        let row_bytes = self.check_layout(dtype, rows, cols, bytes.len())?;
+        let n = row_bytes * rows;
+        let data = if n == 0 { self.stream.alloc_zeros::<u8>(4) } else { self.stream.clone_htod(&bytes[..n]) }.map_err(|e| dev("uploading a weight", e))?;
+        let vector = self.vector_of(dtype, rows, cols, &bytes[..n])?;
+        Ok(CudaWeight { dtype, rows, cols, row_bytes, bytes: data, vector })
+    }
+
+    /// Streams a layer's weight into its device slot: host bytes -> pinned staging buffer
+    /// -> async copy on the copy stream, which first waits for the compute stream's use
+    /// of the old contents; the compute stream then waits for the copy. Two staging
+    /// buffers alternate so the host fills one while the other is in flight.
+    fn write_weight(&self, w: &mut CudaWeight, dtype: DType, rows: usize, cols: usize, bytes: &[u8]) -> BResult<()> {
+        let row_bytes = self.check_layout(dtype, rows, cols, bytes.len())?;
+        let n = row_bytes * rows;
+        if n == 0 || n > w.bytes.len() {
+            *w = self.upload_weight(dtype, rows, cols, bytes)?;
+            return Ok(());
+        }
+        let slot = self.next_staging.get();
+        self.next_staging.set((slot + 1) % 2);
+        let mut staging = self.staging.borrow_mut();
+        while staging.len() <= slot {
+            // SAFETY: page-locked host memory, written only through as_mut_slice below.
+            let buf = unsafe { self.ctx.alloc_pinned_with_flags::<u8>(n.max(1 << 20), 0) }.map_err(|e| dev("allocating pinned staging", e))?;
+            staging.push(Staging { buf, done: None });
+        }
+        let st = &mut staging[slot];
+        if let Some(done) = st.done.take() {
+            done.synchronize().map_err(|e| dev("waiting for a staging copy", e))?;
+        }
+        if st.buf.len() < n {
+            // SAFETY: as above.
+            st.buf = unsafe { self.ctx.alloc_pinned_with_flags::<u8>(n, 0) }.map_err(|e| dev("allocating pinned staging", e))?;
+        }
+        st.buf.as_mut_slice().map_err(|e| dev("pinned staging", e))?[..n].copy_from_slice(&bytes[..n]);
+        let used = self.stream.record_event(None).map_err(|e| dev("recording an event", e))?;
+        self.copy_stream.wait(&used).map_err(|e| dev("ordering the copy", e))?;
+        {
+            let src = st.buf.as_slice().map_err(|e| dev("pinned staging", e))?;
+            let mut dst = w.bytes.slice_mut(0..n);
+            self.copy_stream.memcpy_htod(&src[..n], &mut dst).map_err(|e| dev("copying a streamed weight", e))?;
+        }
+        let copied = self.copy_stream.record_event(None).map_err(|e| dev("recording an event", e))?;
+        self.stream.wait(&copied).map_err(|e| dev("ordering the copy", e))?;
+        st.done = Some(copied);
+        drop(staging);
+        w.vector = self.vector_of(dtype, rows, cols, &bytes[..n])?;
+        w.dtype = dtype;
+        w.rows = rows;
+        w.cols = cols;
+        w.row_bytes = row_bytes;
+        Ok(())
+    }
+
+    fn alloc(&self, len: usize) -> BResult<CudaBuf> {
+        let data = self.stream.alloc_zeros::<f32>(len.max(1)).map_err(|e| dev(&format!("allocating {len} values"), e))?;
+        Ok(CudaBuf { data, len })
+    }
+
+    fn upload(&self, data: &[f32]) -> BResult<CudaBuf> {
+        if data.is_empty() {
+            return self.alloc(0);
+        }
+        let d = self.stream.clone_htod(data).map_err(|e| dev("uploading", e))?;
+        Ok(CudaBuf { data: d, len: data.len() })
+    }
+
+    async fn read(&self, buf: &CudaBuf, offset: usize, len: usize) -> BResult<Vec<f32>> {
+        need("read", "buffer", buf.len, offset + len)?;
+        if len == 0 {
+            return Ok(Vec::new());
+        }
+        let v = self.stream.clone_dtoh(&buf.data.slice(offset..offset + len)).map_err(|e| dev("reading back", e))?;
+        self.stream.synchronize().map_err(|e| dev("waiting for the GPU", e))?;
+        Ok(v)
+    }
+
+    fn embed(&self, table: &CudaWeight, ids: &[u32], scale: f32, out: &mut CudaBuf) -> BResult<()> {
+        let k = table.cols;
+        need("embed", "output", out.len, ids.len() * k)?;
+        if let Some(&id) = ids.iter().find(|&&id| id as usize >= table.rows) {
+            return Err(shape("embed", format!("token id {id} >= vocabulary {}", table.rows)));
+        }
+        if ids.is_empty() || k == 0 {
+            return Ok(());
+        }
+        if ids.len() > MAX_GRID_YZ {
+            return Err(shape("embed", format!("{} tokens exceed the grid ({MAX_GRID_YZ})", ids.len())));
+        }
+        let ids_buf = self.stream.clone_htod(ids).map_err(|e| dev("uploading ids", e))?;
+        let f = self.function(&self.weight_variant("embed.cu", table.dtype, &[])?, "embed")?;
+        let (k32, rb) = (k as u32, table.row_bytes as u32);
+        let mut l = self.stream.launch_builder(&f);
+        l.arg(&table.bytes).arg(&ids_buf).arg(&mut out.data).arg(&k32).arg(&rb).arg(&scale);
+        // SAFETY: ids are < rows (checked); the output holds tokens*k values.
+        unsafe { l.launch(cfg((blocks(k.div_ceil(8), 128)?, ids.len() as u32, 1), 128)) }.map_err(|e| dev("embed", e))?;
+        Ok(())
+    }
+
+    fn rms_norm(&self, x: &CudaBuf, rows: usize, cols: usize, w: &CudaWeight, eps: f32, w_offset: f32, out: &mut CudaBuf) -> BResult<()> {
+        need("rms_norm", "input", x.len, rows * cols)?;
+        need("rms_norm", "output", out.len, rows * cols)?;
+        let Some(wv) = w.vector.as_ref().filter(|_| w.cols == cols) else {
+            return Err(shape("rms_norm", format!("weight has {} values, rows have {cols}", w.rows * w.cols)));
+        };
+        if rows == 0 || cols == 0 {
+            return Ok(());
+        }
+        let f = self.function(&Variant::new("norm.cu", &[]), "rms_norm")?;
+        let c = u32_of("rms_norm", "cols", cols)?;
+        let mut l = self.stream.launch_builder(&f);
+        l.arg(&x.data).arg(wv).arg(&mut out.data).arg(&c).arg(&eps).arg(&w_offset);
+        // SAFETY: rows*cols values in and out (checked).
+        unsafe { l.launch(cfg((u32_of("rms_norm", "rows", rows)?, 1, 1), 256)) }.map_err(|e| dev("rms_norm", e))?;
+        Ok(())
+    }
+
+    fn matmul(&self, x: &CudaBuf, rows: usize, w: &CudaWeight, out: &mut CudaBuf) -> BResult<()> {
+        let (n, k) = (w.rows, w.cols);
+        need("matmul", "input", x.len, rows * k)?;
+        need("matmul", "output", out.len, rows * n)?;
+        if rows == 0 || n == 0 {
+            return Ok(());
+        }
+        u32_of("matmul", "rows", rows)?;
+        if k == 0 {
+            return Err(shape("matmul", "a weight with no columns".into()));
+        }
+        if let Some(blas) = self.blas.as_ref().filter(|_| rows >= self.cublas_min_rows && i32::try_from(n * k.max(rows)).is_ok()) {
+            return self.matmul_cublas(blas, x, rows, w, out);
+        }
+        let tile = kernels::matmul_tile(rows);
+        let gy = rows.div_ceil(tile as usize);
+        if gy > MAX_GRID_YZ {
+            return Err(shape("matmul", format!("{rows} rows exceed the grid")));
+        }
+        let f = self.function(&self.weight_variant("matmul.cu", w.dtype, &[format!("TT={tile}")])?, "matmul")?;
+        let (k32, n32, t32, rb) = (k as u32, n as u32, rows as u32, w.row_bytes as u32);
+        let mut l = self.stream.launch_builder(&f);
+        l.arg(&w.bytes).arg(&x.data).arg(&mut out.data).arg(&k32).arg(&n32).arg(&t32).arg(&rb);
+        // SAFETY: reads n rows of the weight and rows*k inputs, writes rows*n (checked).
+        unsafe { l.launch(cfg((blocks(n, 4)?, gy as u32, 1), 128)) }.map_err(|e| dev("matmul", e))?;
+        Ok(())
+    }
+
+    fn add_bias(&self, x: &mut CudaBuf, rows: usize, b: &CudaWeight) -> BResult<()> {
+        let Some(bv) = b.vector.as_ref() else {
+            return Err(shape("add_bias", format!("a bias of {} rows", b.rows)));
+        };
+        let cols = b.cols;
+        need("add_bias", "input", x.len, rows * cols)?;
+        if rows * cols == 0 {
+            return Ok(());
+        }
+        let f = self.function(&self.elementwise(), "add_bias")?;
+        let (r, c) = (u32_of("add_bias", "rows", rows)?, cols as u32);
+        u32_of("add_bias", "values", rows * cols)?;
+        let mut l = self.stream.launch_builder(&f);
+        l.arg(&mut x.data).arg(bv).arg(&r).arg(&c);
+        // SAFETY: rows*cols values (checked).
+        unsafe { l.launch(cfg((blocks(rows * cols, ELEMENTWISE_THREADS)?, 1, 1), ELEMENTWISE_THREADS)) }.map_err(|e| dev("add_bias", e))?;
+        Ok(())
+    }
+
+    fn rope(&self, x: &mut CudaBuf, heads: usize, head_dim: usize, a: &RopeArgs) -> BResult<()> {
+        let tokens = a.positions.len();
+        need("rope", "input", x.len, tokens * heads * head_dim)?;
+        if a.rope_dim > head_dim || a.rope_dim % 2 != 0 || a.inv_freq.len() != a.rope_dim / 2 {
+            return Err(shape("rope", format!("rope_dim {} / head_dim {head_dim} / {} frequencies", a.rope_dim, a.inv_freq.len())));
+        }
+        let half = a.rope_dim / 2;
+        if tokens * heads * half == 0 {
+            return Ok(());
+        }
+        // The CPU's exact f32 arithmetic: theta = position * inv_freq, then sin_cos.
+        let mut cs = Vec::with_capacity(tokens * half * 2);
+        for &pos in a.positions {
+            for &f in a.inv_freq {
+                let (sin, cos) = (pos as f32 * f).sin_cos();
+                cs.push(cos * a.mscale);
+                cs.push(sin * a.mscale);
+            }
+        }
+        let cs_buf = self.stream.clone_htod(&cs).map_err(|e| dev("uploading the RoPE table", e))?;
+        let f = self.function(&Variant::new("rope.cu", &[]), "rope")?;
+        let (t, h, hd, hf, neox) = (u32_of("rope", "tokens", tokens)?, heads as u32, head_dim as u32, half as u32, u32::from(a.style == RopeStyle::Neox));
+        let mut l = self.stream.launch_builder(&f);
+        l.arg(&mut x.data).arg(&cs_buf).arg(&t).arg(&h).arg(&hd).arg(&hf).arg(&neox);
+        // SAFETY: tokens*heads*head_dim values (checked).
+        unsafe { l.launch(cfg((blocks(tokens * heads * half, ELEMENTWISE_THREADS)?, 1, 1), ELEMENTWISE_THREADS)) }.map_err(|e| dev("rope", e))?;
+        Ok(())
+    }
+
+    fn copy_rows(&self, dst: &mut CudaBuf, dst_row: usize, src: &CudaBuf, src_row: usize, rows: usize, width: usize) -> BResult<()> {
+        need("copy_rows", "source", src.len, (src_row + rows) * width)?;
+        need("copy_rows", "destination", dst.len, (dst_row + rows) * width)?;
+        if rows * width == 0 {
+            return Ok(());
+        }
+        let from = src.data.slice(src_row * width..(src_row + rows) * width);
+        let mut to = dst.data.slice_mut(dst_row * width..(dst_row + rows) * width);
+        self.stream.memcpy_dtod(&from, &mut to).map_err(|e| dev("copy_rows", e))
+    }
+
+    fn copy_cols(&self, dst: &mut CudaBuf, src: &CudaBuf, rows: usize, src_width: usize, col: usize, cols: usize) -> BResult<()> {
+        if col + cols > src_width {
+            return Err(shape("copy_cols", format!("columns {col}..{} of rows of {src_width}", col + cols)));
+        }
+        need("copy_cols", "source", src.len, rows * src_width)?;
+        need("copy_cols", "destination", dst.len, rows * cols)?;
+        if rows * cols == 0 {
+            return Ok(());
+        }
+        u32_of("copy_cols", "values", rows * src_width)?;
+        let f = self.function(&self.elementwise(), "copy_cols")?;
+        let (r, sw, c0, c) = (rows as u32, src_width as u32, col as u32, cols as u32);
+        let mut l = self.stream.launch_builder(&f);
+        l.arg(&mut dst.data).arg(&src.data).arg(&r).arg(&sw).arg(&c0).arg(&c);
+        // SAFETY: sizes checked above.
+        unsafe { l.launch(cfg((blocks(rows * cols, ELEMENTWISE_THREADS)?, 1, 1), ELEMENTWISE_THREADS)) }.map_err(|e| dev("copy_cols", e))?;
+        Ok(())
+    }
+
+    fn attention(&self, q: &CudaBuf, k: &CudaBuf, v: &CudaBuf, a: &AttnArgs, out: &mut CudaBuf) -> BResult<()> {
+        let (hd, hdv) = (a.head_dim, a.head_dim_v);
+        let kv_len = a.past + a.tokens;
+        if a.n_kv_heads == 0 || a.n_heads % a.n_kv_heads != 0 {
+            return Err(shape("attention", format!("{} heads over {} kv heads", a.n_heads, a.n_kv_heads)));
+        }
+        need("attention", "q", q.len, a.tokens * a.n_heads * hd)?;
+        need("attention", "k cache", k.len, kv_len * a.n_kv_heads * hd)?;
+        need("attention", "v cache", v.len, kv_len * a.n_kv_heads * hdv)?;
+        need("attention", "output", out.len, a.tokens * a.n_heads * hdv)?;
+        let max = kernels::MAX_HEAD_DIM;
+        if hd > max || hdv > max {
+            return Err(BackendError::Unsupported { backend: self.name(), what: format!("attention with head_dim {hd}/{hdv} (at most {max})") });
+        }
+        if a.tokens == 0 || a.n_heads == 0 {
+            return Ok(());
+        }
+        if a.tokens > MAX_GRID_YZ {
+            return Err(shape("attention", format!("{} tokens exceed the grid ({MAX_GRID_YZ})", a.tokens)));
+        }
+        u32_of("attention", "positions", kv_len * a.n_kv_heads * hd.max(hdv))?;
+        let split_len = self.split_len(a.tokens * a.n_heads, kv_len);
+        let splits = kv_len.div_ceil(split_len).max(1);
+        if splits > MAX_GRID_YZ {
+            return Err(shape("attention", format!("{splits} splits exceed the grid")));
+        }
+        let mut part = if splits > 1 { self.f32_scratch(a.tokens * a.n_heads * splits * (hdv + 2))? } else { self.f32_scratch(1)? };
+        let f = self.function(&Variant::new("attention.cu", &[]), "attention")?;
+        let (past, nh, nkv, hd32, hdv32) = (a.past as u32, a.n_heads as u32, a.n_kv_heads as u32, hd as u32, hdv as u32);
+        let window = a.window.map_or(0, |w| w.min(u32::MAX as usize) as u32);
+        let cap = a.softcap.unwrap_or(0.0);
+        let (sl, sp) = (split_len.min(u32::MAX as usize) as u32, splits as u32);
+        let mut l = self.stream.launch_builder(&f);
+        l.arg(&q.data).arg(&k.data).arg(&v.data).arg(&mut out.data).arg(&mut part);
+        l.arg(&past).arg(&nh).arg(&nkv).arg(&hd32).arg(&hdv32).arg(&a.scale).arg(&window).arg(&cap).arg(&sl).arg(&sp);
+        // SAFETY: every buffer was checked against the shapes the kernel indexes.
+        unsafe { l.launch(cfg((nh, a.tokens as u32, sp), 128)) }.map_err(|e| dev("attention", e))?;
+        if splits > 1 {
+            let f = self.function(&Variant::new("attention.cu", &[]), "attention_combine")?;
+            let mut l = self.stream.launch_builder(&f);
+            l.arg(&part).arg(&mut out.data).arg(&nh).arg(&hdv32).arg(&sp);
+            // SAFETY: as above.
+            unsafe { l.launch(cfg((nh, a.tokens as u32, 1), 128)) }.map_err(|e| dev("attention_combine", e))?;
+        }
+        self.scratch.borrow_mut().part = Some(part);
+        Ok(())
+    }
+
+    fn gated(&self, gate: &CudaBuf, up: &CudaBuf, n: usize, act: Activation, out: &mut CudaBuf) -> BResult<()> {
+        need("gated", "gate", gate.len, n)?;
+        need("gated", "up", up.len, n)?;
+        need("gated", "output", out.len, n)?;
+        if n == 0 {
+            return Ok(());
+        }
+        let f = self.function(&self.elementwise(), "gated")?;
+        let (n32, act) = (u32_of("gated", "values", n)?, u32::from(act == Activation::GeluTanh));
+        let mut l = self.stream.launch_builder(&f);
+        l.arg(&gate.data).arg(&up.data).arg(&mut out.data).arg(&n32).arg(&act);
+        // SAFETY: n values each (checked).
+        unsafe { l.launch(cfg((blocks(n, ELEMENTWISE_THREADS)?, 1, 1), ELEMENTWISE_THREADS)) }.map_err(|e| dev("gated", e))?;
+        Ok(())
+    }
+
+    fn add(&self, x: &mut CudaBuf, y: &CudaBuf, n: usize) -> BResult<()> {
+        need("add", "x", x.len, n)?;
+        need("add", "y", y.len, n)?;
+        if n == 0 {
+            return Ok(());
+        }
+        let f = self.function(&self.elementwise(), "add")?;
+        let n32 = u32_of("add", "values", n)?;
+        let mut l = self.stream.launch_builder(&f);
+        l.arg(&mut x.data).arg(&y.data).arg(&n32);
+        // SAFETY: n values each (checked).
+        unsafe { l.launch(cfg((blocks(n, ELEMENTWISE_THREADS)?, 1, 1), ELEMENTWISE_THREADS)) }.map_err(|e| dev("add", e))?;
+        Ok(())
+    }
+
+    fn softcap(&self, x: &mut CudaBuf, n: usize, cap: f32) -> BResult<()> {
+        need("softcap", "x", x.len, n)?;
+        if n == 0 {
+            return Ok(());
+        }
+        let f = self.function(&self.elementwise(), "softcap")?;
+        let n32 = u32_of("softcap", "values", n)?;
+        let mut l = self.stream.launch_builder(&f);
+        l.arg(&mut x.data).arg(&n32).arg(&cap);
+        // SAFETY: n values (checked).
+        unsafe { l.launch(cfg((blocks(n, ELEMENTWISE_THREADS)?, 1, 1), ELEMENTWISE_THREADS)) }.map_err(|e| dev("softcap", e))?;
+        Ok(())
+    }
+
+    async fn top_k(&self, x: &CudaBuf, n: usize, k: usize) -> BResult<Vec<(u32, f32)>> {
+        need("top_k", "input", x.len, n)?;
+        let k = k.min(n);
+        if k == 0 {
+            return Ok(Vec::new());
+        }
+        if k > MAX_DEVICE_TOP_K {
+            return Err(shape("top_k", format!("k = {k} exceeds {MAX_DEVICE_TOP_K} (read the logits instead)")));
+        }
+        let n32 = u32_of("top_k", "values", n)?;
+        let chunks = n.div_ceil(TOPK_CHUNK);
+        let mut cand = self.stream.alloc_zeros::<u32>(2 * chunks * k).map_err(|e| dev("allocating top-k candidates", e))?;
+        let (k32, chunk32) = (k as u32, TOPK_CHUNK as u32);
+        let f = self.function(&Variant::new("topk.cu", &["PAIRS=0".into()]), "topk")?;
+        let mut l = self.stream.launch_builder(&f);
+        l.arg(&x.data).arg(&mut cand).arg(&n32).arg(&k32).arg(&chunk32);
+        // SAFETY: reads n values, writes chunks*k pairs.
+        unsafe { l.launch(cfg((chunks as u32, 1, 1), 256)) }.map_err(|e| dev("top_k", e))?;
+        let best = if chunks > 1 {
+            let mut best = self.stream.alloc_zeros::<u32>(2 * k).map_err(|e| dev("allocating top-k", e))?;
+            let total = (chunks * k) as u32;
+            let f = self.function(&Variant::new("topk.cu", &["PAIRS=1".into()]), "topk")?;
+            let mut l = self.stream.launch_builder(&f);
+            l.arg(&cand).arg(&mut best).arg(&total).arg(&k32).arg(&total);
+            // SAFETY: reads chunks*k pairs, writes k.
+            unsafe { l.launch(cfg((1, 1, 1), 256)) }.map_err(|e| dev("top_k", e))?;
+            best
+        } else {
+            cand
+        };
+        let words = self.read_u32(&best, 2 * k)?;
+        Ok(words.chunks_exact(2).filter(|p| p[1] != u32::MAX).map(|p| (p[1], key_to_f32(p[0]))).collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_round_trip_in_total_order() {
+        let key = |v: f32| {
+            let b = v.to_bits();
+            if b & 0x8000_0000 != 0 {
+                !b
+            } else {
+                b | 0x8000_0000
+            }
+        };
+        let vals = [f32::NEG_INFINITY, -3.5, -0.0, 0.0, 1e-30, 2.0, f32::INFINITY];
+        for w in vals.windows(2) {
+            assert!(key(w[0]) < key(w[1]), "{} < {}", w[0], w[1]);
+        }
+        for v in vals {
+            assert_eq!(key_to_f32(key(v)).to_bits(), v.to_bits());
+        }
+    }
+
+    #[test]
+    fn no_driver_is_an_error_not_a_panic() {
+        if driver_present() {
+            return;
+        }
+        let err = CudaBackend::new(CudaOptions::default()).err().expect("no driver on this machine");
+        assert!(err.to_string().contains("no CUDA driver"), "{err}");
+    }
+}

@@ -1,0 +1,71 @@
+// Shared by every kernel: fixed-width types, f16 / bf16 decoding, unaligned-safe loads and
+// warp / block reductions. Written against NVRTC's built-ins only (no toolkit headers), so
+// a machine with just the driver and libnvrtc compiles every kernel.
+#pragma once
+
+typedef unsigned char u8;
+typedef signed char i8;
+typedef unsigned short u16;
+typedef unsigned int u32;
+typedef unsigned long long u64;
+
+#define FULL_MASK 0xffffffffu
+// -inf without <math.h> (NVRTC has no standard headers).
+#define NEG_INF __int_as_float(0xff800000)
+
+__device__ __forceinline__ float f16_to_f32(u16 h) {
+    float f;
+    asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(h));
+    return f;
+}
+
+__device__ __forceinline__ u16 f32_to_f16(float f) {
+    u16 h;
+    asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(f));
+    return h;
+}
+
+__device__ __forceinline__ float bf16_to_f32(u16 h) {
+    return __uint_as_float(((u32)h) << 16);
+}
+
+// 2 bytes at an even offset (every f16 field of every GGUF block sits at one).
+__device__ __forceinline__ u16 ld16(const u8* p) {
+    return *(const u16*)p;
+}
+
+// 4 bytes at an even offset: blocks are 18, 22, 34 or 210 bytes, so a field may sit at
+// 2 mod 4; then two 2-byte loads.
+__device__ __forceinline__ u32 ld32(const u8* p) {
+    if ((((size_t)p) & 3u) == 0u) {
+        return *(const u32*)p;
+    }
+    const u16* q = (const u16*)p;
+    return (u32)q[0] | ((u32)q[1] << 16);
+}
+
+__device__ __forceinline__ float warp_sum(float v) {
+    for (int o = 16; o > 0; o >>= 1) {
+        v += __shfl_xor_sync(FULL_MASK, v, o);
+    }
+    return v;
+}
+
+// Sum over the block (blockDim.x a multiple of 32, at most 1024); every thread gets it.
+// `scratch` holds 32 floats of shared memory.
+__device__ __forceinline__ float block_sum(float v, float* scratch) {
+    const u32 lane = threadIdx.x & 31u, warp = threadIdx.x >> 5;
+    v = warp_sum(v);
+    __syncthreads();
+    if (lane == 0u) {
+        scratch[warp] = v;
+    }
+    __syncthreads();
+    const u32 warps = blockDim.x >> 5;
+    float s = 0.0f;
+    // Fixed order: every thread adds the warps' sums the same way (deterministic).
+    for (u32 w = 0; w < warps; ++w) {
+        s += scratch[w];
+    }
+    return s;
+}

@@ -519,6 +519,20 @@ fn logits<B: Backend>(mut m: Loaded<B>, top: usize, json: bool, prompt: &str) ->
     Ok(())
 }
 
+/// Weight bytes one decode step reads: every tensor once, except that an untied
+/// embedding table is read one row per token (a tied one is read whole, as the output
+/// head). Divided by the memory bandwidth this is the decode roofline.
+fn weight_bytes_per_token(model: &strata::LoadedModel) -> u64 {
+    use strata::arch::{Param, Part, TensorId};
+    let total: u64 = model.files.tensors.iter().map(|t| t.nbytes).sum();
+    if model.config.tied_embeddings {
+        return total;
+    }
+    let embd = model.tensor(TensorId::global(Part::TokenEmbd, Param::Weight));
+    let rows = u64::from(model.config.vocab_size.max(1));
+    total - embd.map_or(0, |e| e.nbytes - e.nbytes / rows)
+}
+
 fn bench<B: Backend>(mut m: Loaded<B>, p: usize, n: usize, json: bool) -> Result<(), Fail> {
     let vocab = m.session.model.config.vocab_size as u64;
     // Deterministic pseudo-random prompt, as llama-bench uses random tokens.
@@ -554,8 +568,9 @@ fn bench<B: Backend>(mut m: Loaded<B>, p: usize, n: usize, json: bool) -> Result
     }
     let model = m.session.model.files.path.clone();
     let (pp_tps, tg_tps) = (p as f64 / pp, n as f64 / tg);
+    let bytes = weight_bytes_per_token(&m.session.model);
     if json {
-        out(&serde_json::json!({"model": model, "backend": m.session.backend_name(), "pp": p, "tg": n, "pp_tokens_per_s": pp_tps, "tg_tokens_per_s": tg_tps, "load_ms": m.load_ms}).to_string());
+        out(&serde_json::json!({"model": model, "backend": m.session.backend_name(), "pp": p, "tg": n, "pp_tokens_per_s": pp_tps, "tg_tokens_per_s": tg_tps, "load_ms": m.load_ms, "weight_bytes_per_token": bytes}).to_string());
     } else {
         out(&format!("| model | backend | test | t/s |\n|---|---|---|---|\n| {model} | {} | pp{p} | {pp_tps:.2} |\n| {model} | {} | tg{n} | {tg_tps:.2} |", m.session.backend_name(), m.session.backend_name()));
     }

@@ -13,6 +13,31 @@ typedef unsigned long long u64;
 // -inf without <math.h> (NVRTC has no standard headers).
 #define NEG_INF __int_as_float(0xff800000)
 
+#ifdef STRATA_HOST
+// Host build: tests/tests/cuda_host.rs compiles quant.cuh with a C++ compiler to check
+// every block decoder against the CPU reference without a GPU. Only the conversions
+// differ; the decoders below are the same text.
+#include <cstring>
+#define __device__
+#define __forceinline__ inline
+#define __restrict__ __restrict
+static inline float __uint_as_float(u32 u) {
+    float f;
+    std::memcpy(&f, &u, 4);
+    return f;
+}
+static inline float f16_to_f32(u16 h) {
+    const u32 sign = (u32)(h & 0x8000u) << 16, exp = (h >> 10) & 31u, man = h & 1023u;
+    if (exp == 31u) {
+        return __uint_as_float(sign | 0x7f800000u | (man << 13));
+    }
+    if (exp == 0u) {
+        const float v = (float)man * (1.0f / 16777216.0f); // man * 2^-24
+        return sign ? -v : v;
+    }
+    return __uint_as_float(sign | ((exp + 112u) << 23) | (man << 13));
+}
+#else
 __device__ __forceinline__ float f16_to_f32(u16 h) {
     float f;
     asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(h));
@@ -24,6 +49,7 @@ __device__ __forceinline__ u16 f32_to_f16(float f) {
     asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(f));
     return h;
 }
+#endif
 
 __device__ __forceinline__ float bf16_to_f32(u16 h) {
     return __uint_as_float(((u32)h) << 16);
@@ -44,6 +70,7 @@ __device__ __forceinline__ u32 ld32(const u8* p) {
     return (u32)q[0] | ((u32)q[1] << 16);
 }
 
+#ifndef STRATA_HOST
 __device__ __forceinline__ float warp_sum(float v) {
     for (int o = 16; o > 0; o >>= 1) {
         v += __shfl_xor_sync(FULL_MASK, v, o);
@@ -69,3 +96,4 @@ __device__ __forceinline__ float block_sum(float v, float* scratch) {
     }
     return s;
 }
+#endif

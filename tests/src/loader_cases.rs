@@ -54,8 +54,11 @@ impl<T, E: std::fmt::Debug> Must<T> for Result<T, E> {
     }
 }
 
+/// A named case.
+pub type NamedCase = (&'static str, fn() -> CaseResult);
+
 /// Every case, by name.
-pub fn cases() -> Vec<(&'static str, fn() -> CaseResult)> {
+pub fn cases() -> Vec<NamedCase> {
     vec![
         ("qwen2_without_rope_dimension_count_derives_head_dim_and_rope_dim", qwen2_without_rope_dimension_count_derives_head_dim_and_rope_dim),
         ("explicit_key_length_overrides_hidden_over_heads", explicit_key_length_overrides_hidden_over_heads),

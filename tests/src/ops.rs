@@ -467,3 +467,22 @@ pub async fn run_all<B: Backend>(b: &B, cases: &[Case], low_precision: bool) -> 
     }
     r
 }
+
+/// Runs the cases matching `pattern` and `$STRATA_OPS` on `b` (blocking), prints one line
+/// per case and the worst NMSE per op, and asserts that none failed and none was
+/// unsupported: the body of every backend's native op test.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn run_and_assert<B: Backend>(b: &B, pattern: &str, low_precision: bool) {
+    let env = std::env::var("STRATA_OPS").unwrap_or_default();
+    let selected = filter(filter(cases(), pattern), &env);
+    assert!(!selected.is_empty(), "no cases match");
+    let report = pollster::block_on(run_all(b, &selected, low_precision));
+    println!("backend: {}", b.name());
+    for l in &report.lines {
+        println!("{l}");
+    }
+    println!("worst NMSE per op: {:?}", report.worst);
+    println!("{}", report.summary());
+    assert_eq!(report.failed, 0, "{}", report.summary());
+    assert_eq!(report.unsupported, 0, "{} implements every op: {}", b.name(), report.summary());
+}

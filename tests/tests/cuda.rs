@@ -10,7 +10,7 @@
 use strata::backend::Backend;
 use strata_conformance::engine::{assert_streamed_identical, compare_with_cpu, quarter_budget, ModelOn};
 use strata_conformance::models;
-use strata_conformance::ops::{cases, filter, run_all};
+use strata_conformance::ops::run_and_assert;
 use strata_cuda::{CudaBackend, CudaOptions};
 
 fn cuda_or_skip(opts: CudaOptions) -> Option<CudaBackend> {
@@ -27,18 +27,7 @@ fn cuda_or_skip(opts: CudaOptions) -> Option<CudaBackend> {
 /// `low_precision`: the f16-operand limits (cuBLAS's f16 inputs).
 fn ops(opts: CudaOptions, pattern: &str, low_precision: bool) {
     let Some(b) = cuda_or_skip(opts) else { return };
-    let env = std::env::var("STRATA_OPS").unwrap_or_default();
-    let selected = filter(filter(cases(), pattern), &env);
-    assert!(!selected.is_empty(), "no cases match");
-    let report = pollster::block_on(run_all(&b, &selected, low_precision));
-    println!("backend: {}", b.name());
-    for l in &report.lines {
-        println!("{l}");
-    }
-    println!("worst NMSE per op: {:?}", report.worst);
-    println!("{}", report.summary());
-    assert_eq!(report.failed, 0, "{}", report.summary());
-    assert_eq!(report.unsupported, 0, "the CUDA backend implements every op: {}", report.summary());
+    run_and_assert(&b, pattern, low_precision);
 }
 
 #[test]

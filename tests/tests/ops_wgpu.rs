@@ -6,22 +6,12 @@
 use strata::backend::webgpu::WgpuOptions;
 use strata::backend::Backend;
 use strata_conformance::engine::wgpu_or_skip;
-use strata_conformance::ops::{cases, filter, random_weight, run_all, Rng};
+use strata_conformance::ops::{random_weight, run_and_assert, Rng};
 
 fn run(opts: WgpuOptions, pattern: &str) {
     let Some(b) = wgpu_or_skip(opts) else { return };
-    let env = std::env::var("STRATA_OPS").unwrap_or_default();
-    let selected = filter(filter(cases(), pattern), &env);
-    assert!(!selected.is_empty(), "no cases match");
-    let report = pollster::block_on(run_all(&b, &selected, b.target().f16));
-    println!("backend: {}", b.name());
-    for l in &report.lines {
-        println!("{l}");
-    }
-    println!("worst NMSE per op: {:?}", report.worst);
-    println!("{}", report.summary());
-    assert_eq!(report.failed, 0, "{}", report.summary());
-    assert_eq!(report.unsupported, 0, "the wgpu backend implements every op: {}", report.summary());
+    let f16 = b.target().f16;
+    run_and_assert(&b, pattern, f16);
 }
 
 /// What the adapter is given by default (on lavapipe: f32 with subgroup reductions).

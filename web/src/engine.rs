@@ -65,6 +65,8 @@ impl<B: Backend> OnBackend<B> {
     }
 }
 
+// One value per engine, moved once: the size difference between variants is harmless.
+#[allow(clippy::large_enum_variant)]
 enum Loaded {
     Gpu(OnBackend<WgpuBackend>),
     Cpu(OnBackend<CpuBackend>),

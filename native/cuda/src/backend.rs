@@ -16,7 +16,7 @@ use std::sync::Arc;
 use cudarc::cublas::sys as blas_sys;
 use cudarc::cublas::CudaBlas;
 use cudarc::driver::{CudaContext, CudaEvent, CudaFunction, CudaSlice, CudaStream, DevicePtr, DevicePtrMut, LaunchConfig, PinnedHostSlice, PushKernelArg};
-use strata::backend::{AttnArgs, BResult, Backend, BackendError, RopeArgs, MAX_DEVICE_TOP_K};
+use strata::backend::{check_copy_cols, check_copy_rows, need, topk_pairs, AttnArgs, BResult, Backend, BackendError, RopeArgs, MAX_DEVICE_TOP_K};
 use strata::model::config::{Activation, RopeStyle};
 use strata::quant::DType;
 
@@ -118,13 +118,6 @@ fn shape(op: &'static str, message: String) -> BackendError {
     BackendError::Shape { op, message }
 }
 
-fn need(op: &'static str, what: &str, have: usize, want: usize) -> BResult<()> {
-    if have < want {
-        return Err(shape(op, format!("{what} holds {have} values, needs {want}")));
-    }
-    Ok(())
-}
-
 fn u32_of(op: &'static str, what: &str, v: usize) -> BResult<u32> {
     u32::try_from(v).map_err(|_| shape(op, format!("{what} = {v} does not fit the kernels' 32-bit indices")))
 }
@@ -135,11 +128,6 @@ fn blocks(n: usize, threads: u32) -> BResult<u32> {
 
 fn cfg(grid: (u32, u32, u32), threads: u32) -> LaunchConfig {
     LaunchConfig { grid_dim: grid, block_dim: (threads, 1, 1), shared_mem_bytes: 0 }
-}
-
-fn key_to_f32(key: u32) -> f32 {
-    let bits = if key & 0x8000_0000 != 0 { key & 0x7fff_ffff } else { !key };
-    f32::from_bits(bits)
 }
 
 impl CudaBackend {
@@ -160,9 +148,14 @@ impl CudaBackend {
         unsafe { ctx.disable_event_tracking() };
         let stream = ctx.new_stream().map_err(|e| dev("creating a stream", e))?;
         let copy_stream = ctx.new_stream().map_err(|e| dev("creating a copy stream", e))?;
-        let (blas, blas_error) = match CudaBlas::new(stream.clone()) {
-            Ok(b) => (Some(b), None),
-            Err(e) => (None, Some(format!("{e:?}"))),
+        // SAFETY: only tries to dlopen libcublas (cudarc panics on first use without it).
+        let (blas, blas_error) = if !unsafe { cudarc::cublas::sys::is_culib_present() } {
+            (None, Some("libcublas not found: prefill uses the tiled matmul kernel".to_string()))
+        } else {
+            match CudaBlas::new(stream.clone()) {
+                Ok(b) => (Some(b), None),
+                Err(e) => (None, Some(format!("{e:?}"))),
+            }
         };
         let (ma, mi) = report.compute_capability;
         Ok(CudaBackend {
@@ -534,22 +527,11 @@ impl Backend for CudaBackend {
     fn rope(&self, x: &mut CudaBuf, heads: usize, head_dim: usize, a: &RopeArgs) -> BResult<()> {
         let tokens = a.positions.len();
         need("rope", "input", x.len, tokens * heads * head_dim)?;
-        if a.rope_dim > head_dim || a.rope_dim % 2 != 0 || a.inv_freq.len() != a.rope_dim / 2 {
-            return Err(shape("rope", format!("rope_dim {} / head_dim {head_dim} / {} frequencies", a.rope_dim, a.inv_freq.len())));
-        }
-        let half = a.rope_dim / 2;
+        let half = a.check(head_dim)?;
         if tokens * heads * half == 0 {
             return Ok(());
         }
-        // The CPU's exact f32 arithmetic: theta = position * inv_freq, then sin_cos.
-        let mut cs = Vec::with_capacity(tokens * half * 2);
-        for &pos in a.positions {
-            for &f in a.inv_freq {
-                let (sin, cos) = (pos as f32 * f).sin_cos();
-                cs.push(cos * a.mscale);
-                cs.push(sin * a.mscale);
-            }
-        }
+        let cs = a.cos_sin_table();
         let cs_buf = self.stream.clone_htod(&cs).map_err(|e| dev("uploading the RoPE table", e))?;
         let f = self.function(&Variant::new("rope.cu", &[]), "rope")?;
         let (t, h, hd, hf, neox) = (u32_of("rope", "tokens", tokens)?, heads as u32, head_dim as u32, half as u32, u32::from(a.style == RopeStyle::Neox));
@@ -561,8 +543,7 @@ impl Backend for CudaBackend {
     }
 
     fn copy_rows(&self, dst: &mut CudaBuf, dst_row: usize, src: &CudaBuf, src_row: usize, rows: usize, width: usize) -> BResult<()> {
-        need("copy_rows", "source", src.len, (src_row + rows) * width)?;
-        need("copy_rows", "destination", dst.len, (dst_row + rows) * width)?;
+        check_copy_rows(dst.len, dst_row, src.len, src_row, rows, width)?;
         if rows * width == 0 {
             return Ok(());
         }
@@ -572,11 +553,7 @@ impl Backend for CudaBackend {
     }
 
     fn copy_cols(&self, dst: &mut CudaBuf, src: &CudaBuf, rows: usize, src_width: usize, col: usize, cols: usize) -> BResult<()> {
-        if col + cols > src_width {
-            return Err(shape("copy_cols", format!("columns {col}..{} of rows of {src_width}", col + cols)));
-        }
-        need("copy_cols", "source", src.len, rows * src_width)?;
-        need("copy_cols", "destination", dst.len, rows * cols)?;
+        check_copy_cols(dst.len, src.len, rows, src_width, col, cols)?;
         if rows * cols == 0 {
             return Ok(());
         }
@@ -593,13 +570,7 @@ impl Backend for CudaBackend {
     fn attention(&self, q: &CudaBuf, k: &CudaBuf, v: &CudaBuf, a: &AttnArgs, out: &mut CudaBuf) -> BResult<()> {
         let (hd, hdv) = (a.head_dim, a.head_dim_v);
         let kv_len = a.past + a.tokens;
-        if a.n_kv_heads == 0 || a.n_heads % a.n_kv_heads != 0 {
-            return Err(shape("attention", format!("{} heads over {} kv heads", a.n_heads, a.n_kv_heads)));
-        }
-        need("attention", "q", q.len, a.tokens * a.n_heads * hd)?;
-        need("attention", "k cache", k.len, kv_len * a.n_kv_heads * hd)?;
-        need("attention", "v cache", v.len, kv_len * a.n_kv_heads * hdv)?;
-        need("attention", "output", out.len, a.tokens * a.n_heads * hdv)?;
+        a.check(q.len, k.len, v.len, out.len)?;
         let max = kernels::MAX_HEAD_DIM;
         if hd > max || hdv > max {
             return Err(BackendError::Unsupported { backend: self.name(), what: format!("attention with head_dim {hd}/{hdv} (at most {max})") });
@@ -714,32 +685,13 @@ impl Backend for CudaBackend {
             cand
         };
         let words = self.read_u32(&best, 2 * k)?;
-        Ok(words.chunks_exact(2).filter(|p| p[1] != u32::MAX).map(|p| (p[1], key_to_f32(p[0]))).collect())
+        Ok(topk_pairs(&words))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn keys_round_trip_in_total_order() {
-        let key = |v: f32| {
-            let b = v.to_bits();
-            if b & 0x8000_0000 != 0 {
-                !b
-            } else {
-                b | 0x8000_0000
-            }
-        };
-        let vals = [f32::NEG_INFINITY, -3.5, -0.0, 0.0, 1e-30, 2.0, f32::INFINITY];
-        for w in vals.windows(2) {
-            assert!(key(w[0]) < key(w[1]), "{} < {}", w[0], w[1]);
-        }
-        for v in vals {
-            assert_eq!(key_to_f32(key(v)).to_bits(), v.to_bits());
-        }
-    }
 
     #[test]
     fn no_driver_is_an_error_not_a_panic() {

@@ -211,10 +211,7 @@ impl Backend for CpuBackend {
     fn rope(&self, x: &mut Vec<f32>, heads: usize, head_dim: usize, a: &RopeArgs) -> BResult<()> {
         let tokens = a.positions.len();
         need("rope", "input", x.len(), tokens * heads * head_dim)?;
-        if a.rope_dim > head_dim || a.rope_dim % 2 != 0 || a.inv_freq.len() != a.rope_dim / 2 {
-            return Err(BackendError::Shape { op: "rope", message: format!("rope_dim {} / head_dim {head_dim} / {} frequencies", a.rope_dim, a.inv_freq.len()) });
-        }
-        let half = a.rope_dim / 2;
+        let half = a.check(head_dim)?;
         for (t, &pos) in a.positions.iter().enumerate() {
             for h in 0..heads {
                 let v = &mut x[(t * heads + h) * head_dim..(t * heads + h + 1) * head_dim];
@@ -236,18 +233,13 @@ impl Backend for CpuBackend {
     }
 
     fn copy_rows(&self, dst: &mut Vec<f32>, dst_row: usize, src: &Vec<f32>, src_row: usize, rows: usize, width: usize) -> BResult<()> {
-        need("copy_rows", "source", src.len(), (src_row + rows) * width)?;
-        need("copy_rows", "destination", dst.len(), (dst_row + rows) * width)?;
+        super::check_copy_rows(dst.len(), dst_row, src.len(), src_row, rows, width)?;
         dst[dst_row * width..(dst_row + rows) * width].copy_from_slice(&src[src_row * width..(src_row + rows) * width]);
         Ok(())
     }
 
     fn copy_cols(&self, dst: &mut Vec<f32>, src: &Vec<f32>, rows: usize, src_width: usize, col: usize, cols: usize) -> BResult<()> {
-        if col + cols > src_width {
-            return Err(BackendError::Shape { op: "copy_cols", message: format!("columns {col}..{} of rows of {src_width}", col + cols) });
-        }
-        need("copy_cols", "source", src.len(), rows * src_width)?;
-        need("copy_cols", "destination", dst.len(), rows * cols)?;
+        super::check_copy_cols(dst.len(), src.len(), rows, src_width, col, cols)?;
         for r in 0..rows {
             dst[r * cols..(r + 1) * cols].copy_from_slice(&src[r * src_width + col..r * src_width + col + cols]);
         }
@@ -257,13 +249,7 @@ impl Backend for CpuBackend {
     fn attention(&self, q: &Vec<f32>, k: &Vec<f32>, v: &Vec<f32>, a: &AttnArgs, out: &mut Vec<f32>) -> BResult<()> {
         let (hd, hdv) = (a.head_dim, a.head_dim_v);
         let kv_len = a.past + a.tokens;
-        if a.n_kv_heads == 0 || a.n_heads % a.n_kv_heads != 0 {
-            return Err(BackendError::Shape { op: "attention", message: format!("{} heads over {} kv heads", a.n_heads, a.n_kv_heads) });
-        }
-        need("attention", "q", q.len(), a.tokens * a.n_heads * hd)?;
-        need("attention", "k cache", k.len(), kv_len * a.n_kv_heads * hd)?;
-        need("attention", "v cache", v.len(), kv_len * a.n_kv_heads * hdv)?;
-        need("attention", "output", out.len(), a.tokens * a.n_heads * hdv)?;
+        a.check(q.len(), k.len(), v.len(), out.len())?;
         let group = a.n_heads / a.n_kv_heads;
         let mut scores = vec![0f32; kv_len];
         for t in 0..a.tokens {

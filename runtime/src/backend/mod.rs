@@ -30,7 +30,7 @@ pub enum BackendError {
 pub type BResult<T> = Result<T, BackendError>;
 
 /// The length check every op makes before touching a buffer.
-pub(crate) fn need(op: &'static str, what: &str, have: usize, want: usize) -> BResult<()> {
+pub fn need(op: &'static str, what: &str, have: usize, want: usize) -> BResult<()> {
     if have < want {
         return Err(BackendError::Shape { op, message: format!("{what} holds {have} values, needs {want}") });
     }
@@ -67,6 +67,94 @@ pub struct AttnArgs {
     pub window: Option<usize>,
     /// `cap * tanh(score / cap)` before the softmax (Gemma 2).
     pub softcap: Option<f32>,
+}
+
+impl RopeArgs<'_> {
+    /// The checks every backend's `rope` makes: an even `rope_dim` within the head and one
+    /// frequency per pair. Returns the number of pairs.
+    pub fn check(&self, head_dim: usize) -> BResult<usize> {
+        if self.rope_dim > head_dim || self.rope_dim % 2 != 0 || self.inv_freq.len() != self.rope_dim / 2 {
+            return Err(BackendError::Shape { op: "rope", message: format!("rope_dim {} / head_dim {head_dim} / {} frequencies", self.rope_dim, self.inv_freq.len()) });
+        }
+        Ok(self.rope_dim / 2)
+    }
+
+    /// `[tokens, pairs]` of (cos, sin) * mscale, from `position * inv_freq` in f32: the CPU
+    /// reference's exact arithmetic, computed on the host for GPU backends (no device
+    /// evaluates sin of a large angle).
+    pub fn cos_sin_table(&self) -> Vec<f32> {
+        let mut cs = Vec::with_capacity(self.positions.len() * self.inv_freq.len() * 2);
+        for &pos in self.positions {
+            for &f in self.inv_freq {
+                let (sin, cos) = (pos as f32 * f).sin_cos();
+                cs.push(cos * self.mscale);
+                cs.push(sin * self.mscale);
+            }
+        }
+        cs
+    }
+}
+
+impl AttnArgs {
+    /// The checks every backend's `attention` makes, given its buffers' lengths
+    /// (q, k cache, v cache, output).
+    pub fn check(&self, q: usize, k: usize, v: usize, out: usize) -> BResult<()> {
+        if self.n_kv_heads == 0 || self.n_heads % self.n_kv_heads != 0 {
+            return Err(BackendError::Shape { op: "attention", message: format!("{} heads over {} kv heads", self.n_heads, self.n_kv_heads) });
+        }
+        let kv_len = self.past + self.tokens;
+        need("attention", "q", q, self.tokens * self.n_heads * self.head_dim)?;
+        need("attention", "k cache", k, kv_len * self.n_kv_heads * self.head_dim)?;
+        need("attention", "v cache", v, kv_len * self.n_kv_heads * self.head_dim_v)?;
+        need("attention", "output", out, self.tokens * self.n_heads * self.head_dim_v)
+    }
+}
+
+/// The checks every backend's `copy_rows` makes (buffer lengths in values).
+pub fn check_copy_rows(dst: usize, dst_row: usize, src: usize, src_row: usize, rows: usize, width: usize) -> BResult<()> {
+    need("copy_rows", "source", src, (src_row + rows) * width)?;
+    need("copy_rows", "destination", dst, (dst_row + rows) * width)
+}
+
+/// The checks every backend's `copy_cols` makes (buffer lengths in values).
+pub fn check_copy_cols(dst: usize, src: usize, rows: usize, src_width: usize, col: usize, cols: usize) -> BResult<()> {
+    if col + cols > src_width {
+        return Err(BackendError::Shape { op: "copy_cols", message: format!("columns {col}..{} of rows of {src_width}", col + cols) });
+    }
+    need("copy_cols", "source", src, rows * src_width)?;
+    need("copy_cols", "destination", dst, rows * cols)
+}
+
+/// The `DT_<dtype>` define GPU kernels (WGSL and CUDA) read a weight dtype through, for the
+/// dtypes they read straight from the file's blocks.
+pub fn kernel_dtype_define(dtype: DType) -> Option<&'static str> {
+    Some(match dtype {
+        DType::F32 => "DT_F32",
+        DType::F16 => "DT_F16",
+        DType::BF16 => "DT_BF16",
+        DType::Q8_0 => "DT_Q8_0",
+        DType::Q4_0 => "DT_Q4_0",
+        DType::Q4_1 => "DT_Q4_1",
+        DType::Q5_0 => "DT_Q5_0",
+        DType::Q5_1 => "DT_Q5_1",
+        DType::Q4K => "DT_Q4_K",
+        DType::Q5K => "DT_Q5_K",
+        DType::Q6K => "DT_Q6_K",
+        _ => return None,
+    })
+}
+
+/// Device top-k results: the kernels map an f32 to a u32 key whose unsigned order is
+/// `f32::total_cmp`'s; this is the inverse.
+pub fn topk_key_to_f32(key: u32) -> f32 {
+    let bits = if key & 0x8000_0000 != 0 { key & 0x7fff_ffff } else { !key };
+    f32::from_bits(bits)
+}
+
+/// (key, index) word pairs read back from a device top-k, as (index, value); a missing
+/// entry (index `u32::MAX`, fewer values than k) is dropped.
+pub fn topk_pairs(words: &[u32]) -> Vec<(u32, f32)> {
+    words.chunks_exact(2).filter(|p| p[1] != u32::MAX).map(|p| (p[1], topk_key_to_f32(p[0]))).collect()
 }
 
 /// The op set. Every op checks the lengths it is given and fails with `Shape` rather than
@@ -141,3 +229,29 @@ pub trait Backend {
 /// The largest `k` that `Backend::top_k` accepts; sampling with a larger top-k reads the
 /// whole logits row instead.
 pub const MAX_DEVICE_TOP_K: usize = 256;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topk_keys_round_trip_and_order_like_total_cmp() {
+        // The kernels' key_of (shaders/wgsl/topk.wgsl, shaders/cuda/topk.cu).
+        let key = |v: f32| {
+            let b = v.to_bits();
+            if b & 0x8000_0000 != 0 {
+                !b
+            } else {
+                b | 0x8000_0000
+            }
+        };
+        let vals = [f32::NEG_INFINITY, -1e30, -1.0, -0.0, 0.0, 1e-40, 1.0, 3e38, f32::INFINITY, f32::NAN];
+        for w in vals.windows(2) {
+            assert_eq!(w[0].total_cmp(&w[1]), key(w[0]).cmp(&key(w[1])), "{} vs {}", w[0], w[1]);
+        }
+        for v in vals {
+            assert_eq!(topk_key_to_f32(key(v)).to_bits(), v.to_bits());
+        }
+        assert_eq!(topk_pairs(&[key(2.0), 7, 0, u32::MAX]), vec![(7, 2.0)]);
+    }
+}

@@ -4,6 +4,7 @@
 //!   WebGPU and on wasm CPU, whose greedy tokens must equal the native CPU backend's;
 //! - the demo page, end to end: load SmolLM2 from a local URL, send a prompt, wait for
 //!   the reply, save a screenshot (target/artifacts/demo.png).
+//!
 //! Needs `scripts/build_web.sh` (web/pkg, web/conformance/pkg) and chromium +
 //! chromium-driver; without them the tests skip, unless STRATA_REQUIRE_BROWSER=1 (set by
 //! scripts/test.sh), which makes them fail.

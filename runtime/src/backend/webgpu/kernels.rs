@@ -32,22 +32,7 @@ pub const WEIGHT_DTYPES: [DType; 11] =
     [DType::F32, DType::F16, DType::BF16, DType::Q8_0, DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q5_1, DType::Q4K, DType::Q5K, DType::Q6K];
 
 /// The `DT_*` define for a weight dtype (None: not readable by the kernels).
-pub fn dtype_define(dtype: DType) -> Option<&'static str> {
-    Some(match dtype {
-        DType::F32 => "DT_F32",
-        DType::F16 => "DT_F16",
-        DType::BF16 => "DT_BF16",
-        DType::Q8_0 => "DT_Q8_0",
-        DType::Q4_0 => "DT_Q4_0",
-        DType::Q4_1 => "DT_Q4_1",
-        DType::Q5_0 => "DT_Q5_0",
-        DType::Q5_1 => "DT_Q5_1",
-        DType::Q4K => "DT_Q4_K",
-        DType::Q5K => "DT_Q5_K",
-        DType::Q6K => "DT_Q6_K",
-        _ => return None,
-    })
-}
+pub use super::super::kernel_dtype_define as dtype_define;
 
 /// Target-wide variant switches.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

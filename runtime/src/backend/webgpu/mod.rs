@@ -426,12 +426,6 @@ impl<T> Future for Receiver<T> {
     }
 }
 
-/// Maps f32 bits to a u32 whose unsigned order is `f32::total_cmp`'s (topk.wgsl's key).
-fn key_to_f32(key: u32) -> f32 {
-    let bits = if key & 0x8000_0000 != 0 { key & 0x7fff_ffff } else { !key };
-    f32::from_bits(bits)
-}
-
 impl Backend for WgpuBackend {
     type Buf = WgpuBuf;
     type Weight = WgpuWeight;
@@ -602,22 +596,12 @@ impl Backend for WgpuBackend {
     fn rope(&self, x: &mut WgpuBuf, heads: usize, head_dim: usize, a: &RopeArgs) -> BResult<()> {
         let tokens = a.positions.len();
         need("rope", "input", x.len, tokens * heads * head_dim)?;
-        if a.rope_dim > head_dim || a.rope_dim % 2 != 0 || a.inv_freq.len() != a.rope_dim / 2 {
-            return Err(shape("rope", format!("rope_dim {} / head_dim {head_dim} / {} frequencies", a.rope_dim, a.inv_freq.len())));
-        }
-        let half = a.rope_dim / 2;
+        let half = a.check(head_dim)?;
         if tokens * heads * half == 0 {
             return Ok(());
         }
         // cos/sin per (token, pair), computed exactly as the CPU reference computes them.
-        let mut cs = Vec::with_capacity(tokens * half * 2);
-        for &pos in a.positions {
-            for &f in a.inv_freq {
-                let (sin, cos) = (pos as f32 * f).sin_cos();
-                cs.extend_from_slice(&(cos * a.mscale).to_le_bytes());
-                cs.extend_from_slice(&(sin * a.mscale).to_le_bytes());
-            }
-        }
+        let cs: Vec<u8> = a.cos_sin_table().iter().flat_map(|v| v.to_le_bytes()).collect();
         let cs_buf = self.storage("rope cos/sin", &cs);
         let (gx, gy, stride) = self.grid("rope", tokens * heads * half, kernels::ELEMENTWISE_WG)?;
         let mut d = self.target.base_defines();
@@ -627,8 +611,7 @@ impl Backend for WgpuBackend {
     }
 
     fn copy_rows(&self, dst: &mut WgpuBuf, dst_row: usize, src: &WgpuBuf, src_row: usize, rows: usize, width: usize) -> BResult<()> {
-        need("copy_rows", "source", src.len, (src_row + rows) * width)?;
-        need("copy_rows", "destination", dst.len, (dst_row + rows) * width)?;
+        super::check_copy_rows(dst.len, dst_row, src.len, src_row, rows, width)?;
         if rows * width == 0 {
             return Ok(());
         }
@@ -638,11 +621,7 @@ impl Backend for WgpuBackend {
     }
 
     fn copy_cols(&self, dst: &mut WgpuBuf, src: &WgpuBuf, rows: usize, src_width: usize, col: usize, cols: usize) -> BResult<()> {
-        if col + cols > src_width {
-            return Err(shape("copy_cols", format!("columns {col}..{} of rows of {src_width}", col + cols)));
-        }
-        need("copy_cols", "source", src.len, rows * src_width)?;
-        need("copy_cols", "destination", dst.len, rows * cols)?;
+        super::check_copy_cols(dst.len, src.len, rows, src_width, col, cols)?;
         if rows * cols == 0 {
             return Ok(());
         }
@@ -655,14 +634,7 @@ impl Backend for WgpuBackend {
 
     fn attention(&self, q: &WgpuBuf, k: &WgpuBuf, v: &WgpuBuf, a: &AttnArgs, out: &mut WgpuBuf) -> BResult<()> {
         let (hd, hdv) = (a.head_dim, a.head_dim_v);
-        let kv_len = a.past + a.tokens;
-        if a.n_kv_heads == 0 || a.n_heads % a.n_kv_heads != 0 {
-            return Err(shape("attention", format!("{} heads over {} kv heads", a.n_heads, a.n_kv_heads)));
-        }
-        need("attention", "q", q.len, a.tokens * a.n_heads * hd)?;
-        need("attention", "k cache", k.len, kv_len * a.n_kv_heads * hd)?;
-        need("attention", "v cache", v.len, kv_len * a.n_kv_heads * hdv)?;
-        need("attention", "output", out.len, a.tokens * a.n_heads * hdv)?;
+        a.check(q.len, k.len, v.len, out.len)?;
         let max = kernels::ATTN_MAX_HD as usize;
         if hd > max || hdv > max {
             return Err(BackendError::Unsupported { backend: self.name(), what: format!("attention with head_dim {hd}/{hdv} (at most {max})") });
@@ -740,30 +712,6 @@ impl Backend for WgpuBackend {
         self.dispatch("topk.wgsl", d, &[(0, &cand), (1, &best)], 2, &[(chunks * k) as u32, k as u32, 0, 0], (1, 1, 1))?;
         let bytes = self.read_bytes(&best, 0, (k * 8) as u64).await?;
         let words: Vec<u32> = bytes.chunks_exact(4).map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
-        Ok(words.chunks_exact(2).filter(|p| p[1] != u32::MAX).map(|p| (p[1], key_to_f32(p[0]))).collect())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn top_k_keys_round_trip_and_order_like_total_cmp() {
-        let key = |v: f32| {
-            let b = v.to_bits();
-            if b & 0x8000_0000 != 0 {
-                !b
-            } else {
-                b | 0x8000_0000
-            }
-        };
-        let vals = [f32::NEG_INFINITY, -1e30, -1.0, -0.0, 0.0, 1e-40, 1.0, 3e38, f32::INFINITY, f32::NAN];
-        for w in vals.windows(2) {
-            assert_eq!(w[0].total_cmp(&w[1]), key(w[0]).cmp(&key(w[1])), "{} vs {}", w[0], w[1]);
-        }
-        for v in vals {
-            assert_eq!(key_to_f32(key(v)).to_bits(), v.to_bits());
-        }
+        Ok(super::topk_pairs(&words))
     }
 }

@@ -70,7 +70,9 @@ __device__ __forceinline__ u32 ld32(const u8* p) {
     return (u32)q[0] | ((u32)q[1] << 16);
 }
 
-#ifndef STRATA_HOST
+// The reductions need warps: on the GPU, or under the host emulator (STRATA_EMULATE,
+// tests/tests/cuda_emulated.rs), which provides threadIdx, __shfl_xor_sync, __syncthreads.
+#if !defined(STRATA_HOST) || defined(STRATA_EMULATE)
 __device__ __forceinline__ float warp_sum(float v) {
     for (int o = 16; o > 0; o >>= 1) {
         v += __shfl_xor_sync(FULL_MASK, v, o);

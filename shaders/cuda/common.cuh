@@ -37,6 +37,39 @@ static inline float f16_to_f32(u16 h) {
     }
     return __uint_as_float(sign | ((exp + 112u) << 23) | (man << 13));
 }
+// Round to nearest even, as cvt.rn.f16.f32.
+static inline u16 f32_to_f16(float f) {
+    u32 x;
+    std::memcpy(&x, &f, 4);
+    const u32 sign = (x >> 16) & 0x8000u, exp = (x >> 23) & 0xffu;
+    u32 man = x & 0x7fffffu;
+    if (exp == 0xffu) {
+        return (u16)(sign | 0x7c00u | (man ? 0x200u : 0u));
+    }
+    const int e = (int)exp - 112; // rebias 127 -> 15
+    if (e >= 31) {
+        return (u16)(sign | 0x7c00u);
+    }
+    u32 h, rem, half;
+    if (e <= 0) {
+        if (e < -10) {
+            return (u16)sign;
+        }
+        man |= 0x800000u;
+        const u32 shift = (u32)(14 - e);
+        h = man >> shift;
+        rem = man & ((1u << shift) - 1u);
+        half = 1u << (shift - 1u);
+    } else {
+        h = ((u32)e << 10) | (man >> 13);
+        rem = man & 0x1fffu;
+        half = 0x1000u;
+    }
+    if (rem > half || (rem == half && (h & 1u))) {
+        ++h; // a carry into the exponent is the correct rounding (up to inf)
+    }
+    return (u16)(sign | h);
+}
 #else
 __device__ __forceinline__ float f16_to_f32(u16 h) {
     float f;

@@ -6,9 +6,11 @@
 //! two stages, ties), and the element-wise kernels. Each output buffer is followed by
 //! guard values that must come back untouched.
 //!
-//! This proves the kernels' indexing, reductions and control flow without a GPU; the launch
-//! shapes mirror `native/cuda/src/backend.rs`. The backend's host code and the kernels'
-//! speed are proven only on a GPU (tests/tests/cuda.rs, scripts/gpu_check.sh).
+//! The launches are the backend's own plans (`strata_cuda::launch`: variant, grid, block,
+//! argument order), so this proves the kernels' indexing, reductions and control flow and
+//! the backend's launch geometry without a GPU. What only a GPU proves: the cudarc calls
+//! around the plans, cuBLAS, streams and events, speed (tests/tests/cuda.rs,
+//! scripts/gpu_check.sh).
 //! Needs a C++20 compiler; without one the test says SKIPPED, unless STRATA_REQUIRE_CXX=1.
 
 use std::collections::HashMap;
@@ -20,7 +22,8 @@ use strata::backend::{AttnArgs, Backend, RopeArgs};
 use strata::model::config::{Activation, RopeStyle};
 use strata::quant::DType;
 use strata_conformance::ops::{random_weight, Rng};
-use strata_cuda::kernels::{expand, matmul_tile, Variant, WEIGHT_DTYPES};
+use strata_cuda::kernels::{expand, Variant, WEIGHT_DTYPES};
+use strata_cuda::launch::{self, Arg as LArg, Launch};
 
 const GUARD: usize = 16;
 
@@ -28,12 +31,8 @@ const GUARD: usize = 16;
 type AttnCase = (usize, usize, usize, usize, usize, usize, Option<usize>, Option<f32>, usize);
 const GUARD_VALUE: f32 = -1234.5625;
 
-enum Arg {
-    /// A device buffer; `true`: an output, checked and returned.
-    Buf(Vec<u8>, bool),
-    U32(u32),
-    F32(f32),
-}
+/// A buffer for one plan slot; `true`: an output, guard-checked and returned.
+struct Buf(Vec<u8>, bool);
 
 fn f32_bytes(v: &[f32]) -> Vec<u8> {
     v.iter().flat_map(|x| x.to_le_bytes()).collect()
@@ -48,14 +47,25 @@ fn floats(b: &[u8]) -> Vec<f32> {
 }
 
 /// An output buffer of `n` values followed by guards.
-fn out(n: usize) -> Arg {
+fn out(n: usize) -> Buf {
     let mut v = vec![0f32; n];
     v.extend(std::iter::repeat_n(GUARD_VALUE, GUARD));
-    Arg::Buf(f32_bytes(&v), true)
+    Buf(f32_bytes(&v), true)
 }
 
-fn input(v: &[f32]) -> Arg {
-    Arg::Buf(f32_bytes(v), false)
+/// An in-place buffer: `v`, then guards.
+fn inout(v: &[f32]) -> Buf {
+    let mut b = v.to_vec();
+    b.extend(std::iter::repeat_n(GUARD_VALUE, GUARD));
+    Buf(f32_bytes(&b), true)
+}
+
+fn input(v: &[f32]) -> Buf {
+    Buf(f32_bytes(v), false)
+}
+
+fn bytes(b: &[u8]) -> Buf {
+    Buf(b.to_vec(), false)
 }
 
 struct Emu {
@@ -116,39 +126,38 @@ impl Emu {
         }
     }
 
-    /// Launches `kernel` of `v` over `grid` blocks of `threads`; returns the output buffers
-    /// (guards checked and cut off), in argument order.
-    fn launch(&mut self, v: &Variant, kernel: &str, grid: (u32, u32, u32), threads: u32, args: Vec<Arg>) -> Vec<Vec<f32>> {
-        self.build(std::slice::from_ref(v));
+    /// Runs a launch plan with `bufs` in its slot order; returns the output buffers
+    /// (guards checked and cut off), in slot order.
+    fn run(&mut self, l: &Launch, bufs: Vec<Buf>) -> Vec<Vec<f32>> {
+        self.build(std::slice::from_ref(&l.variant));
         self.launches += 1;
         let id = self.launches;
-        let mut script = format!("kernel {kernel}\ngrid {} {} {}\nblock {threads}\n", grid.0, grid.1, grid.2);
-        let mut outs = Vec::new();
-        for (i, a) in args.iter().enumerate() {
+        let mut script = format!("kernel {}\ngrid {} {} {}\nblock {}\n", l.kernel, l.grid.0, l.grid.1, l.grid.2, l.threads);
+        let paths: Vec<PathBuf> = (0..bufs.len()).map(|i| self.dir.join(format!("l{id}-b{i}"))).collect();
+        for (p, b) in paths.iter().zip(&bufs) {
+            std::fs::write(p, &b.0).unwrap();
+        }
+        for a in &l.args {
             match a {
-                Arg::Buf(bytes, is_out) => {
-                    let p = self.dir.join(format!("l{id}-a{i}"));
-                    std::fs::write(&p, bytes).unwrap();
-                    script += &format!("buf {}\n", p.display());
-                    if *is_out {
-                        outs.push(p);
-                    }
-                }
-                Arg::U32(x) => script += &format!("u32 {x}\n"),
-                Arg::F32(x) => script += &format!("f32 {}\n", x.to_bits()),
+                LArg::Buf(i) => script += &format!("buf {}\n", paths[*i].display()),
+                LArg::U32(x) => script += &format!("u32 {x}\n"),
+                LArg::F32(x) => script += &format!("f32 {}\n", x.to_bits()),
             }
         }
         let sp = self.dir.join(format!("l{id}.script"));
         std::fs::write(&sp, script).unwrap();
-        let o = Command::new(&self.exes[v]).arg(&sp).output().unwrap();
-        assert!(o.status.success(), "{kernel}: {}", String::from_utf8_lossy(&o.stderr));
-        outs.iter()
-            .map(|p| {
+        let o = Command::new(&self.exes[&l.variant]).arg(&sp).output().unwrap();
+        assert!(o.status.success(), "{}: {}", l.kernel, String::from_utf8_lossy(&o.stderr));
+        paths
+            .iter()
+            .zip(&bufs)
+            .filter(|(_, b)| b.1)
+            .map(|(p, _)| {
                 let mut p = p.clone().into_os_string();
                 p.push(".out");
                 let v = floats(&std::fs::read(&p).unwrap());
                 let (data, guard) = v.split_at(v.len() - GUARD);
-                assert!(guard.iter().all(|g| g.to_bits() == GUARD_VALUE.to_bits()), "{kernel}: a guard value after the output was overwritten");
+                assert!(guard.iter().all(|g| g.to_bits() == GUARD_VALUE.to_bits()), "{}: a guard value after the output was overwritten", l.kernel);
                 data.to_vec()
             })
             .collect()
@@ -182,10 +191,6 @@ fn close(what: &str, have: &[f32], want: &[f32]) {
     assert!(e <= 1e-10, "{what}: NMSE {e:.3e}");
 }
 
-fn blocks(n: usize, threads: usize) -> u32 {
-    n.div_ceil(threads).max(1) as u32
-}
-
 fn define(dt: DType) -> String {
     strata_cuda::kernels::dtype_define(dt).unwrap().to_string()
 }
@@ -210,6 +215,10 @@ fn cuda_kernels_on_the_emulator_match_the_cpu_reference() {
     for f in ["norm.cu", "rope.cu", "elementwise.cu", "attention.cu"] {
         want_variants.push(Variant::new(f, &[]));
     }
+    for dt in [DType::Q4_1, DType::Q6K, DType::BF16] {
+        want_variants.push(Variant::new("dequant.cu", &[define(dt)]));
+    }
+    want_variants.push(Variant::new("dequant.cu", &["NO_WEIGHT".into()]));
     want_variants.push(Variant::new("topk.cu", &["PAIRS=0".into()]));
     want_variants.push(Variant::new("topk.cu", &["PAIRS=1".into()]));
     emu.build(&want_variants);
@@ -230,13 +239,33 @@ fn cuda_kernels_on_the_emulator_match_the_cpu_reference() {
             let x = rng.vec(tokens * k, 1.0);
             let mut want = vec![0f32; tokens * n];
             cpu.matmul(&x, tokens, &wc, &mut want).unwrap();
-            let tt = matmul_tile(tokens);
-            let v = Variant::new("matmul.cu", &[define(dt), format!("TT={tt}")]);
-            let grid = (blocks(n, 4), blocks(tokens, tt as usize), 1);
-            let args = vec![Arg::Buf(wb.clone(), false), input(&x), out(tokens * n), Arg::U32(k as u32), Arg::U32(n as u32), Arg::U32(tokens as u32), Arg::U32(row_bytes as u32)];
-            let have = emu.launch(&v, "matmul", grid, 128, args).remove(0);
-            close(&format!("matmul {dt} k={k} tokens={tokens} (TT={tt})"), &have, &want);
+            let plan = launch::matmul(dt, k, n, tokens, row_bytes).unwrap();
+            let have = emu.run(&plan, vec![bytes(&wb), input(&x), out(tokens * n)]).remove(0);
+            close(&format!("matmul {dt} k={k} tokens={tokens} ({})", plan.variant.label()), &have, &want);
         }
+    }
+
+    // The cuBLAS path's operands: weights dequantised to f16, activations to f16 (round to
+    // nearest even, like `half`).
+    for dt in [DType::Q4_1, DType::Q6K, DType::BF16] {
+        let (block, _) = dt.block();
+        let (n, k) = (5, if block == 1 { 37 } else { block as usize });
+        let wb = random_weight(dt, n, k, &mut rng);
+        let mut want = vec![0f32; n * k];
+        strata::quant::dequant::dequantize(dt, &wb, &mut want).unwrap();
+        let want16: Vec<u16> = want.iter().map(|v| half::f16::from_f32(*v).to_bits()).collect();
+        let plan = launch::dequant_f16(dt, k, n, dt.row_bytes(k as u64).unwrap() as usize).unwrap();
+        let have = emu.run(&plan, vec![bytes(&wb), halves_out(n * k)]).remove(0);
+        assert_eq!(halves_of(&have, n * k), want16, "dequant_f16 {dt}");
+        println!("dequant_f16 {dt}: exact");
+    }
+    {
+        let mut x = rng.vec(300, 3.0);
+        x.extend([1e-6, -7e-8, 65504.0, 70000.0, 0.0, -0.0, 1.0 + 1.0 / 2048.0, 1.0 + 3.0 / 2048.0]);
+        let want: Vec<u16> = x.iter().map(|v| half::f16::from_f32(*v).to_bits()).collect();
+        let have = emu.run(&launch::to_f16(x.len()).unwrap(), vec![input(&x), halves_out(x.len())]).remove(0);
+        assert_eq!(halves_of(&have, x.len()), want, "to_f16");
+        println!("to_f16: exact (incl. subnormals, overflow, ties to even)");
     }
 
     // embed: every dtype.
@@ -248,9 +277,8 @@ fn cuda_kernels_on_the_emulator_match_the_cpu_reference() {
         let ids = [3u32, 0, 7];
         let mut want = vec![0f32; ids.len() * k];
         cpu.embed(&wc, &ids, 1.5, &mut want).unwrap();
-        let row_bytes = dt.row_bytes(k as u64).unwrap() as u32;
-        let args = vec![Arg::Buf(wb, false), Arg::Buf(u32_bytes(&ids), false), out(ids.len() * k), Arg::U32(k as u32), Arg::U32(row_bytes), Arg::F32(1.5)];
-        let have = emu.launch(&Variant::new("embed.cu", &[define(dt)]), "embed", (blocks(k.div_ceil(8), 128), ids.len() as u32, 1), 128, args).remove(0);
+        let plan = launch::embed(dt, k, dt.row_bytes(k as u64).unwrap() as usize, ids.len(), 1.5).unwrap();
+        let have = emu.run(&plan, vec![bytes(&wb), bytes(&u32_bytes(&ids)), out(ids.len() * k)]).remove(0);
         close(&format!("embed {dt}"), &have, &want);
     }
 
@@ -262,8 +290,7 @@ fn cuda_kernels_on_the_emulator_match_the_cpu_reference() {
         let wc = cpu.upload_weight(DType::F32, 1, cols, &f32_bytes(&w)).unwrap();
         let mut want = vec![0f32; rows * cols];
         cpu.rms_norm(&x, rows, cols, &wc, 1e-6, 1.0, &mut want).unwrap();
-        let args = vec![input(&x), input(&w), out(rows * cols), Arg::U32(cols as u32), Arg::F32(1e-6), Arg::F32(1.0)];
-        let have = emu.launch(&Variant::new("norm.cu", &[]), "rms_norm", (rows as u32, 1, 1), 256, args).remove(0);
+        let have = emu.run(&launch::rms_norm(rows, cols, 1e-6, 1.0).unwrap(), vec![input(&x), input(&w), out(rows * cols)]).remove(0);
         close("rms_norm", &have, &want);
     }
 
@@ -276,19 +303,8 @@ fn cuda_kernels_on_the_emulator_match_the_cpu_reference() {
         let x = rng.vec(tokens * heads * hd, 1.0);
         let mut want = x.clone();
         cpu.rope(&mut want, heads, hd, &a).unwrap();
-        let half = rope_dim / 2;
-        let mut xo = x.clone();
-        xo.extend(std::iter::repeat_n(GUARD_VALUE, GUARD));
-        let args = vec![
-            Arg::Buf(f32_bytes(&xo), true),
-            input(&a.cos_sin_table()),
-            Arg::U32(tokens as u32),
-            Arg::U32(heads as u32),
-            Arg::U32(hd as u32),
-            Arg::U32(half as u32),
-            Arg::U32(u32::from(style == RopeStyle::Neox)),
-        ];
-        let have = emu.launch(&Variant::new("rope.cu", &[]), "rope", (blocks(tokens * heads * half, 256), 1, 1), 256, args).remove(0);
+        let plan = launch::rope(tokens, heads, hd, rope_dim / 2, style == RopeStyle::Neox).unwrap();
+        let have = emu.run(&plan, vec![inout(&x), input(&a.cos_sin_table())]).remove(0);
         assert_eq!(have, want, "rope {style:?}: the same f32 arithmetic as the CPU");
         println!("rope {style:?}: exact");
     }
@@ -308,34 +324,15 @@ fn cuda_kernels_on_the_emulator_match_the_cpu_reference() {
         let a = AttnArgs { tokens, past, n_heads: nh, n_kv_heads: nkv, head_dim: hd, head_dim_v: hdv, scale: 1.0 / (hd as f32).sqrt(), window, softcap };
         let mut want = vec![0f32; tokens * nh * hdv];
         cpu.attention(&q, &k, &v, &a, &mut want).unwrap();
-        let split_len = split_len.min(kv_len);
-        let splits = kv_len.div_ceil(split_len);
-        let part_len = tokens * nh * splits * (hdv + 2);
-        let av = Variant::new("attention.cu", &[]);
-        let args = vec![
-            input(&q),
-            input(&k),
-            input(&v),
-            out(tokens * nh * hdv),
-            out(part_len.max(1)),
-            Arg::U32(past as u32),
-            Arg::U32(nh as u32),
-            Arg::U32(nkv as u32),
-            Arg::U32(hd as u32),
-            Arg::U32(hdv as u32),
-            Arg::F32(a.scale),
-            Arg::U32(window.unwrap_or(0) as u32),
-            Arg::F32(softcap.unwrap_or(0.0)),
-            Arg::U32(split_len as u32),
-            Arg::U32(splits as u32),
-        ];
-        let mut res = emu.launch(&av, "attention", (nh as u32, tokens as u32, splits as u32), 128, args);
-        let have = if splits == 1 {
-            res.remove(0)
-        } else {
-            let part = res.remove(1);
-            let args = vec![input(&part), out(tokens * nh * hdv), Arg::U32(nh as u32), Arg::U32(hdv as u32), Arg::U32(splits as u32)];
-            emu.launch(&av, "attention_combine", (nh as u32, tokens as u32, 1), 128, args).remove(0)
+        let (main, combine, part_len) = launch::attention(&a, split_len).unwrap();
+        let splits = main.grid.2;
+        let mut res = emu.run(&main, vec![input(&q), input(&k), input(&v), out(tokens * nh * hdv), out(part_len)]);
+        let have = match &combine {
+            None => res.remove(0),
+            Some(c) => {
+                let part = res.remove(1);
+                emu.run(c, vec![input(&part), out(tokens * nh * hdv)]).remove(0)
+            }
         };
         close(&format!("attention tokens={tokens} past={past} heads={nh}/{nkv} hd={hd}/{hdv} window={window:?} softcap={softcap:?} splits={splits}"), &have, &want);
     }
@@ -345,76 +342,69 @@ fn cuda_kernels_on_the_emulator_match_the_cpu_reference() {
         let mut x: Vec<f32> = rng.vec(n, 10.0).into_iter().map(|v| (v * 4.0).round() / 4.0).collect();
         x[n / 2] = f32::INFINITY;
         let want = pollster::block_on(cpu.top_k(&x, n, k)).unwrap();
-        let chunk = 4096usize;
-        let chunks = n.div_ceil(chunk);
-        let t0 = Variant::new("topk.cu", &["PAIRS=0".into()]);
-        let mut words: Vec<u32> = Vec::new();
-        let cand = stage1_raw(&mut emu, &t0, &x, n, k, chunk, chunks);
-        if chunks > 1 {
-            let total = chunks * k;
-            let t1 = Variant::new("topk.cu", &["PAIRS=1".into()]);
-            words = launch_words(&mut emu, &t1, &u32_bytes(&cand), 2 * k, total as u32, k as u32, total as u32, 1);
-        } else {
-            words.extend_from_slice(&cand);
-        }
+        let (stage1, stage2, cand_len) = launch::top_k(n, k).unwrap();
+        let cand = words_of(emu.run(&stage1, vec![input(&x), words_out(cand_len)]).remove(0));
+        let words = match &stage2 {
+            Some(s2) => words_of(emu.run(s2, vec![bytes(&u32_bytes(&cand)), words_out(2 * k)]).remove(0)),
+            None => cand,
+        };
         let have = strata::backend::topk_pairs(&words);
         assert_eq!(have, want, "top_k n={n} k={k}");
-        println!("top_k n={n} k={k} ({} stage{}): exact", if chunks > 1 { 2 } else { 1 }, if chunks > 1 { "s" } else { "" });
+        println!("top_k n={n} k={k} ({} stages): exact", 1 + usize::from(stage2.is_some()));
     }
 
     // element-wise
-    let ev = Variant::new("elementwise.cu", &[]);
     let n = 1000;
     let (g, u) = (rng.vec(n, 4.0), rng.vec(n, 1.0));
-    for (act, code) in [(Activation::Silu, 0u32), (Activation::GeluTanh, 1)] {
+    for act in [Activation::Silu, Activation::GeluTanh] {
         let mut want = vec![0f32; n];
         cpu.gated(&g, &u, n, act, &mut want).unwrap();
-        let have = emu.launch(&ev, "gated", (blocks(n, 256), 1, 1), 256, vec![input(&g), input(&u), out(n), Arg::U32(n as u32), Arg::U32(code)]).remove(0);
+        let have = emu.run(&launch::gated(n, act).unwrap(), vec![input(&g), input(&u), out(n)]).remove(0);
         close(&format!("gated {act:?}"), &have, &want);
     }
-    let inplace = |v: &[f32]| {
-        let mut b = v.to_vec();
-        b.extend(std::iter::repeat_n(GUARD_VALUE, GUARD));
-        Arg::Buf(f32_bytes(&b), true)
-    };
     {
         let mut want = g.clone();
         cpu.add(&mut want, &u, n).unwrap();
-        let have = emu.launch(&ev, "add", (blocks(n, 256), 1, 1), 256, vec![inplace(&g), input(&u), Arg::U32(n as u32)]).remove(0);
+        let have = emu.run(&launch::add(n).unwrap(), vec![inout(&g), input(&u)]).remove(0);
         close("add", &have, &want);
         let mut want = g.clone();
         cpu.softcap(&mut want, n, 3.0).unwrap();
-        let have = emu.launch(&ev, "softcap", (blocks(n, 256), 1, 1), 256, vec![inplace(&g), Arg::U32(n as u32), Arg::F32(3.0)]).remove(0);
+        let have = emu.run(&launch::softcap(n, 3.0).unwrap(), vec![inout(&g)]).remove(0);
         close("softcap", &have, &want);
         let (rows, cols) = (10, 70);
         let b = rng.vec(cols, 1.0);
         let bc = cpu.upload_weight(DType::F32, 1, cols, &f32_bytes(&b)).unwrap();
         let mut want = g[..rows * cols].to_vec();
         cpu.add_bias(&mut want, rows, &bc).unwrap();
-        let have = emu.launch(&ev, "add_bias", (blocks(rows * cols, 256), 1, 1), 256, vec![inplace(&g[..rows * cols]), input(&b), Arg::U32(rows as u32), Arg::U32(cols as u32)]).remove(0);
+        let have = emu.run(&launch::add_bias(rows, cols).unwrap(), vec![inout(&g[..rows * cols]), input(&b)]).remove(0);
         close("add_bias", &have, &want);
         let (rows, sw, col, cols) = (7, 96, 32, 40);
         let mut want = vec![0f32; rows * cols];
         cpu.copy_cols(&mut want, &g[..rows * sw].to_vec(), rows, sw, col, cols).unwrap();
-        let args = vec![out(rows * cols), input(&g[..rows * sw]), Arg::U32(rows as u32), Arg::U32(sw as u32), Arg::U32(col as u32), Arg::U32(cols as u32)];
-        let have = emu.launch(&ev, "copy_cols", (blocks(rows * cols, 256), 1, 1), 256, args).remove(0);
+        let have = emu.run(&launch::copy_cols(rows, sw, col, cols).unwrap(), vec![out(rows * cols), input(&g[..rows * sw])]).remove(0);
         assert_eq!(have, want, "copy_cols");
     }
     println!("{} emulated launches of {} kernel variants", emu.launches, emu.exes.len());
 }
 
-/// Stage 1 of top-k, returning the raw candidate words (their buffer is not f32).
-fn stage1_raw(emu: &mut Emu, v: &Variant, x: &[f32], n: usize, k: usize, chunk: usize, chunks: usize) -> Vec<u32> {
-    launch_words(emu, v, &f32_bytes(x), 2 * chunks * k, n as u32, k as u32, chunk as u32, chunks as u32)
+/// An output of `words` u32 (top-k candidates), then the usual f32 guards.
+fn words_out(words: usize) -> Buf {
+    let mut b = vec![0u8; 4 * words];
+    b.extend(f32_bytes(&[GUARD_VALUE; GUARD]));
+    Buf(b, true)
 }
 
-/// Launches a top-k stage over `input` and returns `words` u32 of its output.
-#[allow(clippy::too_many_arguments)]
-fn launch_words(emu: &mut Emu, v: &Variant, input: &[u8], words: usize, n: u32, k: u32, chunk: u32, grid: u32) -> Vec<u32> {
-    // f32 GUARD_VALUE bits as the guard, so launch() checks it like any output.
-    let mut buf = vec![0u8; 4 * words];
-    buf.extend(f32_bytes(&[GUARD_VALUE; GUARD]));
-    let args = vec![Arg::Buf(input.to_vec(), false), Arg::Buf(buf, true), Arg::U32(n), Arg::U32(k), Arg::U32(chunk)];
-    let out = emu.launch(v, "topk", (grid, 1, 1), 256, args).remove(0);
-    out.iter().map(|f| f.to_bits()).collect()
+fn words_of(v: Vec<f32>) -> Vec<u32> {
+    v.iter().map(|f| f.to_bits()).collect()
+}
+
+/// An output of `n` f16 values (padded to whole words), then the usual f32 guards.
+fn halves_out(n: usize) -> Buf {
+    let mut b = vec![0u8; 4 * n.div_ceil(2)];
+    b.extend(f32_bytes(&[GUARD_VALUE; GUARD]));
+    Buf(b, true)
+}
+
+fn halves_of(v: &[f32], n: usize) -> Vec<u16> {
+    v.iter().flat_map(|f| [f.to_bits() as u16, (f.to_bits() >> 16) as u16]).take(n).collect()
 }

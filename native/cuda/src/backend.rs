@@ -21,14 +21,8 @@ use strata::model::config::{Activation, RopeStyle};
 use strata::quant::DType;
 
 use crate::kernels::{self, dtype_define, Variant};
+use crate::launch::{self, Arg, Launch};
 use crate::{device_report, driver_present, DeviceReport};
-
-/// Largest grid y / z dimension.
-const MAX_GRID_YZ: usize = 65535;
-/// Values per block in the first top-k stage.
-const TOPK_CHUNK: usize = 4096;
-/// Threads per block of the element-wise kernels.
-const ELEMENTWISE_THREADS: u32 = 256;
 
 /// Choices the caller may force (tests use them to reach every path on small shapes).
 #[derive(Clone, Debug, Default)]
@@ -122,12 +116,14 @@ fn u32_of(op: &'static str, what: &str, v: usize) -> BResult<u32> {
     u32::try_from(v).map_err(|_| shape(op, format!("{what} = {v} does not fit the kernels' 32-bit indices")))
 }
 
-fn blocks(n: usize, threads: u32) -> BResult<u32> {
-    u32::try_from(n.div_ceil(threads as usize).max(1)).map_err(|_| shape("launch", format!("{n} threads exceed the grid")))
-}
-
-fn cfg(grid: (u32, u32, u32), threads: u32) -> LaunchConfig {
-    LaunchConfig { grid_dim: grid, block_dim: (threads, 1, 1), shared_mem_bytes: 0 }
+/// A buffer passed to a launch, by plan slot.
+enum Dev<'a> {
+    Bytes(&'a CudaSlice<u8>),
+    F32(&'a CudaSlice<f32>),
+    F32Mut(&'a mut CudaSlice<f32>),
+    U32(&'a CudaSlice<u32>),
+    U32Mut(&'a mut CudaSlice<u32>),
+    U16Mut(&'a mut CudaSlice<u16>),
 }
 
 impl CudaBackend {
@@ -214,15 +210,48 @@ impl CudaBackend {
         fns.get(&(v.clone(), name)).cloned().ok_or_else(|| BackendError::Device(format!("{} exports no {name}", v.label())))
     }
 
-    fn weight_variant(&self, file: &'static str, dtype: DType, extra: &[String]) -> BResult<Variant> {
-        let d = dtype_define(dtype).ok_or_else(|| BackendError::Unsupported { backend: self.name(), what: format!("weights of dtype {dtype}") })?;
-        let mut defines = vec![d.to_string()];
-        defines.extend_from_slice(extra);
-        Ok(Variant::new(file, &defines))
-    }
-
-    fn elementwise(&self) -> Variant {
-        Variant::new("elementwise.cu", &[])
+    /// Runs one planned launch with `bufs` in the plan's slot order.
+    fn run(&self, l: &Launch, bufs: &mut [Dev<'_>]) -> BResult<()> {
+        let f = self.function(&l.variant, l.kernel)?;
+        let mut b = self.stream.launch_builder(&f);
+        let mut slots: Vec<Option<&mut Dev<'_>>> = bufs.iter_mut().map(Some).collect();
+        for a in &l.args {
+            match a {
+                Arg::U32(v) => {
+                    b.arg(v);
+                }
+                Arg::F32(v) => {
+                    b.arg(v);
+                }
+                Arg::Buf(i) => match slots.get_mut(*i).and_then(Option::take) {
+                    Some(Dev::Bytes(s)) => {
+                        b.arg(*s);
+                    }
+                    Some(Dev::F32(s)) => {
+                        b.arg(*s);
+                    }
+                    Some(Dev::F32Mut(s)) => {
+                        b.arg(&mut **s);
+                    }
+                    Some(Dev::U32(s)) => {
+                        b.arg(*s);
+                    }
+                    Some(Dev::U32Mut(s)) => {
+                        b.arg(&mut **s);
+                    }
+                    Some(Dev::U16Mut(s)) => {
+                        b.arg(&mut **s);
+                    }
+                    None => return Err(BackendError::Device(format!("{}: buffer slot {i} missing or used twice", l.kernel))),
+                },
+            }
+        }
+        let cfg = LaunchConfig { grid_dim: l.grid, block_dim: (l.threads, 1, 1), shared_mem_bytes: 0 };
+        // SAFETY: every op checks its buffers against the shapes its plan's kernel indexes
+        // before planning; the plan's argument list matches the kernel's signature
+        // (proven by the emulator test, which runs the same plans).
+        unsafe { b.launch(cfg) }.map_err(|e| dev(l.kernel, e))?;
+        Ok(())
     }
 
     fn f32_scratch(&self, len: usize) -> BResult<CudaSlice<f32>> {
@@ -273,20 +302,8 @@ impl CudaBackend {
             let x16 = Self::u16_scratch(&mut s.x16, &self.stream, rows * k)?;
             (w16, x16)
         };
-        let groups = k.div_ceil(8) * n;
-        let v = self.weight_variant("dequant.cu", w.dtype, &[])?;
-        let f = self.function(&v, "dequant_f16")?;
-        let (k32, n32, rb) = (k as u32, n as u32, w.row_bytes as u32);
-        let mut l = self.stream.launch_builder(&f);
-        l.arg(&w.bytes).arg(&mut w16).arg(&k32).arg(&n32).arg(&rb);
-        // SAFETY: the kernel reads n rows of row_bytes and writes n*k halves (sizes checked).
-        unsafe { l.launch(cfg((blocks(groups, 256)?, 1, 1), 256)) }.map_err(|e| dev("dequant_f16", e))?;
-        let f = self.function(&Variant::new("dequant.cu", &["NO_WEIGHT".into()]), "to_f16")?;
-        let len = (rows * k) as u32;
-        let mut l = self.stream.launch_builder(&f);
-        l.arg(&x.data).arg(&mut x16).arg(&len);
-        // SAFETY: reads and writes rows*k values.
-        unsafe { l.launch(cfg((blocks(rows * k, 256)?, 1, 1), 256)) }.map_err(|e| dev("to_f16", e))?;
+        self.run(&launch::dequant_f16(w.dtype, k, n, w.row_bytes)?, &mut [Dev::Bytes(&w.bytes), Dev::U16Mut(&mut w16)])?;
+        self.run(&launch::to_f16(rows * k)?, &mut [Dev::F32(&x.data), Dev::U16Mut(&mut x16)])?;
         let (alpha, beta) = (1f32, 0f32);
         {
             let (a, _a) = w16.device_ptr(&self.stream);
@@ -326,18 +343,12 @@ impl CudaBackend {
         Ok(())
     }
 
-    /// Keys per split for a query block: one split unless the (head, token) blocks alone
-    /// would leave most of the GPU idle on a long context.
-    fn split_len(&self, blocks_without_split: usize, kv_len: usize) -> usize {
-        if let Some(s) = self.attn_split_len {
-            return s.max(1);
+    /// Keys per attention split (see `launch::attention_split_len`).
+    fn split_len(&self, blocks: usize, kv_len: usize) -> usize {
+        match self.attn_split_len {
+            Some(s) => s.max(1),
+            None => launch::attention_split_len(blocks, kv_len, self.report.multiprocessors.max(1) as usize),
         }
-        let want = 2 * self.report.multiprocessors.max(1) as usize;
-        if blocks_without_split >= want || kv_len < 512 {
-            return kv_len.max(1);
-        }
-        let splits = want.div_ceil(blocks_without_split).min(kv_len / 256).max(1);
-        kv_len.div_ceil(splits)
     }
 
     fn read_u32(&self, buf: &CudaSlice<u32>, len: usize) -> BResult<Vec<u32>> {
@@ -446,17 +457,9 @@ impl Backend for CudaBackend {
         if ids.is_empty() || k == 0 {
             return Ok(());
         }
-        if ids.len() > MAX_GRID_YZ {
-            return Err(shape("embed", format!("{} tokens exceed the grid ({MAX_GRID_YZ})", ids.len())));
-        }
+        let plan = launch::embed(table.dtype, k, table.row_bytes, ids.len(), scale)?;
         let ids_buf = self.stream.clone_htod(ids).map_err(|e| dev("uploading ids", e))?;
-        let f = self.function(&self.weight_variant("embed.cu", table.dtype, &[])?, "embed")?;
-        let (k32, rb) = (k as u32, table.row_bytes as u32);
-        let mut l = self.stream.launch_builder(&f);
-        l.arg(&table.bytes).arg(&ids_buf).arg(&mut out.data).arg(&k32).arg(&rb).arg(&scale);
-        // SAFETY: ids are < rows (checked); the output holds tokens*k values.
-        unsafe { l.launch(cfg((blocks(k.div_ceil(8), 128)?, ids.len() as u32, 1), 128)) }.map_err(|e| dev("embed", e))?;
-        Ok(())
+        self.run(&plan, &mut [Dev::Bytes(&table.bytes), Dev::U32(&ids_buf), Dev::F32Mut(&mut out.data)])
     }
 
     fn rms_norm(&self, x: &CudaBuf, rows: usize, cols: usize, w: &CudaWeight, eps: f32, w_offset: f32, out: &mut CudaBuf) -> BResult<()> {
@@ -468,13 +471,7 @@ impl Backend for CudaBackend {
         if rows == 0 || cols == 0 {
             return Ok(());
         }
-        let f = self.function(&Variant::new("norm.cu", &[]), "rms_norm")?;
-        let c = u32_of("rms_norm", "cols", cols)?;
-        let mut l = self.stream.launch_builder(&f);
-        l.arg(&x.data).arg(wv).arg(&mut out.data).arg(&c).arg(&eps).arg(&w_offset);
-        // SAFETY: rows*cols values in and out (checked).
-        unsafe { l.launch(cfg((u32_of("rms_norm", "rows", rows)?, 1, 1), 256)) }.map_err(|e| dev("rms_norm", e))?;
-        Ok(())
+        self.run(&launch::rms_norm(rows, cols, eps, w_offset)?, &mut [Dev::F32(&x.data), Dev::F32(wv), Dev::F32Mut(&mut out.data)])
     }
 
     fn matmul(&self, x: &CudaBuf, rows: usize, w: &CudaWeight, out: &mut CudaBuf) -> BResult<()> {
@@ -484,25 +481,14 @@ impl Backend for CudaBackend {
         if rows == 0 || n == 0 {
             return Ok(());
         }
-        u32_of("matmul", "rows", rows)?;
         if k == 0 {
             return Err(shape("matmul", "a weight with no columns".into()));
         }
         if let Some(blas) = self.blas.as_ref().filter(|_| rows >= self.cublas_min_rows && i32::try_from(n * k.max(rows)).is_ok()) {
             return self.matmul_cublas(blas, x, rows, w, out);
         }
-        let tile = kernels::matmul_tile(rows);
-        let gy = rows.div_ceil(tile as usize);
-        if gy > MAX_GRID_YZ {
-            return Err(shape("matmul", format!("{rows} rows exceed the grid")));
-        }
-        let f = self.function(&self.weight_variant("matmul.cu", w.dtype, &[format!("TT={tile}")])?, "matmul")?;
-        let (k32, n32, t32, rb) = (k as u32, n as u32, rows as u32, w.row_bytes as u32);
-        let mut l = self.stream.launch_builder(&f);
-        l.arg(&w.bytes).arg(&x.data).arg(&mut out.data).arg(&k32).arg(&n32).arg(&t32).arg(&rb);
-        // SAFETY: reads n rows of the weight and rows*k inputs, writes rows*n (checked).
-        unsafe { l.launch(cfg((blocks(n, 4)?, gy as u32, 1), 128)) }.map_err(|e| dev("matmul", e))?;
-        Ok(())
+        let plan = launch::matmul(w.dtype, k, n, rows, w.row_bytes)?;
+        self.run(&plan, &mut [Dev::Bytes(&w.bytes), Dev::F32(&x.data), Dev::F32Mut(&mut out.data)])
     }
 
     fn add_bias(&self, x: &mut CudaBuf, rows: usize, b: &CudaWeight) -> BResult<()> {
@@ -514,14 +500,7 @@ impl Backend for CudaBackend {
         if rows * cols == 0 {
             return Ok(());
         }
-        let f = self.function(&self.elementwise(), "add_bias")?;
-        let (r, c) = (u32_of("add_bias", "rows", rows)?, cols as u32);
-        u32_of("add_bias", "values", rows * cols)?;
-        let mut l = self.stream.launch_builder(&f);
-        l.arg(&mut x.data).arg(bv).arg(&r).arg(&c);
-        // SAFETY: rows*cols values (checked).
-        unsafe { l.launch(cfg((blocks(rows * cols, ELEMENTWISE_THREADS)?, 1, 1), ELEMENTWISE_THREADS)) }.map_err(|e| dev("add_bias", e))?;
-        Ok(())
+        self.run(&launch::add_bias(rows, cols)?, &mut [Dev::F32Mut(&mut x.data), Dev::F32(bv)])
     }
 
     fn rope(&self, x: &mut CudaBuf, heads: usize, head_dim: usize, a: &RopeArgs) -> BResult<()> {
@@ -531,15 +510,9 @@ impl Backend for CudaBackend {
         if tokens * heads * half == 0 {
             return Ok(());
         }
-        let cs = a.cos_sin_table();
-        let cs_buf = self.stream.clone_htod(&cs).map_err(|e| dev("uploading the RoPE table", e))?;
-        let f = self.function(&Variant::new("rope.cu", &[]), "rope")?;
-        let (t, h, hd, hf, neox) = (u32_of("rope", "tokens", tokens)?, heads as u32, head_dim as u32, half as u32, u32::from(a.style == RopeStyle::Neox));
-        let mut l = self.stream.launch_builder(&f);
-        l.arg(&mut x.data).arg(&cs_buf).arg(&t).arg(&h).arg(&hd).arg(&hf).arg(&neox);
-        // SAFETY: tokens*heads*head_dim values (checked).
-        unsafe { l.launch(cfg((blocks(tokens * heads * half, ELEMENTWISE_THREADS)?, 1, 1), ELEMENTWISE_THREADS)) }.map_err(|e| dev("rope", e))?;
-        Ok(())
+        let plan = launch::rope(tokens, heads, head_dim, half, a.style == RopeStyle::Neox)?;
+        let cs_buf = self.stream.clone_htod(&a.cos_sin_table()).map_err(|e| dev("uploading the RoPE table", e))?;
+        self.run(&plan, &mut [Dev::F32Mut(&mut x.data), Dev::F32(&cs_buf)])
     }
 
     fn copy_rows(&self, dst: &mut CudaBuf, dst_row: usize, src: &CudaBuf, src_row: usize, rows: usize, width: usize) -> BResult<()> {
@@ -557,56 +530,28 @@ impl Backend for CudaBackend {
         if rows * cols == 0 {
             return Ok(());
         }
-        u32_of("copy_cols", "values", rows * src_width)?;
-        let f = self.function(&self.elementwise(), "copy_cols")?;
-        let (r, sw, c0, c) = (rows as u32, src_width as u32, col as u32, cols as u32);
-        let mut l = self.stream.launch_builder(&f);
-        l.arg(&mut dst.data).arg(&src.data).arg(&r).arg(&sw).arg(&c0).arg(&c);
-        // SAFETY: sizes checked above.
-        unsafe { l.launch(cfg((blocks(rows * cols, ELEMENTWISE_THREADS)?, 1, 1), ELEMENTWISE_THREADS)) }.map_err(|e| dev("copy_cols", e))?;
-        Ok(())
+        self.run(&launch::copy_cols(rows, src_width, col, cols)?, &mut [Dev::F32Mut(&mut dst.data), Dev::F32(&src.data)])
     }
 
     fn attention(&self, q: &CudaBuf, k: &CudaBuf, v: &CudaBuf, a: &AttnArgs, out: &mut CudaBuf) -> BResult<()> {
-        let (hd, hdv) = (a.head_dim, a.head_dim_v);
-        let kv_len = a.past + a.tokens;
         a.check(q.len, k.len, v.len, out.len)?;
         let max = kernels::MAX_HEAD_DIM;
-        if hd > max || hdv > max {
-            return Err(BackendError::Unsupported { backend: self.name(), what: format!("attention with head_dim {hd}/{hdv} (at most {max})") });
+        if a.head_dim > max || a.head_dim_v > max {
+            return Err(BackendError::Unsupported { backend: self.name(), what: format!("attention with head_dim {}/{} (at most {max})", a.head_dim, a.head_dim_v) });
         }
         if a.tokens == 0 || a.n_heads == 0 {
             return Ok(());
         }
-        if a.tokens > MAX_GRID_YZ {
-            return Err(shape("attention", format!("{} tokens exceed the grid ({MAX_GRID_YZ})", a.tokens)));
-        }
-        u32_of("attention", "positions", kv_len * a.n_kv_heads * hd.max(hdv))?;
-        let split_len = self.split_len(a.tokens * a.n_heads, kv_len);
-        let splits = kv_len.div_ceil(split_len).max(1);
-        if splits > MAX_GRID_YZ {
-            return Err(shape("attention", format!("{splits} splits exceed the grid")));
-        }
-        let mut part = if splits > 1 { self.f32_scratch(a.tokens * a.n_heads * splits * (hdv + 2))? } else { self.f32_scratch(1)? };
-        let f = self.function(&Variant::new("attention.cu", &[]), "attention")?;
-        let (past, nh, nkv, hd32, hdv32) = (a.past as u32, a.n_heads as u32, a.n_kv_heads as u32, hd as u32, hdv as u32);
-        let window = a.window.map_or(0, |w| w.min(u32::MAX as usize) as u32);
-        let cap = a.softcap.unwrap_or(0.0);
-        let (sl, sp) = (split_len.min(u32::MAX as usize) as u32, splits as u32);
-        let mut l = self.stream.launch_builder(&f);
-        l.arg(&q.data).arg(&k.data).arg(&v.data).arg(&mut out.data).arg(&mut part);
-        l.arg(&past).arg(&nh).arg(&nkv).arg(&hd32).arg(&hdv32).arg(&a.scale).arg(&window).arg(&cap).arg(&sl).arg(&sp);
-        // SAFETY: every buffer was checked against the shapes the kernel indexes.
-        unsafe { l.launch(cfg((nh, a.tokens as u32, sp), 128)) }.map_err(|e| dev("attention", e))?;
-        if splits > 1 {
-            let f = self.function(&Variant::new("attention.cu", &[]), "attention_combine")?;
-            let mut l = self.stream.launch_builder(&f);
-            l.arg(&part).arg(&mut out.data).arg(&nh).arg(&hdv32).arg(&sp);
-            // SAFETY: as above.
-            unsafe { l.launch(cfg((nh, a.tokens as u32, 1), 128)) }.map_err(|e| dev("attention_combine", e))?;
-        }
+        let split_len = self.split_len(a.tokens * a.n_heads, a.past + a.tokens);
+        let (main, combine, part_len) = launch::attention(a, split_len)?;
+        let mut part = self.f32_scratch(part_len)?;
+        let result = self.run(&main, &mut [Dev::F32(&q.data), Dev::F32(&k.data), Dev::F32(&v.data), Dev::F32Mut(&mut out.data), Dev::F32Mut(&mut part)]);
+        let result = result.and_then(|()| match &combine {
+            Some(c) => self.run(c, &mut [Dev::F32(&part), Dev::F32Mut(&mut out.data)]),
+            None => Ok(()),
+        });
         self.scratch.borrow_mut().part = Some(part);
-        Ok(())
+        result
     }
 
     fn gated(&self, gate: &CudaBuf, up: &CudaBuf, n: usize, act: Activation, out: &mut CudaBuf) -> BResult<()> {
@@ -616,13 +561,7 @@ impl Backend for CudaBackend {
         if n == 0 {
             return Ok(());
         }
-        let f = self.function(&self.elementwise(), "gated")?;
-        let (n32, act) = (u32_of("gated", "values", n)?, u32::from(act == Activation::GeluTanh));
-        let mut l = self.stream.launch_builder(&f);
-        l.arg(&gate.data).arg(&up.data).arg(&mut out.data).arg(&n32).arg(&act);
-        // SAFETY: n values each (checked).
-        unsafe { l.launch(cfg((blocks(n, ELEMENTWISE_THREADS)?, 1, 1), ELEMENTWISE_THREADS)) }.map_err(|e| dev("gated", e))?;
-        Ok(())
+        self.run(&launch::gated(n, act)?, &mut [Dev::F32(&gate.data), Dev::F32(&up.data), Dev::F32Mut(&mut out.data)])
     }
 
     fn add(&self, x: &mut CudaBuf, y: &CudaBuf, n: usize) -> BResult<()> {
@@ -631,13 +570,7 @@ impl Backend for CudaBackend {
         if n == 0 {
             return Ok(());
         }
-        let f = self.function(&self.elementwise(), "add")?;
-        let n32 = u32_of("add", "values", n)?;
-        let mut l = self.stream.launch_builder(&f);
-        l.arg(&mut x.data).arg(&y.data).arg(&n32);
-        // SAFETY: n values each (checked).
-        unsafe { l.launch(cfg((blocks(n, ELEMENTWISE_THREADS)?, 1, 1), ELEMENTWISE_THREADS)) }.map_err(|e| dev("add", e))?;
-        Ok(())
+        self.run(&launch::add(n)?, &mut [Dev::F32Mut(&mut x.data), Dev::F32(&y.data)])
     }
 
     fn softcap(&self, x: &mut CudaBuf, n: usize, cap: f32) -> BResult<()> {
@@ -645,13 +578,7 @@ impl Backend for CudaBackend {
         if n == 0 {
             return Ok(());
         }
-        let f = self.function(&self.elementwise(), "softcap")?;
-        let n32 = u32_of("softcap", "values", n)?;
-        let mut l = self.stream.launch_builder(&f);
-        l.arg(&mut x.data).arg(&n32).arg(&cap);
-        // SAFETY: n values (checked).
-        unsafe { l.launch(cfg((blocks(n, ELEMENTWISE_THREADS)?, 1, 1), ELEMENTWISE_THREADS)) }.map_err(|e| dev("softcap", e))?;
-        Ok(())
+        self.run(&launch::softcap(n, cap)?, &mut [Dev::F32Mut(&mut x.data)])
     }
 
     async fn top_k(&self, x: &CudaBuf, n: usize, k: usize) -> BResult<Vec<(u32, f32)>> {
@@ -663,26 +590,16 @@ impl Backend for CudaBackend {
         if k > MAX_DEVICE_TOP_K {
             return Err(shape("top_k", format!("k = {k} exceeds {MAX_DEVICE_TOP_K} (read the logits instead)")));
         }
-        let n32 = u32_of("top_k", "values", n)?;
-        let chunks = n.div_ceil(TOPK_CHUNK);
-        let mut cand = self.stream.alloc_zeros::<u32>(2 * chunks * k).map_err(|e| dev("allocating top-k candidates", e))?;
-        let (k32, chunk32) = (k as u32, TOPK_CHUNK as u32);
-        let f = self.function(&Variant::new("topk.cu", &["PAIRS=0".into()]), "topk")?;
-        let mut l = self.stream.launch_builder(&f);
-        l.arg(&x.data).arg(&mut cand).arg(&n32).arg(&k32).arg(&chunk32);
-        // SAFETY: reads n values, writes chunks*k pairs.
-        unsafe { l.launch(cfg((chunks as u32, 1, 1), 256)) }.map_err(|e| dev("top_k", e))?;
-        let best = if chunks > 1 {
-            let mut best = self.stream.alloc_zeros::<u32>(2 * k).map_err(|e| dev("allocating top-k", e))?;
-            let total = (chunks * k) as u32;
-            let f = self.function(&Variant::new("topk.cu", &["PAIRS=1".into()]), "topk")?;
-            let mut l = self.stream.launch_builder(&f);
-            l.arg(&cand).arg(&mut best).arg(&total).arg(&k32).arg(&total);
-            // SAFETY: reads chunks*k pairs, writes k.
-            unsafe { l.launch(cfg((1, 1, 1), 256)) }.map_err(|e| dev("top_k", e))?;
-            best
-        } else {
-            cand
+        let (stage1, stage2, cand_len) = launch::top_k(n, k)?;
+        let mut cand = self.stream.alloc_zeros::<u32>(cand_len).map_err(|e| dev("allocating top-k candidates", e))?;
+        self.run(&stage1, &mut [Dev::F32(&x.data), Dev::U32Mut(&mut cand)])?;
+        let best = match &stage2 {
+            Some(s2) => {
+                let mut best = self.stream.alloc_zeros::<u32>(2 * k).map_err(|e| dev("allocating top-k", e))?;
+                self.run(s2, &mut [Dev::U32(&cand), Dev::U32Mut(&mut best)])?;
+                best
+            }
+            None => cand,
         };
         let words = self.read_u32(&best, 2 * k)?;
         Ok(topk_pairs(&words))

@@ -5,6 +5,7 @@
 
 pub mod backend;
 pub mod kernels;
+pub mod launch;
 
 pub use backend::{CudaBackend, CudaBuf, CudaOptions, CudaWeight};
 

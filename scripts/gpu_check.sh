@@ -65,6 +65,8 @@ for lib in nvrtc cublas cublasLt; do
     fi
 done
 export LD_LIBRARY_PATH="$libdir${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+# Mesa's Vulkan loader (wgpu's adapter list in `strata devices`) wants one.
+export XDG_RUNTIME_DIR=${XDG_RUNTIME_DIR:-$(mktemp -d)}
 
 {
     echo "# strata CUDA check — $(date -u +%Y-%m-%dT%H:%MZ)"
@@ -82,7 +84,7 @@ tests_rc=$?
 {
     echo
     echo '```'
-    grep -E "^(test |backend:|worst NMSE|[0-9]+ passed|FAIL |UNSUPPORTED )|worst cosine|layers streamed|panicked" "$log"
+    grep -E -A1 "^(test |backend:|worst NMSE|[0-9]+ passed|FAIL |UNSUPPORTED )|worst cosine|layers streamed|panicked" "$log" | grep -v "^--$"
     echo '```'
     echo "exit status: $tests_rc (full log: $(basename "$log"))"
 } >>"$report"

@@ -298,6 +298,7 @@ fn devices(json: bool) -> Result<(), Fail> {
                 Ok((a, b)) => format!("NVRTC {a}.{b}"),
                 Err(e) => e.to_string(),
             };
+            let nvrtc = format!("{nvrtc}; cuBLAS: {}", if strata_cuda::cublas_present() { "found" } else { "not found (prefill uses the tiled kernel)" });
             for g in d {
                 out(&format!(
                     "cuda #{}: {} (sm_{}{}, {} SMs, {} MiB, {:.0} GB/s peak, driver {}.{})\n    {nvrtc}",

@@ -144,8 +144,7 @@ impl CudaBackend {
         unsafe { ctx.disable_event_tracking() };
         let stream = ctx.new_stream().map_err(|e| dev("creating a stream", e))?;
         let copy_stream = ctx.new_stream().map_err(|e| dev("creating a copy stream", e))?;
-        // SAFETY: only tries to dlopen libcublas (cudarc panics on first use without it).
-        let (blas, blas_error) = if !unsafe { cudarc::cublas::sys::is_culib_present() } {
+        let (blas, blas_error) = if !crate::cublas_present() {
             (None, Some("libcublas not found: prefill uses the tiled matmul kernel".to_string()))
         } else {
             match CudaBlas::new(stream.clone()) {

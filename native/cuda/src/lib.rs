@@ -32,6 +32,12 @@ pub fn driver_present() -> bool {
     unsafe { sys::is_culib_present() }
 }
 
+/// Whether cuBLAS can be loaded (prefill uses it; without it, the tiled matmul kernel).
+pub fn cublas_present() -> bool {
+    // SAFETY: only tries to dlopen the library by its usual names.
+    unsafe { cudarc::cublas::sys::is_culib_present() }
+}
+
 fn err(what: &str, e: impl std::fmt::Debug) -> String {
     format!("{what}: {e:?}")
 }

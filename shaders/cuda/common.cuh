@@ -131,4 +131,24 @@ __device__ __forceinline__ float block_sum(float v, float* scratch) {
     }
     return s;
 }
+
+// Largest value over the block, like block_sum (fmaxf drops NaN; the caller treats a
+// non-finite maximum itself).
+__device__ __forceinline__ float block_max(float v, float* scratch) {
+    const u32 lane = threadIdx.x & 31u, warp = threadIdx.x >> 5;
+    for (int o = 16; o > 0; o >>= 1) {
+        v = fmaxf(v, __shfl_xor_sync(FULL_MASK, v, o));
+    }
+    __syncthreads();
+    if (lane == 0u) {
+        scratch[warp] = v;
+    }
+    __syncthreads();
+    const u32 warps = blockDim.x >> 5;
+    float m = scratch[0];
+    for (u32 w = 1; w < warps; ++w) {
+        m = fmaxf(m, scratch[w]);
+    }
+    return m;
+}
 #endif

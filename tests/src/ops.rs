@@ -25,7 +25,8 @@ const GUARD_VALUE: f32 = -1234.5625;
 /// One op with its dtype, shape and parameters.
 #[derive(Clone, Debug)]
 pub enum Op {
-    Matmul { dtype: DType, rows: usize, n: usize, k: usize },
+    /// `x_scale`: activations are uniform in ±x_scale.
+    Matmul { dtype: DType, rows: usize, n: usize, k: usize, x_scale: f32 },
     Embed { dtype: DType, vocab: usize, cols: usize, ids: Vec<u32>, scale: f32 },
     RmsNorm { dtype: DType, rows: usize, cols: usize, eps: f32, offset: f32 },
     AddBias { dtype: DType, rows: usize, cols: usize },
@@ -167,7 +168,7 @@ pub fn cases() -> Vec<Case> {
     let kquants = [DType::Q4K, DType::Q5K, DType::Q6K];
     let floats = [DType::F32, DType::F16, DType::BF16];
     let mut mm = |dtype: DType, rows: usize, n: usize, k: usize| {
-        v.push((format!("matmul/{}/rows={rows},n={n},k={k}", dname(dtype)), Op::Matmul { dtype, rows, n, k }));
+        v.push((format!("matmul/{}/rows={rows},n={n},k={k}", dname(dtype)), Op::Matmul { dtype, rows, n, k, x_scale: 1.0 }));
     };
     for d in floats {
         for (rows, n, k) in [(1, 37, 45), (3, 19, 64), (9, 5, 3), (17, 33, 100)] {
@@ -246,6 +247,10 @@ pub fn cases() -> Vec<Case> {
     for (n, k, ties) in [(49152, 1, false), (49152, 40, false), (262_144, 1, false), (100, 10, true), (5, 8, false), (5000, 256, true)] {
         v.push((format!("top_k/f32/n={n},k={k}{}", if ties { ",ties" } else { "" }), Op::TopK { n, k, ties }));
     }
+    // (Appended last so that the seeds of the cases above stay as they were.)
+    // Activations far beyond f16's 65504 (Gemma's FFN inputs reach the thousands; a backend
+    // that converts activations to f16, like CUDA's cuBLAS prefill, must not overflow).
+    v.push(("matmul/q4_k/rows=5,n=16,k=256,x=3e5".into(), Op::Matmul { dtype: DType::Q4K, rows: 5, n: 16, k: 256, x_scale: 3e5 }));
     v.into_iter().enumerate().map(|(i, (name, op))| Case { name, op, seed: 1000 + i as u64 }).collect()
 }
 
@@ -275,9 +280,9 @@ async fn execute<B: Backend>(b: &B, case: &Case) -> Result<Run, BackendError> {
     let mut rng = Rng::new(case.seed);
     let mut outputs = Vec::new();
     match &case.op {
-        Op::Matmul { dtype, rows, n, k } => {
+        Op::Matmul { dtype, rows, n, k, x_scale } => {
             let w = b.upload_weight(*dtype, *n, *k, &random_weight(*dtype, *n, *k, &mut rng))?;
-            let x = b.upload(&rng.vec(rows * k, 1.0))?;
+            let x = b.upload(&rng.vec(rows * k, *x_scale))?;
             let mut out = b.upload(&guarded(&vec![0.0; rows * n]))?;
             b.matmul(&x, *rows, &w, &mut out)?;
             outputs.push(("out", read_all(b, &out, rows * n).await?, rows * n));

@@ -3,7 +3,8 @@
 //! against the CPU reference backend op by op: matmul for every weight dtype and every
 //! token tile, embed, rms_norm, rope, attention (decode over a long cache in splits with
 //! the combine kernel, prefill with GQA, window, soft-cap, odd head dims), top-k (one and
-//! two stages, ties), and the element-wise kernels. Each output buffer is followed by
+//! two stages, ties), the cuBLAS prefill path around the GEMM (f16 operands, per-row
+//! scales), and the element-wise kernels. Each output buffer is followed by
 //! guard values that must come back untouched.
 //!
 //! The launches are the backend's own plans (`strata_cuda::launch`: variant, grid, block,
@@ -259,13 +260,67 @@ fn cuda_kernels_on_the_emulator_match_the_cpu_reference() {
         assert_eq!(halves_of(&have, n * k), want16, "dequant_f16 {dt}");
         println!("dequant_f16 {dt}: exact");
     }
+    // Activations to f16 a row at a time, each row scaled by a power of two into f16's
+    // range: rows far above 65504, tiny rows, a zero row, a row with inf.
     {
-        let mut x = rng.vec(300, 3.0);
-        x.extend([1e-6, -7e-8, 65504.0, 70000.0, 0.0, -0.0, 1.0 + 1.0 / 2048.0, 1.0 + 3.0 / 2048.0]);
-        let want: Vec<u16> = x.iter().map(|v| half::f16::from_f32(*v).to_bits()).collect();
-        let have = emu.run(&launch::to_f16(x.len()).unwrap(), vec![input(&x), halves_out(x.len())]).remove(0);
-        assert_eq!(halves_of(&have, x.len()), want, "to_f16");
-        println!("to_f16: exact (incl. subnormals, overflow, ties to even)");
+        let k = 300;
+        let mut x = Vec::new();
+        for (r, mag) in [3.0f32, 1e6, 2e-7, 0.0, 3.0, 70000.0].into_iter().enumerate() {
+            let mut row = rng.vec(k, mag);
+            if r == 4 {
+                row[17] = f32::INFINITY;
+            }
+            if r == 0 {
+                row[..4].copy_from_slice(&[65504.0, 1.0 + 1.0 / 2048.0, 1.0 + 3.0 / 2048.0, -0.0]);
+            }
+            x.extend(row);
+        }
+        let rows = x.len() / k;
+        let plan = launch::to_f16_rows(rows, k).unwrap();
+        let mut res = emu.run(&plan, vec![input(&x), halves_out(rows * k), out(rows)]);
+        let (h, inv) = (halves_of(&res.remove(0), rows * k), res.remove(0));
+        for r in 0..rows {
+            let (xr, hr) = (&x[r * k..(r + 1) * k], &h[r * k..(r + 1) * k]);
+            let s = inv[r];
+            assert!(s > 0.0 && s.is_finite() && s.to_bits() & 0x7f_ffff == 0, "row {r}: inverse scale {s} is not a power of two");
+            // Each half is the round-to-nearest-even f16 of x / s (exact division by 2^e).
+            let want: Vec<u16> = xr.iter().map(|v| half::f16::from_f32(v / s).to_bits()).collect();
+            assert_eq!(hr, &want[..], "to_f16_rows row {r}");
+            let peak = hr.iter().map(|b| half::f16::from_bits(*b).to_f32().abs()).fold(0f32, f32::max);
+            if xr.iter().all(|v| v.is_finite()) && peak > 0.0 {
+                assert!((16384.0..=32768.0).contains(&peak), "row {r}: largest f16 {peak} not brought to [2^14, 2^15]");
+            } else {
+                assert_eq!(s, 1.0, "row {r} (zero or non-finite) must not be scaled");
+            }
+        }
+        println!("to_f16_rows: exact, every finite row's peak in [2^14, 2^15] (rows up to 1e6, down to 2e-7)");
+    }
+
+    // The whole cuBLAS prefill path with cuBLAS replaced by an f32-accumulating GEMM on the
+    // host: dequant_f16 -> to_f16_rows -> GEMM -> scale_rows, against the CPU matmul, with
+    // rows far beyond f16's range. A plain f16 conversion of those rows overflows (checked).
+    {
+        let dt = DType::Q6K;
+        let (n, k, rows) = (6, 256, 4);
+        let wb = random_weight(dt, n, k, &mut rng);
+        let wc = cpu.upload_weight(dt, n, k, &wb).unwrap();
+        let mut x = Vec::new();
+        for mag in [1.0f32, 3e5, 1e-4, 2e6] {
+            x.extend(rng.vec(k, mag));
+        }
+        let mut want = vec![0f32; rows * n];
+        cpu.matmul(&x, rows, &wc, &mut want).unwrap();
+        let w16 = halves_of(&emu.run(&launch::dequant_f16(dt, k, n, dt.row_bytes(k as u64).unwrap() as usize).unwrap(), vec![bytes(&wb), halves_out(n * k)]).remove(0), n * k);
+        let mut res = emu.run(&launch::to_f16_rows(rows, k).unwrap(), vec![input(&x), halves_out(rows * k), out(rows)]);
+        let (x16, inv) = (halves_of(&res.remove(0), rows * k), res.remove(0));
+        let f = |b: u16| f64::from(half::f16::from_bits(b).to_f32());
+        let gemm = |xh: &[u16]| -> Vec<f32> { (0..rows * n).map(|i| (0..k).map(|j| f(w16[(i % n) * k + j]) * f(xh[(i / n) * k + j])).sum::<f64>() as f32).collect() };
+        let have = emu.run(&launch::scale_rows(rows, n).unwrap(), vec![inout(&gemm(&x16)), input(&inv)]).remove(0);
+        let e = nmse(&have, &want);
+        println!("prefill path (dequant_f16, to_f16_rows, f32 GEMM, scale_rows), rows up to 2e6: NMSE {e:.2e} against the CPU");
+        assert!(e <= 1e-5, "prefill path: NMSE {e:.3e}");
+        let unscaled: Vec<u16> = x.iter().map(|v| half::f16::from_f32(*v).to_bits()).collect();
+        assert!(gemm(&unscaled).iter().any(|v| !v.is_finite()), "the unscaled conversion was expected to overflow");
     }
 
     // embed: every dtype.

@@ -85,6 +85,8 @@ struct Scratch {
     /// cuBLAS operands: a dequantised weight and converted activations (f16 bits)
     w16: Option<CudaSlice<u16>>,
     x16: Option<CudaSlice<u16>>,
+    /// inverse power-of-two scales of the f16 activation rows
+    row_scales: Option<CudaSlice<f32>>,
 }
 
 pub struct CudaBackend {
@@ -253,20 +255,14 @@ impl CudaBackend {
         Ok(())
     }
 
-    fn f32_scratch(&self, len: usize) -> BResult<CudaSlice<f32>> {
-        let old = self.scratch.borrow_mut().part.take();
-        match old {
-            Some(b) if b.len() >= len => Ok(b),
-            _ => self.stream.alloc_zeros::<f32>(len.max(1)).map_err(|e| dev("allocating attention scratch", e)),
-        }
-    }
-
-    fn u16_scratch(slot: &mut Option<CudaSlice<u16>>, stream: &Arc<CudaStream>, len: usize) -> BResult<CudaSlice<u16>> {
+    /// A scratch buffer of at least `len` values: the one in `slot` if large enough, else a
+    /// new one (the old one freed first).
+    fn scratch_buf<T: cudarc::driver::DeviceRepr + cudarc::driver::ValidAsZeroBits>(slot: &mut Option<CudaSlice<T>>, stream: &Arc<CudaStream>, len: usize, what: &str) -> BResult<CudaSlice<T>> {
         match slot.take() {
             Some(b) if b.len() >= len => Ok(b),
             old => {
                 drop(old);
-                stream.alloc_zeros::<u16>(len.max(1)).map_err(|e| dev("allocating cuBLAS scratch", e))
+                stream.alloc_zeros::<T>(len.max(1)).map_err(|e| dev(what, e))
             }
         }
     }
@@ -291,18 +287,20 @@ impl CudaBackend {
         self.stream.clone_htod(&v).map(Some).map_err(|e| dev("uploading a weight", e))
     }
 
-    /// `out = x · wᵀ` through cuBLAS: the weight dequantised to f16, x converted to f16,
-    /// f32 accumulation and output.
+    /// `out = x · wᵀ` through cuBLAS: the weight dequantised to f16, x converted to f16 row by
+    /// row with a power-of-two scale that keeps it inside f16's range (undone on the f32
+    /// output by `scale_rows`), f32 accumulation and output.
     fn matmul_cublas(&self, blas: &CudaBlas, x: &CudaBuf, rows: usize, w: &CudaWeight, out: &mut CudaBuf) -> BResult<()> {
         let (n, k) = (w.rows, w.cols);
-        let (mut w16, mut x16) = {
+        let (mut w16, mut x16, mut row_scales) = {
             let mut s = self.scratch.borrow_mut();
-            let w16 = Self::u16_scratch(&mut s.w16, &self.stream, n * k)?;
-            let x16 = Self::u16_scratch(&mut s.x16, &self.stream, rows * k)?;
-            (w16, x16)
+            let w16 = Self::scratch_buf(&mut s.w16, &self.stream, n * k, "allocating cuBLAS scratch")?;
+            let x16 = Self::scratch_buf(&mut s.x16, &self.stream, rows * k, "allocating cuBLAS scratch")?;
+            let sc = Self::scratch_buf(&mut s.row_scales, &self.stream, rows, "allocating cuBLAS scratch")?;
+            (w16, x16, sc)
         };
         self.run(&launch::dequant_f16(w.dtype, k, n, w.row_bytes)?, &mut [Dev::Bytes(&w.bytes), Dev::U16Mut(&mut w16)])?;
-        self.run(&launch::to_f16(rows * k)?, &mut [Dev::F32(&x.data), Dev::U16Mut(&mut x16)])?;
+        self.run(&launch::to_f16_rows(rows, k)?, &mut [Dev::F32(&x.data), Dev::U16Mut(&mut x16), Dev::F32Mut(&mut row_scales)])?;
         let (alpha, beta) = (1f32, 0f32);
         {
             let (a, _a) = w16.device_ptr(&self.stream);
@@ -336,9 +334,11 @@ impl CudaBackend {
             }
             .map_err(|e| dev("cublasGemmEx", e))?;
         }
+        self.run(&launch::scale_rows(rows, n)?, &mut [Dev::F32Mut(&mut out.data), Dev::F32(&row_scales)])?;
         let mut s = self.scratch.borrow_mut();
         s.w16 = Some(w16);
         s.x16 = Some(x16);
+        s.row_scales = Some(row_scales);
         Ok(())
     }
 
@@ -543,7 +543,7 @@ impl Backend for CudaBackend {
         }
         let split_len = self.split_len(a.tokens * a.n_heads, a.past + a.tokens);
         let (main, combine, part_len) = launch::attention(a, split_len)?;
-        let mut part = self.f32_scratch(part_len)?;
+        let mut part = Self::scratch_buf(&mut self.scratch.borrow_mut().part, &self.stream, part_len, "allocating attention scratch")?;
         let result = self.run(&main, &mut [Dev::F32(&q.data), Dev::F32(&k.data), Dev::F32(&v.data), Dev::F32Mut(&mut out.data), Dev::F32Mut(&mut part)]);
         let result = result.and_then(|()| match &combine {
             Some(c) => self.run(c, &mut [Dev::F32(&part), Dev::F32Mut(&mut out.data)]),

@@ -72,7 +72,7 @@ impl Variant {
     pub fn kernels(&self) -> &'static [&'static str] {
         match self.file {
             "matmul.cu" => &["matmul"],
-            "dequant.cu" if self.defines.iter().any(|d| d == "NO_WEIGHT") => &["to_f16"],
+            "dequant.cu" if self.defines.iter().any(|d| d == "NO_WEIGHT") => &["to_f16_rows", "scale_rows"],
             "dequant.cu" => &["dequant_f16"],
             "embed.cu" => &["embed"],
             "norm.cu" => &["rms_norm"],

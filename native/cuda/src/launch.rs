@@ -93,14 +93,26 @@ pub fn dequant_f16(dtype: DType, k: usize, n: usize, row_bytes: usize) -> BResul
     })
 }
 
-/// Slots: f32 in, f16 out, `len` values.
-pub fn to_f16(len: usize) -> BResult<Launch> {
+/// Slots: f32 in `[rows, k]`, f16 out `[rows, k]`, inverse row scales `[rows]` (f32).
+pub fn to_f16_rows(rows: usize, k: usize) -> BResult<Launch> {
+    u32_of("to_f16_rows", "values", rows * k)?;
     Ok(Launch {
         variant: Variant::new("dequant.cu", &["NO_WEIGHT".into()]),
-        kernel: "to_f16",
-        grid: (blocks("to_f16", len, 256)?, 1, 1),
+        kernel: "to_f16_rows",
+        grid: (u32_of("to_f16_rows", "rows", rows.max(1))?, 1, 1),
         threads: 256,
-        args: vec![Arg::Buf(0), Arg::Buf(1), Arg::U32(u32_of("to_f16", "values", len)?)],
+        args: vec![Arg::Buf(0), Arg::Buf(1), Arg::Buf(2), Arg::U32(k as u32)],
+    })
+}
+
+/// Slots: y `[rows, n]` (scaled in place), inverse row scales `[rows]`.
+pub fn scale_rows(rows: usize, n: usize) -> BResult<Launch> {
+    Ok(Launch {
+        variant: Variant::new("dequant.cu", &["NO_WEIGHT".into()]),
+        kernel: "scale_rows",
+        grid: (blocks("scale_rows", rows * n, 256)?, 1, 1),
+        threads: 256,
+        args: vec![Arg::Buf(0), Arg::Buf(1), Arg::U32(u32_of("scale_rows", "n", n)?), Arg::U32(u32_of("scale_rows", "rows", rows)?)],
     })
 }
 

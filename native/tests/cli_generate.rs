@@ -56,8 +56,22 @@ fn prompt_past_the_context_is_a_clear_error() {
     assert!(stderr.contains("do not fit the context of 16"), "{stderr}");
 }
 
-fn cuda_required() -> bool {
-    std::env::var("STRATA_REQUIRE_CUDA").as_deref() == Ok("1")
+/// Whether `STRATA_REQUIRE_<what>=1` makes a missing device a failure.
+fn required(what: &str) -> bool {
+    std::env::var(format!("STRATA_REQUIRE_{what}")).as_deref() == Ok("1")
+}
+
+/// `strata run --backend <backend>`, 4 greedy tokens of "The capital of France is".
+fn greedy_on(backend: &str, path: &std::path::Path) -> (bool, Json, String) {
+    strata(&["run", "--backend", backend, "--json", "--temp", "0", "-n", "4", "-m", path.to_str().unwrap(), "The capital of France is"])
+}
+
+/// The run succeeded on `backend` and produced HF's first 4 greedy tokens.
+fn assert_hf_greedy(backend: &str, (ok, v, stderr): (bool, Json, String)) {
+    assert!(ok, "{stderr}");
+    assert!(v["backend"].as_str().unwrap().starts_with(backend), "{}", v["backend"]);
+    let want: Vec<Json> = hf()["cases"][1]["greedy"].as_array().unwrap()[..4].to_vec();
+    assert_eq!(v["tokens"].as_array().unwrap(), &want);
 }
 
 /// `--backend cuda` end to end: HF's greedy tokens on a GPU machine; elsewhere a clear
@@ -65,34 +79,24 @@ fn cuda_required() -> bool {
 #[test]
 fn run_on_cuda_greedy_equals_hf_or_says_why_not() {
     let Some(path) = models::find(models::SMOLLM2) else { return };
-    let (ok, v, stderr) = strata(&["run", "--backend", "cuda", "--json", "--temp", "0", "-n", "4", "-m", path.to_str().unwrap(), "The capital of France is"]);
-    if !ok && !cuda_required() {
+    let (ok, v, stderr) = greedy_on("cuda", &path);
+    if !ok && !required("CUDA") {
         assert!(stderr.contains("--backend cuda: device error: no CUDA driver") || stderr.contains("NVRTC") || stderr.contains("cuInit"), "{stderr}");
         return;
     }
-    assert!(ok, "{stderr}");
-    assert!(v["backend"].as_str().unwrap().starts_with("cuda"), "{}", v["backend"]);
-    let want: Vec<Json> = hf()["cases"][1]["greedy"].as_array().unwrap()[..4].to_vec();
-    assert_eq!(v["tokens"].as_array().unwrap(), &want);
-}
-
-fn wgpu_required() -> bool {
-    std::env::var("STRATA_REQUIRE_WGPU").as_deref() == Ok("1")
+    assert_hf_greedy("cuda", (ok, v, stderr));
 }
 
 /// `--backend wgpu` end to end (Session, on-device argmax): HF's greedy tokens.
 #[test]
 fn run_on_wgpu_greedy_equals_hf() {
     let Some(path) = models::find(models::SMOLLM2) else { return };
-    let (ok, v, stderr) = strata(&["run", "--backend", "wgpu", "--json", "--temp", "0", "-n", "4", "-m", path.to_str().unwrap(), "The capital of France is"]);
-    if !ok && !wgpu_required() && stderr.contains("--backend wgpu") {
+    let (ok, v, stderr) = greedy_on("wgpu", &path);
+    if !ok && !required("WGPU") && stderr.contains("--backend wgpu") {
         eprintln!("SKIPPED: {stderr}");
         return;
     }
-    assert!(ok, "{stderr}");
-    assert!(v["backend"].as_str().unwrap().starts_with("wgpu"), "{}", v["backend"]);
-    let want: Vec<Json> = hf()["cases"][1]["greedy"].as_array().unwrap()[..4].to_vec();
-    assert_eq!(v["tokens"].as_array().unwrap(), &want);
+    assert_hf_greedy("wgpu", (ok, v, stderr));
 }
 
 #[test]
@@ -105,11 +109,11 @@ fn devices_lists_adapters_with_limits() {
     if !strata_cuda::driver_present() {
         assert!(cuda["error"].as_str().unwrap().contains("no CUDA driver"), "{cuda}");
     }
-    if cuda_required() {
+    if required("CUDA") {
         assert!(!cuda["devices"].as_array().unwrap().is_empty(), "{cuda}");
     }
     let adapters = v["wgpu"].as_array().unwrap();
-    if wgpu_required() {
+    if required("WGPU") {
         assert!(!adapters.is_empty(), "no wgpu adapter listed");
         for a in adapters {
             assert!(a["max_storage_buffer_binding_size"].as_u64().unwrap() >= 128 << 20, "{a}");
@@ -117,4 +121,3 @@ fn devices_lists_adapters_with_limits() {
         }
     }
 }
-

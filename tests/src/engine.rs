@@ -166,6 +166,17 @@ pub fn quarter_budget(path: &Path) -> u64 {
     (total / 4).max(plan.global_bytes + 2 * plan.layer_bytes.iter().max().unwrap())
 }
 
+/// Loads `path` resident on `a` and streamed under `quarter_budget` on `b`, then
+/// `assert_streamed_identical` over `steps` greedy steps.
+pub fn streamed_equals_resident<B: strata::backend::Backend>(a: B, b: B, path: &Path, steps: usize) {
+    let budget = quarter_budget(path);
+    let resident = ModelOn::load(a, path);
+    let streamed = ModelOn::load_with_budget(b, path, Some(budget));
+    let n_streamed = streamed.weights.layers.iter().filter(|l| l.is_none()).count();
+    println!("{}: budget {budget} bytes, {n_streamed} of {} layers streamed on {}", path.display(), streamed.weights.layers.len(), streamed.b.name());
+    assert_streamed_identical(&resident, &streamed, steps);
+}
+
 /// Runs prefill + `steps` greedy steps on both and asserts equal bits at every step, that
 /// every step filled the KV cache, that each streamed layer was read once per pass and that
 /// a tied head is the resident embedding.

@@ -7,8 +7,7 @@
 //! STRATA_REQUIRE_CUDA=1 (scripts/gpu_check.sh sets it on a GPU machine), where that fails.
 //! What always runs here: opening the backend without a driver is a typed error.
 
-use strata::backend::Backend;
-use strata_conformance::engine::{assert_streamed_identical, compare_with_cpu, quarter_budget, ModelOn};
+use strata_conformance::engine::{compare_with_cpu, streamed_equals_resident};
 use strata_conformance::models;
 use strata_conformance::ops::run_and_assert;
 use strata_cuda::{CudaBackend, CudaOptions};
@@ -88,10 +87,7 @@ fn streaming(file: &str) {
     let Some(path) = models::find(file) else { return };
     let open = || cuda_or_skip(CudaOptions::default());
     let (Some(a), Some(b)) = (open(), open()) else { return };
-    let resident = ModelOn::load(a, &path);
-    let streamed = ModelOn::load_with_budget(b, &path, Some(quarter_budget(&path)));
-    println!("{file}: {} of {} layers streamed on {}", streamed.weights.layers.iter().filter(|l| l.is_none()).count(), streamed.weights.layers.len(), streamed.b.name());
-    assert_streamed_identical(&resident, &streamed, 16);
+    streamed_equals_resident(a, b, &path, 16);
 }
 
 #[test]

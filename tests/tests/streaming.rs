@@ -7,16 +7,12 @@ use strata::backend::cpu::CpuBackend;
 use strata::backend::webgpu::WgpuOptions;
 use strata::streaming::StreamPlan;
 use strata::weights::WeightError;
-use strata_conformance::engine::{assert_streamed_identical as identical, quarter_budget as quarter, wgpu_or_skip, ModelOn};
+use strata_conformance::engine::{quarter_budget as quarter, streamed_equals_resident, wgpu_or_skip};
 use strata_conformance::models;
 
 fn cpu_case(file: &str) {
     let Some(path) = models::find(file) else { return };
-    let budget = quarter(&path);
-    let resident = ModelOn::load(CpuBackend::new(), &path);
-    let streamed = ModelOn::load_with_budget(CpuBackend::new(), &path, Some(budget));
-    println!("{file}: budget {budget} bytes, {} of {} layers streamed", streamed.weights.layers.iter().filter(|l| l.is_none()).count(), streamed.weights.layers.len());
-    identical(&resident, &streamed, 16);
+    streamed_equals_resident(CpuBackend::new(), CpuBackend::new(), &path, 16);
 }
 
 #[test]
@@ -33,9 +29,7 @@ fn wgpu_case(file: &str, steps: usize) {
     let Some(path) = models::find(file) else { return };
     let open = || wgpu_or_skip(WgpuOptions::default());
     let (Some(a), Some(b)) = (open(), open()) else { return };
-    let resident = ModelOn::load(a, &path);
-    let streamed = ModelOn::load_with_budget(b, &path, Some(quarter(&path)));
-    identical(&resident, &streamed, steps);
+    streamed_equals_resident(a, b, &path, steps);
 }
 
 /// On wgpu: the same 16 steps (on lavapipe, about 4 minutes for both models).

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use cudarc::cublas::sys as blas_sys;
 use cudarc::cublas::CudaBlas;
 use cudarc::driver::{CudaContext, CudaEvent, CudaFunction, CudaSlice, CudaStream, DevicePtr, DevicePtrMut, LaunchConfig, PinnedHostSlice, PushKernelArg};
-use strata::backend::{check_copy_cols, check_copy_rows, need, topk_pairs, AttnArgs, BResult, Backend, BackendError, RopeArgs, MAX_DEVICE_TOP_K};
+use strata::backend::{check_copy_cols, check_copy_rows, need, shape, topk_pairs, u32_of, AttnArgs, BResult, Backend, BackendError, RopeArgs, MAX_DEVICE_TOP_K};
 use strata::model::config::{Activation, RopeStyle};
 use strata::quant::DType;
 
@@ -108,14 +108,6 @@ pub struct CudaBackend {
 
 fn dev(what: &str, e: impl std::fmt::Debug) -> BackendError {
     BackendError::Device(format!("{what}: {e:?}"))
-}
-
-fn shape(op: &'static str, message: String) -> BackendError {
-    BackendError::Shape { op, message }
-}
-
-fn u32_of(op: &'static str, what: &str, v: usize) -> BResult<u32> {
-    u32::try_from(v).map_err(|_| shape(op, format!("{what} = {v} does not fit the kernels' 32-bit indices")))
 }
 
 /// A buffer passed to a launch, by plan slot.

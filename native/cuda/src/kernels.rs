@@ -26,8 +26,8 @@ pub const SOURCES: &[(&str, &str)] = &[
     ("topk.cu", include_str!("../../../shaders/cuda/topk.cu")),
 ];
 
-/// Weight dtypes the kernels read straight from their blocks.
-pub const WEIGHT_DTYPES: &[DType] = &[DType::F32, DType::F16, DType::BF16, DType::Q8_0, DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q5_1, DType::Q4K, DType::Q5K, DType::Q6K];
+/// Weight dtypes the kernels read straight from their blocks (the same as WGSL's).
+pub const WEIGHT_DTYPES: &[DType] = &strata::backend::KERNEL_WEIGHT_DTYPES;
 
 /// Tokens per warp in `matmul.cu`: 1 is the decode matvec; larger tiles reuse each
 /// dequantised weight group across tokens.

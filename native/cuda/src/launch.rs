@@ -7,7 +7,7 @@
 //! Shapes were checked by the op before planning; plans check what only the launch needs
 //! (32-bit indices, grid limits).
 
-use strata::backend::{AttnArgs, BResult, BackendError};
+use strata::backend::{shape, u32_of, AttnArgs, BResult, BackendError};
 use strata::model::config::Activation;
 use strata::quant::DType;
 
@@ -37,14 +37,6 @@ pub struct Launch {
     pub grid: (u32, u32, u32),
     pub threads: u32,
     pub args: Vec<Arg>,
-}
-
-fn shape(op: &'static str, message: String) -> BackendError {
-    BackendError::Shape { op, message }
-}
-
-fn u32_of(op: &'static str, what: &str, v: usize) -> BResult<u32> {
-    u32::try_from(v).map_err(|_| shape(op, format!("{what} = {v} does not fit the kernels' 32-bit indices")))
 }
 
 fn blocks(op: &'static str, n: usize, threads: u32) -> BResult<u32> {

@@ -29,6 +29,16 @@ pub enum BackendError {
 
 pub type BResult<T> = Result<T, BackendError>;
 
+/// A shape error of `op`.
+pub fn shape(op: &'static str, message: String) -> BackendError {
+    BackendError::Shape { op, message }
+}
+
+/// `v` as a GPU kernel's 32-bit index or size, else a shape error naming `what`.
+pub fn u32_of(op: &'static str, what: &str, v: usize) -> BResult<u32> {
+    u32::try_from(v).map_err(|_| shape(op, format!("{what} = {v} does not fit the kernels' 32-bit indices")))
+}
+
 /// The length check every op makes before touching a buffer.
 pub fn need(op: &'static str, what: &str, have: usize, want: usize) -> BResult<()> {
     if have < want {
@@ -124,6 +134,10 @@ pub fn check_copy_cols(dst: usize, src: usize, rows: usize, src_width: usize, co
     need("copy_cols", "source", src, rows * src_width)?;
     need("copy_cols", "destination", dst, rows * cols)
 }
+
+/// The weight dtypes GPU kernels (WGSL and CUDA) read straight from the file's blocks:
+/// those with a `kernel_dtype_define`.
+pub const KERNEL_WEIGHT_DTYPES: [DType; 11] = [DType::F32, DType::F16, DType::BF16, DType::Q8_0, DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q5_1, DType::Q4K, DType::Q5K, DType::Q6K];
 
 /// The `DT_<dtype>` define GPU kernels (WGSL and CUDA) read a weight dtype through, for the
 /// dtypes they read straight from the file's blocks.

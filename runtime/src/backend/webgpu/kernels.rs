@@ -28,8 +28,7 @@ pub fn kernel_file(name: &str) -> Option<&'static str> {
 pub const KERNELS: [&str; 7] = ["matmul.wgsl", "embed.wgsl", "norm.wgsl", "rope.wgsl", "attention.wgsl", "elementwise.wgsl", "topk.wgsl"];
 
 /// Weight dtypes the kernels read directly from their blocks.
-pub const WEIGHT_DTYPES: [DType; 11] =
-    [DType::F32, DType::F16, DType::BF16, DType::Q8_0, DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q5_1, DType::Q4K, DType::Q5K, DType::Q6K];
+pub use super::super::KERNEL_WEIGHT_DTYPES as WEIGHT_DTYPES;
 
 /// The `DT_*` define for a weight dtype (None: not readable by the kernels).
 pub use super::super::kernel_dtype_define as dtype_define;

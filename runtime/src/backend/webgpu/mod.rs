@@ -22,7 +22,7 @@ use wgpu::util::DeviceExt;
 
 use self::kernels::{add_sizes, dtype_define, elementwise_op, PipelineCache, Target};
 use self::preprocess::Defines;
-use super::{need, AttnArgs, BResult, Backend, BackendError, RopeArgs};
+use super::{need, shape, u32_of, AttnArgs, BResult, Backend, BackendError, RopeArgs};
 use crate::model::config::{Activation, RopeStyle};
 use crate::quant::DType;
 
@@ -167,19 +167,11 @@ fn dev_err(e: impl std::fmt::Display) -> BackendError {
     BackendError::Device(e.to_string())
 }
 
-fn shape(op: &'static str, message: String) -> BackendError {
-    BackendError::Shape { op, message }
-}
-
 /// Uniform parameter block: u32 words (floats by their bits), padded to 16 bytes.
 fn params(words: &[u32]) -> Vec<u8> {
     let mut v: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
     v.resize(v.len().div_ceil(16).max(1) * 16, 0);
     v
-}
-
-fn u32_of(op: &'static str, what: &str, v: usize) -> BResult<u32> {
-    u32::try_from(v).map_err(|_| shape(op, format!("{what} = {v} does not fit the kernels' 32-bit indices")))
 }
 
 impl WgpuBackend {

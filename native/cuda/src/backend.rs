@@ -125,7 +125,7 @@ impl CudaBackend {
     /// never a panic (cudarc panics when a library is missing, so presence is checked first).
     pub fn new(opts: CudaOptions) -> BResult<Self> {
         if !driver_present() {
-            return Err(BackendError::Device("no CUDA driver: libcuda.so was not found (install the NVIDIA driver)".into()));
+            return Err(BackendError::Device(crate::NO_DRIVER.into()));
         }
         if !kernels::nvrtc_present() {
             return Err(BackendError::Device(kernels::KernelError::NoNvrtc.to_string()));

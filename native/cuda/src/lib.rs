@@ -38,6 +38,17 @@ pub fn cublas_present() -> bool {
     unsafe { cudarc::cublas::sys::is_culib_present() }
 }
 
+/// The error for a machine without the driver library.
+pub const NO_DRIVER: &str = "no CUDA driver: libcuda.so was not found (install the NVIDIA driver)";
+
+/// The driver loaded and initialised, or why not (cudarc would panic without the library).
+fn init_driver() -> Result<(), String> {
+    if !driver_present() {
+        return Err(NO_DRIVER.into());
+    }
+    result::init().map_err(|e| err("cuInit failed (no usable NVIDIA GPU, or the driver does not match the kernel module)", e))
+}
+
 fn err(what: &str, e: impl std::fmt::Debug) -> String {
     format!("{what}: {e:?}")
 }
@@ -49,10 +60,7 @@ fn attribute(d: sys::CUdevice, a: sys::CUdevice_attribute) -> Result<i32, String
 
 /// Device `index`'s report.
 pub fn device_report(index: usize) -> Result<DeviceReport, String> {
-    if !driver_present() {
-        return Err("no CUDA driver: libcuda.so was not found".into());
-    }
-    result::init().map_err(|e| err("cuInit (driver present, but no usable GPU or a driver/kernel module mismatch)", e))?;
+    init_driver()?;
     let count = result::device::get_count().map_err(|e| err("cuDeviceGetCount", e))?;
     if index >= count as usize {
         return Err(format!("no CUDA device #{index} (found {count})"));
@@ -84,10 +92,7 @@ pub fn device_report(index: usize) -> Result<DeviceReport, String> {
 
 /// Every CUDA device, or why there are none (no driver, no GPU, driver mismatch).
 pub fn devices() -> Result<Vec<DeviceReport>, String> {
-    if !driver_present() {
-        return Err("no CUDA driver (libcuda.so not found)".into());
-    }
-    result::init().map_err(|e| err("cuInit failed (no usable NVIDIA GPU, or the driver does not match the kernel module)", e))?;
+    init_driver()?;
     let count = result::device::get_count().map_err(|e| err("cuDeviceGetCount", e))?;
     (0..count as usize).map(device_report).collect()
 }

@@ -470,6 +470,22 @@ pub mod fixtures {
     }
 }
 
+/// A host C++ compiler for the tests that compile the CUDA kernels for the CPU
+/// (tests/tests/cuda_host.rs, cuda_emulated.rs): `$CXX`, else c++, g++ or clang++.
+/// Without one: `None` (the test says SKIPPED), or a failure with STRATA_REQUIRE_CXX=1 (CI).
+#[cfg(not(target_arch = "wasm32"))]
+pub fn cxx_or_skip() -> Option<String> {
+    use std::process::Command;
+    let found = [std::env::var("CXX").unwrap_or_default(), "c++".into(), "g++".into(), "clang++".into()]
+        .into_iter()
+        .find(|c| !c.is_empty() && Command::new(c).arg("--version").output().is_ok_and(|o| o.status.success()));
+    if found.is_none() {
+        assert_ne!(std::env::var("STRATA_REQUIRE_CXX").as_deref(), Ok("1"), "STRATA_REQUIRE_CXX=1 but no C++ compiler");
+        eprintln!("SKIPPED: no C++ compiler (c++, g++, clang++)");
+    }
+    found
+}
+
 /// Real models: fetched by `scripts/fetch_models.sh` into the strata cache.
 pub mod models {
     use std::path::PathBuf;

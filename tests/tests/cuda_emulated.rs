@@ -78,14 +78,7 @@ struct Emu {
 
 impl Emu {
     fn new() -> Option<Emu> {
-        let cxx = [std::env::var("CXX").unwrap_or_default(), "c++".into(), "g++".into(), "clang++".into()]
-            .into_iter()
-            .find(|c| !c.is_empty() && Command::new(c).arg("--version").output().is_ok_and(|o| o.status.success()));
-        let Some(cxx) = cxx else {
-            assert_ne!(std::env::var("STRATA_REQUIRE_CXX").as_deref(), Ok("1"), "STRATA_REQUIRE_CXX=1 but no C++ compiler");
-            eprintln!("SKIPPED: no C++ compiler");
-            return None;
-        };
+        let cxx = strata_conformance::cxx_or_skip()?;
         let dir = std::env::temp_dir().join(format!("strata-cuda-emu-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         Some(Emu { cxx, dir, exes: HashMap::new(), launches: 0 })

@@ -36,19 +36,9 @@ int main(int argc, char** argv) {
 }
 "#;
 
-fn compiler() -> Option<String> {
-    [std::env::var("CXX").unwrap_or_default(), "c++".into(), "g++".into(), "clang++".into()]
-        .into_iter()
-        .find(|c| !c.is_empty() && Command::new(c).arg("--version").output().is_ok_and(|o| o.status.success()))
-}
-
 #[test]
 fn cuda_block_decoders_match_the_cpu_dequantiser() {
-    let Some(cxx) = compiler() else {
-        assert_ne!(std::env::var("STRATA_REQUIRE_CXX").as_deref(), Ok("1"), "STRATA_REQUIRE_CXX=1 but no C++ compiler");
-        eprintln!("SKIPPED: no C++ compiler (c++, g++, clang++)");
-        return;
-    };
+    let Some(cxx) = strata_conformance::cxx_or_skip() else { return };
     let dir = std::env::temp_dir().join(format!("strata-cuda-host-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let src = dir.join("driver.cpp");
@@ -91,7 +81,7 @@ fn cuda_block_decoders_match_the_cpu_dequantiser() {
 /// The decoder check can fail: a corrupted Q4_0 nibble order is caught.
 #[test]
 fn a_wrong_decoder_is_caught() {
-    let Some(cxx) = compiler() else { return };
+    let Some(cxx) = strata_conformance::cxx_or_skip() else { return };
     let dir = std::env::temp_dir().join(format!("strata-cuda-host-neg-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let broken = expand("quant.cuh").unwrap().replace("const u32 shift = (sub >> 1) * 4u;", "const u32 shift = (sub & 1u) * 4u;");

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use cudarc::cublas::sys as blas_sys;
 use cudarc::cublas::CudaBlas;
 use cudarc::driver::{CudaContext, CudaEvent, CudaFunction, CudaSlice, CudaStream, DevicePtr, DevicePtrMut, LaunchConfig, PinnedHostSlice, PushKernelArg};
-use strata::backend::{check_copy_cols, check_copy_rows, need, shape, topk_pairs, u32_of, AttnArgs, BResult, Backend, BackendError, RopeArgs, MAX_DEVICE_TOP_K};
+use strata::backend::{check_copy_cols, check_copy_rows, check_token_ids, check_top_k, need, shape, topk_pairs, u32_of, AttnArgs, BResult, Backend, BackendError, RopeArgs};
 use strata::model::config::{Activation, RopeStyle};
 use strata::quant::DType;
 
@@ -442,9 +442,7 @@ impl Backend for CudaBackend {
     fn embed(&self, table: &CudaWeight, ids: &[u32], scale: f32, out: &mut CudaBuf) -> BResult<()> {
         let k = table.cols;
         need("embed", "output", out.len, ids.len() * k)?;
-        if let Some(&id) = ids.iter().find(|&&id| id as usize >= table.rows) {
-            return Err(shape("embed", format!("token id {id} >= vocabulary {}", table.rows)));
-        }
+        check_token_ids(ids, table.rows)?;
         if ids.is_empty() || k == 0 {
             return Ok(());
         }
@@ -578,9 +576,7 @@ impl Backend for CudaBackend {
         if k == 0 {
             return Ok(Vec::new());
         }
-        if k > MAX_DEVICE_TOP_K {
-            return Err(shape("top_k", format!("k = {k} exceeds {MAX_DEVICE_TOP_K} (read the logits instead)")));
-        }
+        check_top_k(k)?;
         let (stage1, stage2, cand_len) = launch::top_k(n, k)?;
         let mut cand = self.stream.alloc_zeros::<u32>(cand_len).map_err(|e| dev("allocating top-k candidates", e))?;
         self.run(&stage1, &mut [Dev::F32(&x.data), Dev::U32Mut(&mut cand)])?;

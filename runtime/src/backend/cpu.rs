@@ -137,13 +137,10 @@ impl Backend for CpuBackend {
     fn embed(&self, table: &CpuWeight, ids: &[u32], scale: f32, out: &mut Vec<f32>) -> BResult<()> {
         let cols = table.cols;
         need("embed", "output", out.len(), ids.len() * cols)?;
+        super::check_token_ids(ids, table.rows)?;
         for (t, &id) in ids.iter().enumerate() {
-            let id = id as usize;
-            if id >= table.rows {
-                return Err(BackendError::Shape { op: "embed", message: format!("token id {id} >= vocabulary {}", table.rows) });
-            }
             let row = &mut out[t * cols..(t + 1) * cols];
-            table.row(id, row);
+            table.row(id as usize, row);
             row.iter_mut().for_each(|x| *x *= scale);
         }
         Ok(())
@@ -317,9 +314,7 @@ impl Backend for CpuBackend {
 
     async fn top_k(&self, x: &Vec<f32>, n: usize, k: usize) -> BResult<Vec<(u32, f32)>> {
         need("top_k", "input", x.len(), n)?;
-        if k > super::MAX_DEVICE_TOP_K {
-            return Err(BackendError::Shape { op: "top_k", message: format!("k = {k} exceeds {}", super::MAX_DEVICE_TOP_K) });
-        }
+        super::check_top_k(k)?;
         Ok(crate::sampler::top_k(&x[..n], k).into_iter().map(|i| (i as u32, x[i])).collect())
     }
 }

@@ -120,6 +120,22 @@ impl AttnArgs {
     }
 }
 
+/// The check every backend's `embed` makes: each token id is a row of the table.
+pub fn check_token_ids(ids: &[u32], vocab: usize) -> BResult<()> {
+    match ids.iter().find(|&&id| id as usize >= vocab) {
+        Some(id) => Err(shape("embed", format!("token id {id} >= vocabulary {vocab}"))),
+        None => Ok(()),
+    }
+}
+
+/// The check every backend's `top_k` makes on `k`.
+pub fn check_top_k(k: usize) -> BResult<()> {
+    if k > MAX_DEVICE_TOP_K {
+        return Err(shape("top_k", format!("k = {k} exceeds {MAX_DEVICE_TOP_K} (read the logits instead)")));
+    }
+    Ok(())
+}
+
 /// The checks every backend's `copy_rows` makes (buffer lengths in values).
 pub fn check_copy_rows(dst: usize, dst_row: usize, src: usize, src_row: usize, rows: usize, width: usize) -> BResult<()> {
     need("copy_rows", "source", src, (src_row + rows) * width)?;
@@ -247,6 +263,16 @@ pub const MAX_DEVICE_TOP_K: usize = 256;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn token_ids_past_the_table_and_k_past_the_limit_are_shape_errors() {
+        assert!(check_token_ids(&[0, 99], 100).is_ok());
+        let e = check_token_ids(&[3, 100, 7], 100).unwrap_err();
+        assert!(matches!(&e, BackendError::Shape { op: "embed", message } if message == "token id 100 >= vocabulary 100"), "{e}");
+        assert!(check_top_k(MAX_DEVICE_TOP_K).is_ok());
+        let e = check_top_k(MAX_DEVICE_TOP_K + 1).unwrap_err();
+        assert!(matches!(&e, BackendError::Shape { op: "top_k", message } if message.contains("257 exceeds 256")), "{e}");
+    }
 
     #[test]
     fn topk_keys_round_trip_and_order_like_total_cmp() {

@@ -513,9 +513,7 @@ impl Backend for WgpuBackend {
     fn embed(&self, table: &WgpuWeight, ids: &[u32], scale: f32, out: &mut WgpuBuf) -> BResult<()> {
         let k = table.cols;
         need("embed", "output", out.len, ids.len() * k)?;
-        if let Some(&id) = ids.iter().find(|&&id| id as usize >= table.rows) {
-            return Err(shape("embed", format!("token id {id} >= vocabulary {}", table.rows)));
-        }
+        super::check_token_ids(ids, table.rows)?;
         if ids.is_empty() {
             return Ok(());
         }
@@ -687,9 +685,7 @@ impl Backend for WgpuBackend {
         if k == 0 {
             return Ok(Vec::new());
         }
-        if k > super::MAX_DEVICE_TOP_K {
-            return Err(shape("top_k", format!("k = {k} exceeds {} (read the logits instead)", super::MAX_DEVICE_TOP_K)));
-        }
+        super::check_top_k(k)?;
         let chunks = n.div_ceil(kernels::TOPK_CHUNK as usize);
         if chunks as u64 > MAX_GROUPS {
             return Err(shape("top_k", format!("{n} values exceed the dispatch grid")));

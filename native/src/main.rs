@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use strata::backend::cpu::CpuBackend;
+use strata::backend::fast::FastCpuBackend;
 use strata::backend::webgpu::{WgpuBackend, WgpuOptions};
 use strata::backend::Backend;
 use strata_cuda::{CudaBackend, CudaOptions};
@@ -101,7 +102,10 @@ enum BackendKind {
     /// else the CPU (a CPU-emulated adapter such as lavapipe is slower than the CPU
     /// backend, so auto skips it).
     Auto,
+    /// The fast CPU backend: integer kernels on repacked weights, a thread pool.
     Cpu,
+    /// The plain CPU reference backend (the ground truth other backends are tested against).
+    Ref,
     Wgpu,
     Cuda,
 }
@@ -120,6 +124,9 @@ struct ModelArgs {
     /// Context positions to allocate (capped at the model's context length).
     #[arg(long, default_value_t = 4096)]
     ctx: usize,
+    /// CPU threads (the cpu and ref backends). Default: every core.
+    #[arg(long, short = 't')]
+    threads: Option<usize>,
     /// Memory budget for device-resident weights (e.g. 64M, 1.5G): the embedding, norms and
     /// output head stay resident, then as many layers as fit; the rest stream from the file
     /// with the next layer prefetched. Default: everything resident.
@@ -184,7 +191,8 @@ macro_rules! on_backend {
     ($args:expr, |$m:ident| $body:expr) => {
         match open_backend($args) {
             Err(e) => Err(e),
-            Ok(Chosen::Cpu(b)) => load(b, $args).and_then(|$m| $body),
+            Ok(Chosen::Cpu(b)) => load(*b, $args).and_then(|$m| $body),
+            Ok(Chosen::Ref(b)) => load(b, $args).and_then(|$m| $body),
             Ok(Chosen::Wgpu(b)) => load(*b, $args).and_then(|$m| $body),
             Ok(Chosen::Cuda(b)) => load(*b, $args).and_then(|$m| $body),
         }
@@ -227,7 +235,8 @@ fn model_path(p: &Option<PathBuf>) -> Result<PathBuf, Fail> {
 }
 
 enum Chosen {
-    Cpu(CpuBackend),
+    Cpu(Box<FastCpuBackend>),
+    Ref(CpuBackend),
     Wgpu(Box<WgpuBackend>),
     Cuda(Box<CudaBackend>),
 }
@@ -240,9 +249,18 @@ fn open_cuda(args: &ModelArgs) -> Result<CudaBackend, Fail> {
     CudaBackend::new(CudaOptions { device: args.adapter.unwrap_or(0), ..Default::default() }.with_env()).map_err(|e| format!("--backend cuda: {e} (`strata devices` lists what is available)"))
 }
 
+fn open_cpu(args: &ModelArgs) -> Result<FastCpuBackend, Fail> {
+    match args.threads {
+        Some(t) => FastCpuBackend::with_threads(t),
+        None => FastCpuBackend::new(),
+    }
+    .map_err(|e| format!("--backend cpu: {e}"))
+}
+
 fn open_backend(args: &ModelArgs) -> Result<Chosen, Fail> {
     match args.backend {
-        BackendKind::Cpu => Ok(Chosen::Cpu(CpuBackend::new())),
+        BackendKind::Cpu => Ok(Chosen::Cpu(Box::new(open_cpu(args)?))),
+        BackendKind::Ref => Ok(Chosen::Ref(args.threads.map_or_else(CpuBackend::new, CpuBackend::with_threads))),
         BackendKind::Wgpu => Ok(Chosen::Wgpu(Box::new(open_wgpu(args)?))),
         BackendKind::Cuda => Ok(Chosen::Cuda(Box::new(open_cuda(args)?))),
         BackendKind::Auto => {
@@ -253,7 +271,7 @@ fn open_backend(args: &ModelArgs) -> Result<Chosen, Fail> {
             }
             match open_wgpu(args) {
                 Ok(b) if b.adapter().device_type != "Cpu" => Ok(Chosen::Wgpu(Box::new(b))),
-                _ => Ok(Chosen::Cpu(CpuBackend::new())),
+                _ => Ok(Chosen::Cpu(Box::new(open_cpu(args)?))),
             }
         }
     }
@@ -261,7 +279,10 @@ fn open_backend(args: &ModelArgs) -> Result<Chosen, Fail> {
 
 fn devices(json: bool) -> Result<(), Fail> {
     let adapters = pollster::block_on(strata::backend::webgpu::adapters());
-    let cpu = CpuBackend::new().name();
+    let cpu = match FastCpuBackend::new() {
+        Ok(b) => b.name(),
+        Err(e) => e.to_string(),
+    };
     let cuda = strata_cuda::devices();
     if json {
         let cuda = match &cuda {

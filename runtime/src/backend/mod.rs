@@ -7,6 +7,7 @@
 //! can enqueue every op and a browser backend can await its `mapAsync`.
 
 pub mod cpu;
+pub mod fast;
 #[cfg(feature = "wgpu")]
 pub mod webgpu;
 

@@ -1,0 +1,306 @@
+//! The fast CPU kernels, written once over [`Simd`]: activation quantisation, the integer
+//! matmul on repacked weights (a tile of `T` tokens x `R` rows per pass over the blocks),
+//! the f32 matmul for float weights, and attention with an online softmax.
+#![allow(unused_unsafe)]
+
+use super::repack::{Layout, Packed, R};
+use super::simd::Simd;
+
+/// Activations quantised to 8 bits per 32 values: `qs[t * k + i]`, `d[t * blocks + b]`,
+/// and `hs[2 * (t * blocks + b) + h]` = `d * sum(q)` over half `h` (values 0..16, 16..32)
+/// of the block, which folds the weights' mins in.
+#[derive(Clone, Debug, Default)]
+pub struct Q8Rows {
+    pub rows: usize,
+    pub k: usize,
+    pub qs: Vec<i8>,
+    pub d: Vec<f32>,
+    pub hs: Vec<f32>,
+}
+
+impl Q8Rows {
+    /// Resizes for `rows x k` (k a multiple of 32), keeping the allocations.
+    pub fn reset(&mut self, rows: usize, k: usize) {
+        self.rows = rows;
+        self.k = k;
+        self.qs.resize(rows * k, 0);
+        self.d.resize(rows * k / 32, 0.0);
+        self.hs.resize(rows * k / 16, 0.0);
+    }
+}
+
+/// Quantises row `t` of `x` (`k` values) into `q` (already `reset`).
+///
+/// # Safety
+/// The instruction set `S` must be available; `x` holds `k` values, `k % 32 == 0`.
+#[inline(always)]
+pub unsafe fn quantize_row<S: Simd>(x: &[f32], t: usize, qs: *mut i8, d: *mut f32, hs: *mut f32) {
+    let k = x.len();
+    let blocks = k / 32;
+    for b in 0..blocks {
+        unsafe {
+            let xp = x.as_ptr().add(32 * b);
+            let amax = S::amax32(xp);
+            let db = amax / 127.0;
+            let inv = if db > 0.0 { 1.0 / db } else { 0.0 };
+            let (lo, hi) = S::quantize32(xp, inv, qs.add(t * k + 32 * b));
+            *d.add(t * blocks + b) = db;
+            *hs.add(2 * (t * blocks + b)) = db * lo as f32;
+            *hs.add(2 * (t * blocks + b) + 1) = db * hi as f32;
+        }
+    }
+}
+
+/// How a layout's quants become a byte vector, and how its scale words apply.
+trait Quants {
+    const LAYOUT: Layout;
+    /// Signed bytes (`dot_i8i8`), else unsigned (`dot_u8i8`).
+    const SIGNED: bool;
+    /// Words 0..R are the lower-half scales, R..2R the upper-half scales, and the min is
+    /// `-32 s` per half; otherwise words R..2R are mins (U4, U5) or zero (I8).
+    const HALVES: bool;
+    unsafe fn load<S: Simd>(q: *const u8) -> S::B;
+}
+
+struct U4;
+struct U5;
+struct U6;
+struct I8;
+
+impl Quants for U4 {
+    const LAYOUT: Layout = Layout::U4;
+    const SIGNED: bool = false;
+    const HALVES: bool = false;
+    #[inline(always)]
+    unsafe fn load<S: Simd>(q: *const u8) -> S::B {
+        unsafe { S::nibbles(q) }
+    }
+}
+impl Quants for U5 {
+    const LAYOUT: Layout = Layout::U5;
+    const SIGNED: bool = false;
+    const HALVES: bool = false;
+    #[inline(always)]
+    unsafe fn load<S: Simd>(q: *const u8) -> S::B {
+        unsafe { S::or_bits(S::nibbles(q), q.add(16), 0x10) }
+    }
+}
+impl Quants for U6 {
+    const LAYOUT: Layout = Layout::U6;
+    const SIGNED: bool = false;
+    const HALVES: bool = true;
+    #[inline(always)]
+    unsafe fn load<S: Simd>(q: *const u8) -> S::B {
+        unsafe { S::or_bits(S::or_bits(S::nibbles(q), q.add(16), 0x10), q.add(20), 0x20) }
+    }
+}
+impl Quants for I8 {
+    const LAYOUT: Layout = Layout::I8;
+    const SIGNED: bool = true;
+    const HALVES: bool = false;
+    #[inline(always)]
+    unsafe fn load<S: Simd>(q: *const u8) -> S::B {
+        unsafe { S::load_b(q) }
+    }
+}
+
+/// `out[t * ldo + 4g + r]` for tokens `t0..t0 + T` and the group's rows (those below `n`).
+#[inline(always)]
+unsafe fn tile<S: Simd, Q: Quants, const T: usize>(w: &Packed, g: usize, x: &Q8Rows, t0: usize, out: *mut f32, ldo: usize) {
+    let gb = Q::LAYOUT.group_block();
+    let qb = Q::LAYOUT.quant_bytes();
+    let blocks = w.blocks;
+    let k = x.k;
+    unsafe {
+        let mut acc = [[S::splat(0.0); R]; T];
+        let mut macc = [[0f32; R]; T];
+        let base = w.data.as_ptr().add(g * blocks * gb);
+        for b in 0..blocks {
+            let blk = base.add(b * gb);
+            let sc = S::f16x8(blk.add(R * qb));
+            let wv: [S::B; R] = std::array::from_fn(|r| Q::load::<S>(blk.add(r * qb)));
+            for t in 0..T {
+                let row = t0 + t;
+                let a = S::load_b(x.qs.as_ptr().add(row * k + 32 * b) as *const u8);
+                let da = *x.d.get_unchecked(row * blocks + b);
+                let hlo = *x.hs.get_unchecked(2 * (row * blocks + b));
+                let hhi = *x.hs.get_unchecked(2 * (row * blocks + b) + 1);
+                for r in 0..R {
+                    let p = if Q::SIGNED { S::dot_i8i8(wv[r], a) } else { S::dot_u8i8(wv[r], a) };
+                    let s = if Q::HALVES { S::halves(sc[r] * da, sc[R + r] * da) } else { S::splat(sc[r] * da) };
+                    acc[t][r] = S::fma(S::cvt(p), s, acc[t][r]);
+                    if Q::HALVES {
+                        macc[t][r] -= 32.0 * (sc[r] * hlo + sc[R + r] * hhi);
+                    } else if !Q::SIGNED {
+                        macc[t][r] += sc[R + r] * (hlo + hhi);
+                    }
+                }
+            }
+        }
+        let rows = (w.n - g * R).min(R);
+        for t in 0..T {
+            for r in 0..rows {
+                *out.add((t0 + t) * ldo + g * R + r) = S::hsum(acc[t][r]) + macc[t][r];
+            }
+        }
+    }
+}
+
+#[inline(always)]
+unsafe fn groups_for<S: Simd, Q: Quants>(w: &Packed, x: &Q8Rows, g0: usize, g1: usize, out: *mut f32) {
+    const TILE: usize = 4;
+    let rows = x.rows;
+    for g in g0..g1 {
+        let mut t = 0;
+        while t + TILE <= rows {
+            unsafe { tile::<S, Q, TILE>(w, g, x, t, out, w.n) };
+            t += TILE;
+        }
+        while t < rows {
+            unsafe { tile::<S, Q, 1>(w, g, x, t, out, w.n) };
+            t += 1;
+        }
+    }
+}
+
+/// Rows `4 * g0 .. 4 * g1` of `out = x * w^T` (`out` is `[x.rows, w.n]`).
+///
+/// # Safety
+/// The instruction set `S` must be available; `out` holds `x.rows * w.n` values and no
+/// other thread writes the same groups.
+#[inline(always)]
+pub unsafe fn matmul_groups<S: Simd>(w: &Packed, x: &Q8Rows, g0: usize, g1: usize, out: *mut f32) {
+    unsafe {
+        match w.layout {
+            Layout::U4 => groups_for::<S, U4>(w, x, g0, g1, out),
+            Layout::U5 => groups_for::<S, U5>(w, x, g0, g1, out),
+            Layout::U6 => groups_for::<S, U6>(w, x, g0, g1, out),
+            Layout::I8 => groups_for::<S, I8>(w, x, g0, g1, out),
+        }
+    }
+}
+
+/// `sum a[i] * b[i]` in f32 with 8-lane FMAs.
+///
+/// # Safety
+/// The instruction set `S` must be available.
+#[inline(always)]
+pub unsafe fn dot_f32<S: Simd>(a: &[f32], b: &[f32]) -> f32 {
+    let n = a.len().min(b.len());
+    let mut i = 0;
+    unsafe {
+        let (mut s0, mut s1) = (S::splat(0.0), S::splat(0.0));
+        while i + 16 <= n {
+            s0 = S::fma(S::load_f(a.as_ptr().add(i)), S::load_f(b.as_ptr().add(i)), s0);
+            s1 = S::fma(S::load_f(a.as_ptr().add(i + 8)), S::load_f(b.as_ptr().add(i + 8)), s1);
+            i += 16;
+        }
+        if i + 8 <= n {
+            s0 = S::fma(S::load_f(a.as_ptr().add(i)), S::load_f(b.as_ptr().add(i)), s0);
+            i += 8;
+        }
+        let mut s = S::hsum(S::add(s0, s1));
+        while i < n {
+            s += a[i] * b[i];
+            i += 1;
+        }
+        s
+    }
+}
+
+/// `y += p * x`.
+///
+/// # Safety
+/// The instruction set `S` must be available.
+#[inline(always)]
+pub unsafe fn axpy<S: Simd>(y: &mut [f32], p: f32, x: &[f32]) {
+    let n = y.len().min(x.len());
+    let mut i = 0;
+    unsafe {
+        let pv = S::splat(p);
+        while i + 8 <= n {
+            let yp = y.as_mut_ptr().add(i);
+            S::store_f(yp, S::fma(pv, S::load_f(x.as_ptr().add(i)), S::load_f(yp)));
+            i += 8;
+        }
+    }
+    while i < n {
+        y[i] += p * x[i];
+        i += 1;
+    }
+}
+
+/// `y *= c`.
+#[inline(always)]
+pub unsafe fn scale<S: Simd>(y: &mut [f32], c: f32) {
+    let n = y.len();
+    let mut i = 0;
+    unsafe {
+        let cv = S::splat(c);
+        while i + 8 <= n {
+            let yp = y.as_mut_ptr().add(i);
+            S::store_f(yp, S::mul(cv, S::load_f(yp)));
+            i += 8;
+        }
+    }
+    while i < n {
+        y[i] *= c;
+        i += 1;
+    }
+}
+
+/// Attention for one (token, head): `q` (`hd` values) over cache rows `first..=last` of
+/// `k`/`v` (row stride `ks`/`vs`, this kv head at `koff`/`voff`), keys in blocks with an
+/// online softmax (running max and sum, the output rescaled when the max grows), so any
+/// cache length runs in a fixed scratch of `scores` (at least `KEY_BLOCK` values).
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+pub unsafe fn attend_one<S: Simd>(
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    (ks, koff, vs, voff): (usize, usize, usize, usize),
+    (first, last): (usize, usize),
+    scale_qk: f32,
+    softcap: Option<f32>,
+    scores: &mut [f32],
+    out: &mut [f32],
+) {
+    let hd = q.len();
+    let hdv = out.len();
+    out.iter_mut().for_each(|o| *o = 0.0);
+    let mut max = f32::NEG_INFINITY;
+    let mut sum = 0f32;
+    let mut j0 = first;
+    while j0 <= last {
+        let j1 = (j0 + KEY_BLOCK - 1).min(last);
+        let mut bmax = f32::NEG_INFINITY;
+        for j in j0..=j1 {
+            let kr = &k[j * ks + koff..j * ks + koff + hd];
+            let mut x = unsafe { dot_f32::<S>(q, kr) } * scale_qk;
+            if let Some(cap) = softcap {
+                x = cap * (x / cap).tanh();
+            }
+            scores[j - j0] = x;
+            bmax = bmax.max(x);
+        }
+        if bmax > max {
+            let c = (max - bmax).exp();
+            sum *= c;
+            unsafe { scale::<S>(out, c) };
+            max = bmax;
+        }
+        for j in j0..=j1 {
+            let p = (scores[j - j0] - max).exp();
+            sum += p;
+            let vr = &v[j * vs + voff..j * vs + voff + hdv];
+            unsafe { axpy::<S>(out, p, vr) };
+        }
+        j0 = j1 + 1;
+    }
+    let inv = 1.0 / sum;
+    unsafe { scale::<S>(out, inv) };
+}
+
+/// Keys per online-softmax block.
+pub const KEY_BLOCK: usize = 64;

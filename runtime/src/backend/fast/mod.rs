@@ -1,0 +1,616 @@
+//! The fast CPU backend (`--backend cpu`): integer dot products on weights repacked once
+//! at load, activations quantised once per matmul input and shared by every projection
+//! that reads it (Q/K/V, gate/up), one kernel source over a small instruction-set
+//! abstraction ([`simd::Simd`]) chosen once at start-up, and a persistent thread pool.
+//! The plain reference backend (`backend::cpu`, `--backend ref`) stays the ground truth:
+//! the op harness compares this one against it.
+//!
+//! What it computes differently from the reference, and why the difference is bounded:
+//! matmul inputs are rounded to 8 bits per 32 values (as llama.cpp's Q8_0/Q8_1 dot
+//! products do); K-quant sub-block scales are held as f16 (see `repack.rs`); attention
+//! and f32 dot products sum in a different order. Everything else (norms, RoPE, copies,
+//! activations, top-k) is the reference's arithmetic.
+
+pub mod kernels;
+pub mod pool;
+pub mod repack;
+pub mod simd;
+#[cfg(target_arch = "x86_64")]
+pub mod simd_x86;
+
+use std::cell::RefCell;
+
+use super::{need, AttnArgs, BResult, Backend, BackendError, RopeArgs};
+use crate::model::config::{Activation, RopeStyle};
+use crate::quant::dequant::dequantize;
+use crate::quant::DType;
+use kernels::Q8Rows;
+use pool::Pool;
+use repack::{Layout, Packed, R};
+use simd::{Scalar, Simd};
+
+/// The instruction sets the kernels are built for, best first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Isa {
+    /// AVX-512 VNNI on 256-bit registers (`vpdpbusd`), with AVX2/FMA/F16C.
+    Avx512Vnni,
+    /// AVX2 + FMA + F16C.
+    Avx2,
+    /// Portable code (whatever the compiler vectorises it to).
+    Scalar,
+}
+
+impl Isa {
+    pub fn name(self) -> &'static str {
+        match self {
+            Isa::Avx512Vnni => "avx512-vnni",
+            Isa::Avx2 => "avx2",
+            Isa::Scalar => "scalar",
+        }
+    }
+
+    /// Whether this CPU has the instruction set.
+    pub fn available(self) -> bool {
+        match self {
+            Isa::Scalar => true,
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") && std::is_x86_feature_detected!("f16c"),
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512Vnni => Isa::Avx2.available() && std::is_x86_feature_detected!("avx512f") && std::is_x86_feature_detected!("avx512vl") && std::is_x86_feature_detected!("avx512vnni"),
+            #[cfg(not(target_arch = "x86_64"))]
+            _ => false,
+        }
+    }
+
+    /// Every instruction set this CPU has, best first.
+    pub fn all_available() -> Vec<Isa> {
+        [Isa::Avx512Vnni, Isa::Avx2, Isa::Scalar].into_iter().filter(|i| i.available()).collect()
+    }
+
+    /// The best available, or the one `STRATA_CPU_ISA` names (`avx512-vnni`, `avx2`,
+    /// `scalar`) when this CPU has it: lower ones can be forced for tests and comparisons.
+    pub fn detect() -> Result<Isa, BackendError> {
+        let best = Isa::all_available()[0];
+        match std::env::var("STRATA_CPU_ISA") {
+            Ok(name) if !name.is_empty() => {
+                let all = [Isa::Avx512Vnni, Isa::Avx2, Isa::Scalar];
+                let Some(isa) = all.into_iter().find(|i| i.name() == name) else {
+                    return Err(BackendError::Unsupported { backend: "cpu".into(), what: format!("STRATA_CPU_ISA={name} (known: avx512-vnni, avx2, scalar)") });
+                };
+                if !isa.available() {
+                    return Err(BackendError::Unsupported { backend: "cpu".into(), what: format!("STRATA_CPU_ISA={name}: this CPU lacks it") });
+                }
+                Ok(isa)
+            }
+            _ => Ok(best),
+        }
+    }
+}
+
+/// A kernel invocation over chunks, instantiated per instruction set.
+trait Job: Sync {
+    /// # Safety
+    /// `S` must be available on this CPU.
+    unsafe fn run<S: Simd>(&self, chunk: usize);
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn run_avx2<J: Job>(j: &J, c: usize) {
+    unsafe { j.run::<simd_x86::Avx2>(c) }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512vl,avx512vnni")]
+unsafe fn run_avx512<J: Job>(j: &J, c: usize) {
+    unsafe { j.run::<simd_x86::Avx512Vnni>(c) }
+}
+
+fn dispatch<J: Job>(isa: Isa, j: &J, c: usize) {
+    // SAFETY: `isa` was checked with `Isa::available` when the backend was made.
+    unsafe {
+        match isa {
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512Vnni => run_avx512(j, c),
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => run_avx2(j, c),
+            _ => j.run::<Scalar>(c),
+        }
+    }
+}
+
+/// A raw pointer that chunks of one job write through, each to its own rows.
+#[derive(Clone, Copy)]
+struct Out(*mut f32);
+// SAFETY: every job writes disjoint ranges through it and `Pool::run` joins before the
+// buffer is used again.
+unsafe impl Sync for Out {}
+unsafe impl Send for Out {}
+
+/// An f32 activation buffer and, once it has been a matmul input, its 8-bit quantised
+/// copy (valid until the buffer is written again: every op that takes it `&mut` drops it).
+#[derive(Debug, Default)]
+pub struct FastBuf {
+    data: Vec<f32>,
+    q8: RefCell<Option<Q8Rows>>,
+    q8_valid: std::cell::Cell<bool>,
+}
+
+impl FastBuf {
+    fn new(data: Vec<f32>) -> Self {
+        FastBuf { data, q8: RefCell::new(None), q8_valid: std::cell::Cell::new(false) }
+    }
+    /// The values, for writing: the quantised copy is stale from here on.
+    fn w(&mut self) -> &mut Vec<f32> {
+        self.q8_valid.set(false);
+        &mut self.data
+    }
+    pub fn len(&self) -> usize {
+        self.data.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.data.is_empty()
+    }
+}
+
+/// A weight as the fast backend holds it.
+#[derive(Clone, Debug)]
+pub enum FastWeight {
+    /// Quantised: repacked for the integer kernels.
+    Packed(Packed),
+    /// F32/F16/BF16 in their file bytes; vectors (norms, biases) also as f32.
+    Raw { dtype: DType, rows: usize, cols: usize, bytes: Vec<u8>, f32: Option<Vec<f32>> },
+}
+
+impl FastWeight {
+    pub fn rows(&self) -> usize {
+        match self {
+            FastWeight::Packed(p) => p.n,
+            FastWeight::Raw { rows, .. } => *rows,
+        }
+    }
+    pub fn cols(&self) -> usize {
+        match self {
+            FastWeight::Packed(p) => p.k,
+            FastWeight::Raw { cols, .. } => *cols,
+        }
+    }
+    pub fn dtype(&self) -> DType {
+        match self {
+            FastWeight::Packed(p) => p.dtype,
+            FastWeight::Raw { dtype, .. } => *dtype,
+        }
+    }
+    /// Row `r` as f32 (`cols` values).
+    fn row_f32(&self, r: usize, out: &mut [f32]) {
+        match self {
+            FastWeight::Packed(p) => p.row_f32(r, out),
+            FastWeight::Raw { dtype, cols, bytes, f32, .. } => match f32 {
+                Some(v) => out.copy_from_slice(&v[r * cols..(r + 1) * cols]),
+                None => {
+                    let rb = dtype.row_bytes(*cols as u64).unwrap_or(0) as usize;
+                    let _ = dequantize(*dtype, &bytes[r * rb..(r + 1) * rb], out);
+                }
+            },
+        }
+    }
+    /// All values as f32, for vectors (norm weights, biases): cached when uploaded.
+    fn vector(&self) -> std::borrow::Cow<'_, [f32]> {
+        match self {
+            FastWeight::Raw { f32: Some(v), .. } => std::borrow::Cow::Borrowed(v),
+            _ => {
+                let (rows, cols) = (self.rows(), self.cols());
+                let mut v = vec![0f32; rows * cols];
+                for (r, o) in v.chunks_exact_mut(cols.max(1)).enumerate() {
+                    self.row_f32(r, o);
+                }
+                std::borrow::Cow::Owned(v)
+            }
+        }
+    }
+}
+
+/// The fast CPU backend.
+#[derive(Debug)]
+pub struct FastCpuBackend {
+    isa: Isa,
+    pool: Pool,
+}
+
+impl FastCpuBackend {
+    /// All cores (natively), the best instruction set (or `STRATA_CPU_ISA`).
+    pub fn new() -> BResult<Self> {
+        #[cfg(target_arch = "wasm32")]
+        let threads = 1;
+        #[cfg(not(target_arch = "wasm32"))]
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        Self::with_threads(threads)
+    }
+
+    pub fn with_threads(threads: usize) -> BResult<Self> {
+        Ok(FastCpuBackend { isa: Isa::detect()?, pool: Pool::new(threads) })
+    }
+
+    /// A given instruction set (tests compare every available one).
+    pub fn with_isa(threads: usize, isa: Isa) -> BResult<Self> {
+        if !isa.available() {
+            return Err(BackendError::Unsupported { backend: "cpu".into(), what: format!("instruction set {}", isa.name()) });
+        }
+        Ok(FastCpuBackend { isa, pool: Pool::new(threads) })
+    }
+
+    pub fn isa(&self) -> Isa {
+        self.isa
+    }
+
+    pub fn threads(&self) -> usize {
+        self.pool.threads()
+    }
+
+    /// Chunks for `units` of work: a few per thread so that uneven cores balance.
+    fn chunks(&self, units: usize) -> usize {
+        units.min(self.pool.threads() * 4).max(1)
+    }
+
+    fn make_weight(&self, dtype: DType, rows: usize, cols: usize, bytes: &[u8], storage: Vec<u8>) -> BResult<FastWeight> {
+        if !dtype.is_supported_weight() {
+            return Err(BackendError::Unsupported { backend: self.name(), what: format!("weights of dtype {dtype}") });
+        }
+        let row_bytes = dtype.row_bytes(cols as u64).ok_or_else(|| BackendError::Shape { op: "upload_weight", message: format!("{cols} columns are not whole {dtype} blocks") })? as usize;
+        need("upload_weight", "weight bytes", bytes.len(), row_bytes * rows)?;
+        let bytes = &bytes[..row_bytes * rows];
+        if Layout::of(dtype).is_some() && cols % 32 == 0 {
+            return self.pack(dtype, rows, cols, bytes, storage).map(FastWeight::Packed);
+        }
+        let mut own = storage;
+        own.clear();
+        own.extend_from_slice(bytes);
+        // Vectors (norm weights, biases) are also kept as f32: read at every step.
+        let f32 = if rows == 1 || cols == 1 {
+            let mut v = vec![0f32; rows * cols];
+            let _ = dequantize(dtype, bytes, &mut v);
+            Some(v)
+        } else {
+            None
+        };
+        Ok(FastWeight::Raw { dtype, rows, cols, bytes: own, f32 })
+    }
+
+    /// Repacks on the pool, groups of rows in parallel.
+    fn pack(&self, dtype: DType, rows: usize, cols: usize, bytes: &[u8], storage: Vec<u8>) -> BResult<Packed> {
+        let groups = rows.div_ceil(R);
+        let chunks = self.chunks(groups);
+        let per = groups.div_ceil(chunks);
+        let row_bytes = bytes.len() / rows.max(1);
+        let parts: Vec<std::sync::Mutex<Option<Result<Packed, repack::PackError>>>> = (0..chunks).map(|_| std::sync::Mutex::new(None)).collect();
+        self.pool.run(chunks, &|c| {
+            let (g0, g1) = ((c * per).min(groups), ((c + 1) * per).min(groups));
+            let (r0, r1) = ((g0 * R).min(rows), (g1 * R).min(rows));
+            let p = Packed::pack(dtype, r1 - r0, cols, &bytes[r0 * row_bytes..r1 * row_bytes], Vec::new());
+            *parts[c].lock().unwrap_or_else(|e| e.into_inner()) = Some(p);
+        });
+        let mut data = storage;
+        data.clear();
+        let mut first_row = 0;
+        for (c, part) in parts.into_iter().enumerate() {
+            match part.into_inner().unwrap_or_else(|e| e.into_inner()) {
+                Some(Ok(p)) => {
+                    data.extend_from_slice(&p.data);
+                    first_row += p.n;
+                }
+                Some(Err(repack::PackError::ScaleRange { row, block, value })) => {
+                    return Err(BackendError::Unsupported {
+                        backend: self.name(),
+                        what: format!("{dtype} weight row {} block {block}: scale {value:e} is beyond f16 once multiplied out (use --backend ref)", c * per * R + row),
+                    })
+                }
+                None => {}
+            }
+        }
+        debug_assert_eq!(first_row, rows);
+        Ok(Packed { layout: Layout::of(dtype).expect("packable"), dtype, n: rows, k: cols, blocks: cols / 32, data })
+    }
+
+    /// Quantises `rows` rows of `x` (`k` values each) unless its quantised copy is current.
+    fn quantize(&self, x: &FastBuf, rows: usize, k: usize) {
+        if x.q8_valid.get() {
+            if let Some(q) = x.q8.borrow().as_ref() {
+                if q.rows == rows && q.k == k {
+                    return;
+                }
+            }
+        }
+        let mut slot = x.q8.borrow_mut();
+        let q = slot.get_or_insert_with(Q8Rows::default);
+        q.reset(rows, k);
+        struct Quant<'a> {
+            x: &'a [f32],
+            k: usize,
+            per: usize,
+            rows: usize,
+            qs: Out,
+            d: Out,
+            hs: Out,
+        }
+        impl Job for Quant<'_> {
+            #[inline(always)]
+            unsafe fn run<S: Simd>(&self, c: usize) {
+                for t in c * self.per..((c + 1) * self.per).min(self.rows) {
+                    unsafe { kernels::quantize_row::<S>(&self.x[t * self.k..(t + 1) * self.k], t, self.qs.0 as *mut i8, self.d.0, self.hs.0) };
+                }
+            }
+        }
+        let chunks = if rows >= 8 { self.chunks(rows) } else { 1 };
+        let job = Quant { x: &x.data, k, per: rows.div_ceil(chunks), rows, qs: Out(q.qs.as_mut_ptr() as *mut f32), d: Out(q.d.as_mut_ptr()), hs: Out(q.hs.as_mut_ptr()) };
+        self.pool.run(chunks, &|c| dispatch(self.isa, &job, c));
+        x.q8_valid.set(true);
+    }
+}
+
+thread_local! {
+    /// Per-thread scratch: a dequantised weight row (float weights) or attention scores.
+    static SCRATCH: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
+
+impl Backend for FastCpuBackend {
+    type Buf = FastBuf;
+    type Weight = FastWeight;
+
+    fn name(&self) -> String {
+        format!("cpu ({} threads, {})", self.pool.threads(), self.isa.name())
+    }
+
+    fn supports(&self, dtype: DType) -> bool {
+        dtype.is_supported_weight()
+    }
+
+    fn upload_weight(&self, dtype: DType, rows: usize, cols: usize, bytes: &[u8]) -> BResult<FastWeight> {
+        self.make_weight(dtype, rows, cols, bytes, Vec::new())
+    }
+
+    fn write_weight(&self, w: &mut FastWeight, dtype: DType, rows: usize, cols: usize, bytes: &[u8]) -> BResult<()> {
+        let storage = match std::mem::replace(w, FastWeight::Raw { dtype, rows: 0, cols: 0, bytes: Vec::new(), f32: None }) {
+            FastWeight::Packed(p) => p.data,
+            FastWeight::Raw { bytes, .. } => bytes,
+        };
+        *w = self.make_weight(dtype, rows, cols, bytes, storage)?;
+        Ok(())
+    }
+
+    fn alloc(&self, len: usize) -> BResult<FastBuf> {
+        Ok(FastBuf::new(vec![0f32; len]))
+    }
+
+    fn upload(&self, data: &[f32]) -> BResult<FastBuf> {
+        Ok(FastBuf::new(data.to_vec()))
+    }
+
+    async fn read(&self, buf: &FastBuf, offset: usize, len: usize) -> BResult<Vec<f32>> {
+        need("read", "buffer", buf.data.len(), offset + len)?;
+        Ok(buf.data[offset..offset + len].to_vec())
+    }
+
+    fn embed(&self, table: &FastWeight, ids: &[u32], scale: f32, out: &mut FastBuf) -> BResult<()> {
+        let cols = table.cols();
+        need("embed", "output", out.len(), ids.len() * cols)?;
+        super::check_token_ids(ids, table.rows())?;
+        let out = out.w();
+        for (t, &id) in ids.iter().enumerate() {
+            let row = &mut out[t * cols..(t + 1) * cols];
+            table.row_f32(id as usize, row);
+            row.iter_mut().for_each(|x| *x *= scale);
+        }
+        Ok(())
+    }
+
+    fn rms_norm(&self, x: &FastBuf, rows: usize, cols: usize, w: &FastWeight, eps: f32, w_offset: f32, out: &mut FastBuf) -> BResult<()> {
+        need("rms_norm", "input", x.len(), rows * cols)?;
+        need("rms_norm", "output", out.len(), rows * cols)?;
+        if w.rows() * w.cols() != cols {
+            return Err(BackendError::Shape { op: "rms_norm", message: format!("weight has {} values, rows have {cols}", w.rows() * w.cols()) });
+        }
+        let weight = w.vector();
+        let out = out.w();
+        for r in 0..rows {
+            let xr = &x.data[r * cols..(r + 1) * cols];
+            let ms = xr.iter().map(|v| v * v).sum::<f32>() / cols as f32;
+            let inv = 1.0 / (ms + eps).sqrt();
+            for ((o, v), g) in out[r * cols..(r + 1) * cols].iter_mut().zip(xr).zip(weight.iter()) {
+                *o = v * inv * (g + w_offset);
+            }
+        }
+        Ok(())
+    }
+
+    fn matmul(&self, x: &FastBuf, rows: usize, w: &FastWeight, out: &mut FastBuf) -> BResult<()> {
+        let (n, k) = (w.rows(), w.cols());
+        need("matmul", "input", x.len(), rows * k)?;
+        need("matmul", "output", out.len(), rows * n)?;
+        let o = Out(out.w().as_mut_ptr());
+        match w {
+            FastWeight::Packed(p) => {
+                self.quantize(x, rows, k);
+                let q8 = x.q8.borrow();
+                let q8 = q8.as_ref().expect("quantised above");
+                struct Mm<'a> {
+                    w: &'a Packed,
+                    x: &'a Q8Rows,
+                    per: usize,
+                    groups: usize,
+                    out: Out,
+                }
+                impl Job for Mm<'_> {
+                    #[inline(always)]
+                    unsafe fn run<S: Simd>(&self, c: usize) {
+                        let (g0, g1) = ((c * self.per).min(self.groups), ((c + 1) * self.per).min(self.groups));
+                        unsafe { kernels::matmul_groups::<S>(self.w, self.x, g0, g1, self.out.0) };
+                    }
+                }
+                let groups = n.div_ceil(R);
+                let chunks = self.chunks(groups);
+                let job = Mm { w: p, x: q8, per: groups.div_ceil(chunks), groups, out: o };
+                self.pool.run(chunks, &|c| dispatch(self.isa, &job, c));
+            }
+            FastWeight::Raw { .. } => {
+                struct MmF<'a> {
+                    w: &'a FastWeight,
+                    x: &'a [f32],
+                    rows: usize,
+                    n: usize,
+                    k: usize,
+                    per: usize,
+                    out: Out,
+                }
+                impl Job for MmF<'_> {
+                    #[inline(always)]
+                    unsafe fn run<S: Simd>(&self, c: usize) {
+                        SCRATCH.with(|s| {
+                            let mut s = s.borrow_mut();
+                            s.resize(self.k, 0.0);
+                            for j in c * self.per..((c + 1) * self.per).min(self.n) {
+                                self.w.row_f32(j, &mut s);
+                                for r in 0..self.rows {
+                                    let v = unsafe { kernels::dot_f32::<S>(&self.x[r * self.k..(r + 1) * self.k], &s) };
+                                    unsafe { *self.out.0.add(r * self.n + j) = v };
+                                }
+                            }
+                        });
+                    }
+                }
+                let chunks = self.chunks(n);
+                let job = MmF { w, x: &x.data, rows, n, k, per: n.div_ceil(chunks), out: o };
+                self.pool.run(chunks, &|c| dispatch(self.isa, &job, c));
+            }
+        }
+        Ok(())
+    }
+
+    fn add_bias(&self, x: &mut FastBuf, rows: usize, b: &FastWeight) -> BResult<()> {
+        let bias = b.vector();
+        need("add_bias", "input", x.len(), rows * bias.len())?;
+        if bias.is_empty() {
+            return Ok(());
+        }
+        for row in x.w()[..rows * bias.len()].chunks_exact_mut(bias.len()) {
+            row.iter_mut().zip(bias.iter()).for_each(|(v, b)| *v += b);
+        }
+        Ok(())
+    }
+
+    fn rope(&self, x: &mut FastBuf, heads: usize, head_dim: usize, a: &RopeArgs) -> BResult<()> {
+        let tokens = a.positions.len();
+        need("rope", "input", x.len(), tokens * heads * head_dim)?;
+        let half = a.check(head_dim)?;
+        let x = x.w();
+        for (t, &pos) in a.positions.iter().enumerate() {
+            for (i, &f) in a.inv_freq.iter().enumerate() {
+                // The reference's arithmetic, once per (token, pair) for all heads.
+                let (sin, cos) = (pos as f32 * f).sin_cos();
+                let (cos, sin) = (cos * a.mscale, sin * a.mscale);
+                let (i0, i1) = match a.style {
+                    RopeStyle::Normal => (2 * i, 2 * i + 1),
+                    RopeStyle::Neox => (i, i + half),
+                };
+                for h in 0..heads {
+                    let v = &mut x[(t * heads + h) * head_dim..(t * heads + h + 1) * head_dim];
+                    let (x0, x1) = (v[i0], v[i1]);
+                    v[i0] = x0 * cos - x1 * sin;
+                    v[i1] = x0 * sin + x1 * cos;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn copy_rows(&self, dst: &mut FastBuf, dst_row: usize, src: &FastBuf, src_row: usize, rows: usize, width: usize) -> BResult<()> {
+        super::check_copy_rows(dst.len(), dst_row, src.len(), src_row, rows, width)?;
+        dst.w()[dst_row * width..(dst_row + rows) * width].copy_from_slice(&src.data[src_row * width..(src_row + rows) * width]);
+        Ok(())
+    }
+
+    fn copy_cols(&self, dst: &mut FastBuf, src: &FastBuf, rows: usize, src_width: usize, col: usize, cols: usize) -> BResult<()> {
+        super::check_copy_cols(dst.len(), src.len(), rows, src_width, col, cols)?;
+        let d = dst.w();
+        for r in 0..rows {
+            d[r * cols..(r + 1) * cols].copy_from_slice(&src.data[r * src_width + col..r * src_width + col + cols]);
+        }
+        Ok(())
+    }
+
+    fn attention(&self, q: &FastBuf, k: &FastBuf, v: &FastBuf, a: &AttnArgs, out: &mut FastBuf) -> BResult<()> {
+        a.check(q.len(), k.len(), v.len(), out.len())?;
+        struct Att<'a> {
+            q: &'a [f32],
+            k: &'a [f32],
+            v: &'a [f32],
+            a: &'a AttnArgs,
+            per: usize,
+            out: Out,
+        }
+        impl Job for Att<'_> {
+            #[inline(always)]
+            unsafe fn run<S: Simd>(&self, c: usize) {
+                let a = self.a;
+                let (hd, hdv) = (a.head_dim, a.head_dim_v);
+                let group = a.n_heads / a.n_kv_heads;
+                let total = a.tokens * a.n_heads;
+                SCRATCH.with(|s| {
+                    let mut scores = s.borrow_mut();
+                    scores.resize(kernels::KEY_BLOCK, 0.0);
+                    for item in c * self.per..((c + 1) * self.per).min(total) {
+                        let (t, h) = (item / a.n_heads, item % a.n_heads);
+                        let pos = a.past + t;
+                        let first = a.window.map_or(0, |w| (pos + 1).saturating_sub(w));
+                        let kvh = h / group;
+                        let qv = &self.q[(t * a.n_heads + h) * hd..(t * a.n_heads + h + 1) * hd];
+                        // SAFETY: each (token, head) writes its own output slice.
+                        let o = unsafe { std::slice::from_raw_parts_mut(self.out.0.add((t * a.n_heads + h) * hdv), hdv) };
+                        let strides = (a.n_kv_heads * hd, kvh * hd, a.n_kv_heads * hdv, kvh * hdv);
+                        unsafe { kernels::attend_one::<S>(qv, self.k, self.v, strides, (first, pos), a.scale, a.softcap, &mut scores, o) };
+                    }
+                });
+            }
+        }
+        let total = a.tokens * a.n_heads;
+        let chunks = self.chunks(total);
+        let job = Att { q: &q.data, k: &k.data, v: &v.data, a, per: total.div_ceil(chunks), out: Out(out.w().as_mut_ptr()) };
+        self.pool.run(chunks, &|c| dispatch(self.isa, &job, c));
+        Ok(())
+    }
+
+    fn gated(&self, gate: &FastBuf, up: &FastBuf, n: usize, act: Activation, out: &mut FastBuf) -> BResult<()> {
+        need("gated", "gate", gate.len(), n)?;
+        need("gated", "up", up.len(), n)?;
+        need("gated", "output", out.len(), n)?;
+        for ((o, &g), &u) in out.w().iter_mut().zip(&gate.data).zip(&up.data).take(n) {
+            let a = match act {
+                Activation::Silu => g / (1.0 + (-g).exp()),
+                Activation::GeluTanh => {
+                    const SQRT_2_OVER_PI: f32 = 0.797_884_6;
+                    0.5 * g * (1.0 + (SQRT_2_OVER_PI * (g + 0.044715 * g * g * g)).tanh())
+                }
+            };
+            *o = a * u;
+        }
+        Ok(())
+    }
+
+    fn add(&self, x: &mut FastBuf, y: &FastBuf, n: usize) -> BResult<()> {
+        need("add", "x", x.len(), n)?;
+        need("add", "y", y.len(), n)?;
+        x.w()[..n].iter_mut().zip(&y.data[..n]).for_each(|(a, b)| *a += b);
+        Ok(())
+    }
+
+    fn softcap(&self, x: &mut FastBuf, n: usize, cap: f32) -> BResult<()> {
+        need("softcap", "x", x.len(), n)?;
+        x.w()[..n].iter_mut().for_each(|v| *v = cap * (*v / cap).tanh());
+        Ok(())
+    }
+
+    async fn top_k(&self, x: &FastBuf, n: usize, k: usize) -> BResult<Vec<(u32, f32)>> {
+        need("top_k", "input", x.len(), n)?;
+        super::check_top_k(k)?;
+        Ok(crate::sampler::top_k(&x.data[..n], k).into_iter().map(|i| (i as u32, x.data[i])).collect())
+    }
+}

@@ -1,0 +1,281 @@
+//! Weights repacked once at load for the integer kernels.
+//!
+//! Every quantised compute dtype is decoded, without loss, to per-32-value sub-blocks of
+//! small integers with a scale and a min (`x = s * q + m`), and stored in one of four
+//! layouts. Rows are interleaved by groups of [`R`]: a group-block holds sub-block `b` of
+//! the group's `R` rows, quants first, then 8 f16 scale words, so the kernel streams one
+//! contiguous array and one activation block feeds `R` rows.
+//!
+//! | layout | from | quants per row | scale words | bits/weight |
+//! |---|---|---|---|---|
+//! | U4 | Q4_0, Q4_1, Q4_K | 16 B nibbles (0..16) | s[R], m[R] | 5 |
+//! | U5 | Q5_0, Q5_1, Q5_K | nibbles + 4 B of 5th bits | s[R], m[R] | 6 |
+//! | U6 | Q6_K | nibbles + 2 x 4 B bit planes | s_lo[R], s_hi[R] (per 16 values; m = -32 s) | 7 |
+//! | I8 | Q8_0 | 32 B signed | s[R], 0[R] | 9 |
+//!
+//! Scales are f16, as in the files: Q4_0/Q4_1/Q5_0/Q5_1/Q8_0 scales and mins (`-8 d`,
+//! `-16 d`) are exact; K-quant sub-block scales `d * sc` are rounded to f16 (relative error
+//! at most 2^-11, far below the 8-bit activation error; a product past f16's range is a
+//! typed error, never an infinity). F32/F16/BF16 weights stay as they are (`Raw`).
+
+use half::f16;
+
+use crate::quant::DType;
+
+/// Rows per interleaved group.
+pub const R: usize = 4;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Layout {
+    U4,
+    U5,
+    U6,
+    I8,
+}
+
+impl Layout {
+    pub fn of(dtype: DType) -> Option<Layout> {
+        Some(match dtype {
+            DType::Q4_0 | DType::Q4_1 | DType::Q4K => Layout::U4,
+            DType::Q5_0 | DType::Q5_1 | DType::Q5K => Layout::U5,
+            DType::Q6K => Layout::U6,
+            DType::Q8_0 => Layout::I8,
+            _ => return None,
+        })
+    }
+    /// Bytes of quants per row in a group-block.
+    pub const fn quant_bytes(self) -> usize {
+        match self {
+            Layout::U4 => 16,
+            Layout::U5 => 20,
+            Layout::U6 => 24,
+            Layout::I8 => 32,
+        }
+    }
+    /// Bytes of one group-block: `R` rows of quants, then 8 f16 scale words.
+    pub const fn group_block(self) -> usize {
+        R * self.quant_bytes() + 16
+    }
+}
+
+/// One sub-block of 32 values decoded from a file block.
+#[derive(Clone, Copy, Debug, Default)]
+struct Sub {
+    /// 0..=63 unsigned (U layouts) or the signed byte (I8).
+    q: [u8; 32],
+    s_lo: f32,
+    s_hi: f32,
+    m: f32,
+}
+
+fn f16_at(b: &[u8], i: usize) -> f32 {
+    f16::from_le_bytes([b[i], b[i + 1]]).to_f32()
+}
+
+fn scale_min_k4(j: usize, q: &[u8]) -> (f32, f32) {
+    let (sc, m) = if j < 4 {
+        (q[j] & 63, q[j + 4] & 63)
+    } else {
+        ((q[j + 4] & 0x0f) | ((q[j - 4] >> 6) << 4), (q[j + 4] >> 4) | ((q[j] >> 6) << 4))
+    };
+    (f32::from(sc), f32::from(m))
+}
+
+/// Decodes the file block `b` of `dtype` into its 32-value sub-blocks.
+fn decode(dtype: DType, b: &[u8], out: &mut [Sub]) {
+    match dtype {
+        DType::Q8_0 => {
+            let d = f16_at(b, 0);
+            out[0] = Sub { s_lo: d, s_hi: d, m: 0.0, ..Sub::default() };
+            out[0].q.copy_from_slice(&b[2..34]);
+        }
+        DType::Q4_0 | DType::Q4_1 => {
+            let d = f16_at(b, 0);
+            let (m, qs) = if dtype == DType::Q4_0 { (-8.0 * d, &b[2..18]) } else { (f16_at(b, 2), &b[4..20]) };
+            let s = &mut out[0];
+            *s = Sub { s_lo: d, s_hi: d, m, ..Sub::default() };
+            for j in 0..16 {
+                s.q[j] = qs[j] & 0x0f;
+                s.q[j + 16] = qs[j] >> 4;
+            }
+        }
+        DType::Q5_0 | DType::Q5_1 => {
+            let d = f16_at(b, 0);
+            let (m, qh, qs) = if dtype == DType::Q5_0 { (-16.0 * d, &b[2..6], &b[6..22]) } else { (f16_at(b, 2), &b[4..8], &b[8..24]) };
+            let qh = u32::from_le_bytes([qh[0], qh[1], qh[2], qh[3]]);
+            let s = &mut out[0];
+            *s = Sub { s_lo: d, s_hi: d, m, ..Sub::default() };
+            for j in 0..16 {
+                s.q[j] = (qs[j] & 0x0f) | ((((qh >> j) & 1) as u8) << 4);
+                s.q[j + 16] = (qs[j] >> 4) | ((((qh >> (j + 16)) & 1) as u8) << 4);
+            }
+        }
+        DType::Q4K | DType::Q5K => {
+            let (d, dmin) = (f16_at(b, 0), f16_at(b, 2));
+            let scales = &b[4..16];
+            let (qh, ql) = if dtype == DType::Q5K { (Some(&b[16..48]), &b[48..176]) } else { (None, &b[16..144]) };
+            for (sb, s) in out.iter_mut().enumerate().take(8) {
+                let (sc, mn) = scale_min_k4(sb, scales);
+                let (chunk, high) = (sb / 2, sb % 2 == 1);
+                *s = Sub { s_lo: d * sc, s_hi: d * sc, m: -dmin * mn, ..Sub::default() };
+                for l in 0..32 {
+                    let byte = ql[32 * chunk + l];
+                    let mut q = if high { byte >> 4 } else { byte & 0x0f };
+                    if let Some(qh) = qh {
+                        if qh[l] & (1u8 << sb) != 0 {
+                            q += 16;
+                        }
+                    }
+                    s.q[l] = q;
+                }
+            }
+        }
+        DType::Q6K => {
+            let d = f16_at(b, 208);
+            // Values 128*half + 32*i + l (i = 0..4) come from ql/qh as in dequant.rs.
+            let mut q = [0u8; 256];
+            for half in 0..2 {
+                let ql = &b[64 * half..64 * half + 64];
+                let qh = &b[128 + 32 * half..128 + 32 * half + 32];
+                for l in 0..32 {
+                    let y = 128 * half + l;
+                    q[y] = (ql[l] & 0x0f) | ((qh[l] & 3) << 4);
+                    q[y + 32] = (ql[l + 32] & 0x0f) | (((qh[l] >> 2) & 3) << 4);
+                    q[y + 64] = (ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4);
+                    q[y + 96] = (ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4);
+                }
+            }
+            let sc = &b[192..208];
+            for (sb, s) in out.iter_mut().enumerate().take(8) {
+                *s = Sub { s_lo: d * f32::from(sc[2 * sb] as i8), s_hi: d * f32::from(sc[2 * sb + 1] as i8), m: 0.0, ..Sub::default() };
+                s.q.copy_from_slice(&q[32 * sb..32 * sb + 32]);
+            }
+        }
+        _ => unreachable!("Layout::of admits only the dtypes above"),
+    }
+}
+
+/// Why a weight cannot be repacked.
+#[derive(Clone, Debug, PartialEq)]
+pub enum PackError {
+    /// A scale or min that is finite in the file overflows f16 once multiplied out.
+    ScaleRange { row: usize, block: usize, value: f32 },
+}
+
+/// A repacked weight `[n, k]`: `groups = ceil(n / R)`, `blocks = k / 32`; rows past `n`
+/// in the last group are zero.
+#[derive(Clone, Debug)]
+pub struct Packed {
+    pub layout: Layout,
+    pub dtype: DType,
+    pub n: usize,
+    pub k: usize,
+    pub blocks: usize,
+    pub data: Vec<u8>,
+}
+
+fn f16_checked(v: f32, row: usize, block: usize) -> Result<[u8; 2], PackError> {
+    let h = f16::from_f32(v);
+    if v.is_finite() && !h.is_finite() {
+        return Err(PackError::ScaleRange { row, block, value: v });
+    }
+    Ok(h.to_le_bytes())
+}
+
+impl Packed {
+    /// Repacks `n` rows of `k` values from the file bytes (`row_bytes` each), reusing
+    /// `storage`'s allocation.
+    pub fn pack(dtype: DType, n: usize, k: usize, src: &[u8], mut storage: Vec<u8>) -> Result<Packed, PackError> {
+        let layout = Layout::of(dtype).expect("packable dtype");
+        let (bvals, bbytes) = dtype.block();
+        let (bvals, bbytes) = (bvals as usize, bbytes as usize);
+        let row_bytes = k / bvals * bbytes;
+        let blocks = k / 32;
+        let groups = n.div_ceil(R);
+        let gb = layout.group_block();
+        storage.clear();
+        storage.resize(groups * blocks * gb, 0);
+        let mut subs = vec![Sub::default(); blocks];
+        for row in 0..n {
+            let src_row = &src[row * row_bytes..(row + 1) * row_bytes];
+            for (fb, chunk) in src_row.chunks_exact(bbytes).enumerate() {
+                decode(dtype, chunk, &mut subs[fb * bvals / 32..(fb + 1) * bvals / 32]);
+            }
+            let (g, r) = (row / R, row % R);
+            for (b, s) in subs.iter().enumerate() {
+                let at = (g * blocks + b) * gb;
+                let dst = &mut storage[at..at + gb];
+                let qb = layout.quant_bytes();
+                let quants = &mut dst[r * qb..(r + 1) * qb];
+                match layout {
+                    Layout::I8 => quants.copy_from_slice(&s.q),
+                    _ => {
+                        for j in 0..16 {
+                            quants[j] = (s.q[j] & 0x0f) | ((s.q[j + 16] & 0x0f) << 4);
+                        }
+                        let plane = |bit: u32| -> [u8; 4] {
+                            let mut w = 0u32;
+                            for (i, &q) in s.q.iter().enumerate() {
+                                w |= u32::from((q >> bit) & 1) << i;
+                            }
+                            w.to_le_bytes()
+                        };
+                        if layout != Layout::U4 {
+                            quants[16..20].copy_from_slice(&plane(4));
+                        }
+                        if layout == Layout::U6 {
+                            quants[20..24].copy_from_slice(&plane(5));
+                        }
+                    }
+                }
+                let words = &mut dst[R * qb..];
+                let (w0, w1) = match layout {
+                    Layout::U6 => (s.s_lo, s.s_hi),
+                    Layout::I8 => (s.s_lo, 0.0),
+                    _ => (s.s_lo, s.m),
+                };
+                words[2 * r..2 * r + 2].copy_from_slice(&f16_checked(w0, row, b)?);
+                words[2 * (R + r)..2 * (R + r) + 2].copy_from_slice(&f16_checked(w1, row, b)?);
+            }
+        }
+        Ok(Packed { layout, dtype, n, k, blocks, data: storage })
+    }
+
+    /// Row `row` as f32 (embedding lookups, norms): the values the kernels compute with.
+    pub fn row_f32(&self, row: usize, out: &mut [f32]) {
+        let gb = self.layout.group_block();
+        let qb = self.layout.quant_bytes();
+        let (g, r) = (row / R, row % R);
+        for b in 0..self.blocks {
+            let blk = &self.data[(g * self.blocks + b) * gb..][..gb];
+            let quants = &blk[r * qb..(r + 1) * qb];
+            let words = &blk[R * qb..];
+            let (w0, w1) = (f16_at(words, 2 * r), f16_at(words, 2 * (R + r)));
+            let y = &mut out[32 * b..32 * b + 32];
+            if self.layout == Layout::I8 {
+                for (y, &q) in y.iter_mut().zip(quants) {
+                    *y = w0 * f32::from(q as i8);
+                }
+                continue;
+            }
+            let bit = |plane: usize, i: usize| -> u8 {
+                let w = u32::from_le_bytes([quants[16 + 4 * plane], quants[17 + 4 * plane], quants[18 + 4 * plane], quants[19 + 4 * plane]]);
+                ((w >> i) & 1) as u8
+            };
+            for (i, y) in y.iter_mut().enumerate() {
+                let nib = if i < 16 { quants[i] & 0x0f } else { quants[i - 16] >> 4 };
+                let mut q = nib;
+                if self.layout != Layout::U4 {
+                    q |= bit(0, i) << 4;
+                }
+                if self.layout == Layout::U6 {
+                    q |= bit(1, i) << 5;
+                    let s = if i < 16 { w0 } else { w1 };
+                    *y = s * (f32::from(q) - 32.0);
+                } else {
+                    *y = w0 * f32::from(q) + w1;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,195 @@
+//! The small instruction-set abstraction the fast CPU kernels are written against, once.
+//!
+//! A `Simd` is a marker type whose associated vectors are 256 bits wide in meaning: `B`
+//! holds 32 bytes (element `i` in byte `i`), `I` 8 x i32 and `F` 8 x f32. Integer dot
+//! products sum 4 adjacent byte products per i32 lane (lane `l` = bytes `4l..4l+4`), so
+//! lanes 0..4 cover bytes 0..16 and lanes 4..8 bytes 16..32 on every instruction set: a
+//! per-16-value scale is `halves(lo, hi)`.
+//!
+//! Implementations: [`Scalar`] (portable arrays; the reference for the others and the
+//! fallback), and in sibling modules AVX2+FMA, AVX-512 VNNI (256-bit `vpdpbusd`), NEON
+//! (a pair of 128-bit registers, `sdot` where present) and wasm SIMD128. Every method is
+//! `#[inline(always)]`: a kernel generic over `S: Simd` is instantiated inside one
+//! `#[target_feature]` function per instruction set, so it compiles to that set's code.
+
+/// One instruction set. All methods are unsafe: pointers must be valid for the bytes
+/// named, and the caller must run on a CPU with the instruction set (checked once at
+/// start-up, `Isa::detect`).
+pub trait Simd: Copy + Send + Sync + 'static {
+    type B: Copy;
+    type I: Copy;
+    type F: Copy;
+
+    /// 32 bytes.
+    unsafe fn load_b(p: *const u8) -> Self::B;
+    /// 16 bytes of nibbles into 32 values: byte `j`'s low nibble is value `j`, its high
+    /// nibble value `j + 16`.
+    unsafe fn nibbles(p: *const u8) -> Self::B;
+    /// `v | (bit i of the 4 bytes at p ? val : 0)` per value `i`.
+    unsafe fn or_bits(v: Self::B, p: *const u8, val: u8) -> Self::B;
+    /// Sum of 4 adjacent products per lane; `w` unsigned and at most 127 (so that pairs
+    /// cannot saturate 16 bits on AVX2), `a` signed.
+    unsafe fn dot_u8i8(w: Self::B, a: Self::B) -> Self::I;
+    /// Sum of 4 adjacent products per lane, both signed (`a` in -127..=127).
+    unsafe fn dot_i8i8(w: Self::B, a: Self::B) -> Self::I;
+    unsafe fn cvt(i: Self::I) -> Self::F;
+    unsafe fn splat(x: f32) -> Self::F;
+    /// Lanes 0..4 = `lo`, lanes 4..8 = `hi`.
+    unsafe fn halves(lo: f32, hi: f32) -> Self::F;
+    /// `a * b + c`.
+    unsafe fn fma(a: Self::F, b: Self::F, c: Self::F) -> Self::F;
+    unsafe fn add(a: Self::F, b: Self::F) -> Self::F;
+    unsafe fn mul(a: Self::F, b: Self::F) -> Self::F;
+    unsafe fn max(a: Self::F, b: Self::F) -> Self::F;
+    unsafe fn hsum(v: Self::F) -> f32;
+    unsafe fn hmax(v: Self::F) -> f32;
+    /// 8 f32.
+    unsafe fn load_f(p: *const f32) -> Self::F;
+    unsafe fn store_f(p: *mut f32, v: Self::F);
+    /// 8 little-endian f16 (16 bytes) as f32.
+    unsafe fn f16x8(p: *const u8) -> [f32; 8];
+    /// 8 f16 (16 bytes) as an f32 vector.
+    unsafe fn load_f16(p: *const u8) -> Self::F;
+    /// 8 bf16 (16 bytes) as an f32 vector.
+    unsafe fn load_bf16(p: *const u8) -> Self::F;
+    /// `round(x[i] * inv)` as i8 for 32 values (|x * inv| <= 127.5), stored at `q`;
+    /// returns the sums of values 0..16 and 16..32 of the rounded result.
+    unsafe fn quantize32(x: *const f32, inv: f32, q: *mut i8) -> (i32, i32);
+    /// max |x| over 32 values.
+    unsafe fn amax32(x: *const f32) -> f32;
+}
+
+/// Portable arrays: the fallback, and the definition the vector implementations follow.
+#[derive(Clone, Copy, Debug)]
+pub struct Scalar;
+
+fn round_half_away(x: f32) -> f32 {
+    x.round()
+}
+
+impl Simd for Scalar {
+    type B = [u8; 32];
+    type I = [i32; 8];
+    type F = [f32; 8];
+
+    #[inline(always)]
+    unsafe fn load_b(p: *const u8) -> [u8; 32] {
+        unsafe { std::ptr::read_unaligned(p as *const [u8; 32]) }
+    }
+    #[inline(always)]
+    unsafe fn nibbles(p: *const u8) -> [u8; 32] {
+        let b = unsafe { std::ptr::read_unaligned(p as *const [u8; 16]) };
+        let mut v = [0u8; 32];
+        for j in 0..16 {
+            v[j] = b[j] & 0x0f;
+            v[j + 16] = b[j] >> 4;
+        }
+        v
+    }
+    #[inline(always)]
+    unsafe fn or_bits(mut v: [u8; 32], p: *const u8, val: u8) -> [u8; 32] {
+        let bits = u32::from_le_bytes(unsafe { std::ptr::read_unaligned(p as *const [u8; 4]) });
+        for (i, x) in v.iter_mut().enumerate() {
+            if bits >> i & 1 != 0 {
+                *x |= val;
+            }
+        }
+        v
+    }
+    #[inline(always)]
+    unsafe fn dot_u8i8(w: [u8; 32], a: [u8; 32]) -> [i32; 8] {
+        let mut r = [0i32; 8];
+        for i in 0..32 {
+            r[i / 4] += i32::from(w[i]) * i32::from(a[i] as i8);
+        }
+        r
+    }
+    #[inline(always)]
+    unsafe fn dot_i8i8(w: [u8; 32], a: [u8; 32]) -> [i32; 8] {
+        let mut r = [0i32; 8];
+        for i in 0..32 {
+            r[i / 4] += i32::from(w[i] as i8) * i32::from(a[i] as i8);
+        }
+        r
+    }
+    #[inline(always)]
+    unsafe fn cvt(i: [i32; 8]) -> [f32; 8] {
+        i.map(|v| v as f32)
+    }
+    #[inline(always)]
+    unsafe fn splat(x: f32) -> [f32; 8] {
+        [x; 8]
+    }
+    #[inline(always)]
+    unsafe fn halves(lo: f32, hi: f32) -> [f32; 8] {
+        [lo, lo, lo, lo, hi, hi, hi, hi]
+    }
+    #[inline(always)]
+    unsafe fn fma(a: [f32; 8], b: [f32; 8], c: [f32; 8]) -> [f32; 8] {
+        std::array::from_fn(|i| a[i].mul_add(b[i], c[i]))
+    }
+    #[inline(always)]
+    unsafe fn add(a: [f32; 8], b: [f32; 8]) -> [f32; 8] {
+        std::array::from_fn(|i| a[i] + b[i])
+    }
+    #[inline(always)]
+    unsafe fn mul(a: [f32; 8], b: [f32; 8]) -> [f32; 8] {
+        std::array::from_fn(|i| a[i] * b[i])
+    }
+    #[inline(always)]
+    unsafe fn max(a: [f32; 8], b: [f32; 8]) -> [f32; 8] {
+        std::array::from_fn(|i| a[i].max(b[i]))
+    }
+    #[inline(always)]
+    unsafe fn hsum(v: [f32; 8]) -> f32 {
+        ((v[0] + v[4]) + (v[1] + v[5])) + ((v[2] + v[6]) + (v[3] + v[7]))
+    }
+    #[inline(always)]
+    unsafe fn hmax(v: [f32; 8]) -> f32 {
+        v.iter().copied().fold(f32::NEG_INFINITY, f32::max)
+    }
+    #[inline(always)]
+    unsafe fn load_f(p: *const f32) -> [f32; 8] {
+        unsafe { std::ptr::read_unaligned(p as *const [f32; 8]) }
+    }
+    #[inline(always)]
+    unsafe fn store_f(p: *mut f32, v: [f32; 8]) {
+        unsafe { std::ptr::write_unaligned(p as *mut [f32; 8], v) }
+    }
+    #[inline(always)]
+    unsafe fn f16x8(p: *const u8) -> [f32; 8] {
+        let b = unsafe { std::ptr::read_unaligned(p as *const [u8; 16]) };
+        std::array::from_fn(|i| half::f16::from_le_bytes([b[2 * i], b[2 * i + 1]]).to_f32())
+    }
+    #[inline(always)]
+    unsafe fn load_f16(p: *const u8) -> [f32; 8] {
+        unsafe { Self::f16x8(p) }
+    }
+    #[inline(always)]
+    unsafe fn load_bf16(p: *const u8) -> [f32; 8] {
+        let b = unsafe { std::ptr::read_unaligned(p as *const [u8; 16]) };
+        std::array::from_fn(|i| f32::from_bits(u32::from(u16::from_le_bytes([b[2 * i], b[2 * i + 1]])) << 16))
+    }
+    #[inline(always)]
+    unsafe fn quantize32(x: *const f32, inv: f32, q: *mut i8) -> (i32, i32) {
+        let (mut lo, mut hi) = (0i32, 0i32);
+        for i in 0..32 {
+            let v = round_half_away(unsafe { *x.add(i) } * inv) as i8;
+            unsafe { *q.add(i) = v };
+            if i < 16 {
+                lo += i32::from(v);
+            } else {
+                hi += i32::from(v);
+            }
+        }
+        (lo, hi)
+    }
+    #[inline(always)]
+    unsafe fn amax32(x: *const f32) -> f32 {
+        let mut m = 0f32;
+        for i in 0..32 {
+            m = m.max(unsafe { *x.add(i) }.abs());
+        }
+        m
+    }
+}

@@ -10,17 +10,29 @@ use strata::source::{ByteSource, FileSource};
 use strata::weights::Weights;
 use strata::LoadedModel;
 
-pub struct CpuModel {
-    pub b: CpuBackend,
+/// A real model on a CPU backend (the reference by default; `load_on` takes the fast one),
+/// returning logits to the host.
+pub struct CpuModel<B: strata::backend::Backend = CpuBackend> {
+    pub b: B,
     pub model: LoadedModel,
-    pub weights: Weights<CpuBackend>,
+    pub weights: Weights<B>,
     pub rope: RopeTables,
 }
 
-impl CpuModel {
+impl CpuModel<CpuBackend> {
     pub fn load(path: &Path) -> Self {
+        Self::load_on(CpuBackend::new(), path)
+    }
+}
+
+/// The fast CPU backend on every core with its best instruction set.
+pub fn fast_cpu() -> strata::backend::fast::FastCpuBackend {
+    strata::backend::fast::FastCpuBackend::new().unwrap_or_else(|e| panic!("{e}"))
+}
+
+impl<B: strata::backend::Backend> CpuModel<B> {
+    pub fn load_on(b: B, path: &Path) -> Self {
         let model = strata::model::load(path).unwrap_or_else(|e| panic!("{e}"));
-        let b = CpuBackend::new();
         let sources: Vec<FileSource> = model.files.files.iter().map(|f| FileSource::open(f).unwrap()).collect();
         let refs: Vec<&dyn ByteSource> = sources.iter().map(|s| s as &dyn ByteSource).collect();
         let weights = Weights::load(&b, &model, &refs).unwrap();
@@ -28,13 +40,15 @@ impl CpuModel {
         CpuModel { b, model, weights, rope }
     }
 
-    pub fn cache(&self, capacity: usize) -> KvCache<CpuBackend> {
+    pub fn cache(&self, capacity: usize) -> KvCache<B> {
         KvCache::new(&self.b, &self.model.config, capacity).unwrap()
     }
 
     /// Logits (`[rows, vocab]` flattened) for `tokens` appended to `kv`.
-    pub fn run(&self, kv: &mut KvCache<CpuBackend>, tokens: &[u32], which: Logits) -> Vec<f32> {
-        forward(&self.b, &self.model.config, &self.weights, &self.rope, kv, tokens, which).unwrap()
+    pub fn run(&self, kv: &mut KvCache<B>, tokens: &[u32], which: Logits) -> Vec<f32> {
+        let buf = forward(&self.b, &self.model.config, &self.weights, &self.rope, kv, tokens, which).unwrap();
+        let rows = if which == Logits::All { tokens.len() } else { 1 };
+        pollster::block_on(self.b.read(&buf, 0, rows * self.vocab())).unwrap()
     }
 
     pub fn vocab(&self) -> usize {

@@ -1,11 +1,12 @@
-//! The CPU reference engine against llama.cpp on the real quantised models (fixtures from
+//! The CPU engines (the reference, and the fast backend) against llama.cpp on the real quantised models (fixtures from
 //! scripts/make_reference_fixtures.py). Quantised models legitimately differ by up to ~1
 //! logit (llama.cpp quantises activations to 8 bits for its dot products), so the checks
 //! are margin-aware: final top-20 overlap >= 18 and cosine >= 0.99; under teacher forcing,
 //! top-1 must agree wherever llama.cpp's top-1 leads its second by >= 0.75 logits.
 
 use strata::arch::forward::Logits;
-use strata_conformance::engine::{argmax, cosine, top_k, CpuModel};
+use strata::backend::Backend;
+use strata_conformance::engine::{argmax, cosine, fast_cpu, top_k, CpuModel};
 use strata_conformance::fixtures::{self, ids};
 use strata_conformance::models;
 
@@ -18,7 +19,11 @@ const OVERLAP_EXCUSED: &[(&str, &str)] = &[("gemma3", "single")];
 
 fn check_model(key: &str, file: &str) {
     let Some(path) = models::find(file) else { return };
-    let m = CpuModel::load(&path);
+    check_on(&CpuModel::load(&path), key);
+}
+
+fn check_on<B: Backend>(m: &CpuModel<B>, key: &str) {
+    println!("backend: {}", m.b.name());
     let r = fixtures::json(&format!("reference/{key}.llamacpp.json"));
     assert_eq!(r["vocab_size"].as_u64().unwrap() as usize, m.vocab());
     let mut excused = 0;
@@ -74,4 +79,16 @@ fn smollm2_matches_llama_cpp() {
 #[test]
 fn gemma3_matches_llama_cpp() {
     check_model("gemma3", models::GEMMA3);
+}
+
+#[test]
+fn smollm2_matches_llama_cpp_on_the_fast_cpu_backend() {
+    let Some(path) = models::find(models::SMOLLM2) else { return };
+    check_on(&CpuModel::load_on(fast_cpu(), &path), "smollm2");
+}
+
+#[test]
+fn gemma3_matches_llama_cpp_on_the_fast_cpu_backend() {
+    let Some(path) = models::find(models::GEMMA3) else { return };
+    check_on(&CpuModel::load_on(fast_cpu(), &path), "gemma3");
 }

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use serde_json::{json, Value};
-use strata::backend::cpu::CpuBackend;
+use strata::backend::fast::FastCpuBackend;
 use strata::backend::webgpu::{WgpuBackend, WgpuOptions};
 use strata::backend::Backend;
 use strata::chat::{ChatError, ChatTemplate, Message};
@@ -69,7 +69,7 @@ impl<B: Backend> OnBackend<B> {
 #[allow(clippy::large_enum_variant)]
 enum Loaded {
     Gpu(OnBackend<WgpuBackend>),
-    Cpu(OnBackend<CpuBackend>),
+    Cpu(OnBackend<FastCpuBackend>),
 }
 
 /// Runs `$body` with `$m` bound to the model on whichever backend holds it.
@@ -134,7 +134,8 @@ impl Engine {
         }
         // The wasm heap stops at 4 GiB: past the default budget, layers stream from the file.
         let budget = budget.or((file_bytes > WASM_RESIDENT_DEFAULT).then_some(WASM_RESIDENT_DEFAULT));
-        let session = Session::with_budget(CpuBackend::new(), model, vec![src], ctx, budget, progress).map_err(|e| e.to_string())?;
+        let cpu = FastCpuBackend::new().map_err(|e| e.to_string())?;
+        let session = Session::with_budget(cpu, model, vec![src], ctx, budget, progress).map_err(|e| e.to_string())?;
         let info = json!({ "backend": "wasm", "backendName": session.backend_name(), "adapter": null, "fallbackReason": fallback, "model": model_info, "memory": memory(&session) });
         Ok(Engine { loaded: Loaded::Cpu(OnBackend::new(session)), tokenizer, template, info })
     }

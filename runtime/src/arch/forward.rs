@@ -46,7 +46,15 @@ pub fn forward<B: Backend>(
     let ff = cfg.intermediate_size as usize;
     let eps = cfg.norm_eps;
     let off = cfg.norm_weight_offset;
-    let positions: Vec<u32> = (past..past + t).map(|p| p as u32).collect();
+    // (A decode step's one position needs no allocation.)
+    let (one, many): ([u32; 1], Vec<u32>);
+    let positions: &[u32] = if t == 1 {
+        one = [past as u32];
+        &one
+    } else {
+        many = (past..past + t).map(|p| p as u32).collect();
+        &many
+    };
 
     // Token embeddings: x [t, h] (Gemma scales them by sqrt(hidden)).
     let mut x = b.alloc(t * h)?;
@@ -113,7 +121,7 @@ pub fn forward<B: Backend>(
             style: cfg.rope_style,
             inv_freq: rope.for_layer(kind),
             mscale: rope.mscale,
-            positions: &positions,
+            positions,
         };
         b.rope(&mut q, nh, hd, &rope_args)?;
         b.rope(&mut k, nkv, hd, &rope_args)?;

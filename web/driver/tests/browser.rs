@@ -1,7 +1,9 @@
 //! The browser target in headless Chromium (SwiftShader WebGPU where there is no GPU):
 //! - the conformance page runs the native case definitions in wasm: every loader case,
 //!   every op case on WebGPU against the wasm CPU reference, and the SmolLM2 model case on
-//!   WebGPU and on wasm CPU, whose greedy tokens must equal the native CPU backend's;
+//!   WebGPU and on wasm CPU (the fast backend's SIMD128 kernels), whose greedy tokens must
+//!   equal the native CPU reference's and the native fast CPU backend's (which agree on
+//!   this prompt);
 //! - the demo page, end to end: load SmolLM2 from a local URL, send a prompt, wait for
 //!   the reply, save a screenshot (target/artifacts/demo.png).
 //!
@@ -56,7 +58,18 @@ fn artifacts() -> PathBuf {
     d
 }
 
-/// Greedy tokens of the native CPU backend through the same engine code.
+/// Greedy tokens of the native CPU reference backend (a plain session).
+fn reference_tokens(path: &Path) -> Vec<u32> {
+    let model = strata::model::load(path).expect("load");
+    let tok = strata::tokenizer::Tokenizer::from_gguf(model.files.gguf.as_ref().unwrap()).unwrap();
+    let src = FileSource::open(path).expect("open");
+    let mut s = strata::session::Session::new(strata::backend::cpu::CpuBackend::new(), model, &[&src], 256, &mut |_, _| {}).expect("session");
+    let ids = tok.encode(PROMPT, true, false).unwrap();
+    let mut sampler = strata::sampler::Sampler::new(strata::sampler::SamplerConfig::greedy());
+    pollster::block_on(s.generate(&tok, &ids, TOKENS, &mut sampler, &mut |_| true)).expect("generate").tokens
+}
+
+/// Greedy tokens of the native fast CPU backend through the same engine code as wasm.
 fn native_tokens(path: &Path) -> Vec<u32> {
     let src: Arc<dyn ByteSource> = Arc::new(FileSource::open(path).expect("open"));
     let mut e = pollster::block_on(Engine::load(src, &load_options(r#"{"backend":"wasm","contextLength":256}"#).unwrap(), &mut |_, _| {})).expect("native load");
@@ -74,6 +87,7 @@ fn conformance_suite_in_headless_chromium() {
     let _one = ONE_BROWSER.lock().unwrap_or_else(|p| p.into_inner());
     let want = native_tokens(&model);
     assert_eq!(want.len(), TOKENS, "the native reference stopped early: {want:?}");
+    assert_eq!(reference_tokens(&model), want, "the native reference and fast CPU backends disagree on this prompt");
     let server = serve();
     let browser = Browser::start().expect("headless chromium");
     let ops = std::env::var("STRATA_BROWSER_OPS").unwrap_or_default();

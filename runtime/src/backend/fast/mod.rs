@@ -15,6 +15,10 @@ pub mod kernels;
 pub mod pool;
 pub mod repack;
 pub mod simd;
+#[cfg(target_arch = "aarch64")]
+pub mod simd_neon;
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+pub mod simd_wasm;
 #[cfg(target_arch = "x86_64")]
 pub mod simd_x86;
 
@@ -36,6 +40,10 @@ pub enum Isa {
     Avx512Vnni,
     /// AVX2 + FMA + F16C.
     Avx2,
+    /// aarch64 Advanced SIMD (every aarch64 CPU has it).
+    Neon,
+    /// wasm32 SIMD128 (chosen at build time: `-C target-feature=+simd128`).
+    Simd128,
     /// Portable code (whatever the compiler vectorises it to).
     Scalar,
 }
@@ -45,6 +53,8 @@ impl Isa {
         match self {
             Isa::Avx512Vnni => "avx512-vnni",
             Isa::Avx2 => "avx2",
+            Isa::Neon => "neon",
+            Isa::Simd128 => "simd128",
             Isa::Scalar => "scalar",
         }
     }
@@ -57,6 +67,8 @@ impl Isa {
             Isa::Avx2 => std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") && std::is_x86_feature_detected!("f16c"),
             #[cfg(target_arch = "x86_64")]
             Isa::Avx512Vnni => Isa::Avx2.available() && std::is_x86_feature_detected!("avx512f") && std::is_x86_feature_detected!("avx512vl") && std::is_x86_feature_detected!("avx512vnni"),
+            Isa::Neon => cfg!(target_arch = "aarch64"),
+            Isa::Simd128 => cfg!(all(target_arch = "wasm32", target_feature = "simd128")),
             #[cfg(not(target_arch = "x86_64"))]
             _ => false,
         }
@@ -64,7 +76,7 @@ impl Isa {
 
     /// Every instruction set this CPU has, best first.
     pub fn all_available() -> Vec<Isa> {
-        [Isa::Avx512Vnni, Isa::Avx2, Isa::Scalar].into_iter().filter(|i| i.available()).collect()
+        ALL.into_iter().filter(|i| i.available()).collect()
     }
 
     /// The best available, or the one `STRATA_CPU_ISA` names (`avx512-vnni`, `avx2`,
@@ -73,9 +85,8 @@ impl Isa {
         let best = Isa::all_available()[0];
         match std::env::var("STRATA_CPU_ISA") {
             Ok(name) if !name.is_empty() => {
-                let all = [Isa::Avx512Vnni, Isa::Avx2, Isa::Scalar];
-                let Some(isa) = all.into_iter().find(|i| i.name() == name) else {
-                    return Err(BackendError::Unsupported { backend: "cpu".into(), what: format!("STRATA_CPU_ISA={name} (known: avx512-vnni, avx2, scalar)") });
+                let Some(isa) = ALL.into_iter().find(|i| i.name() == name) else {
+                    return Err(BackendError::Unsupported { backend: "cpu".into(), what: format!("STRATA_CPU_ISA={name} (known: avx512-vnni, avx2, neon, simd128, scalar)") });
                 };
                 if !isa.available() {
                     return Err(BackendError::Unsupported { backend: "cpu".into(), what: format!("STRATA_CPU_ISA={name}: this CPU lacks it") });
@@ -86,6 +97,9 @@ impl Isa {
         }
     }
 }
+
+/// Every instruction set, best first.
+const ALL: [Isa; 5] = [Isa::Avx512Vnni, Isa::Avx2, Isa::Neon, Isa::Simd128, Isa::Scalar];
 
 /// A kernel invocation over chunks, instantiated per instruction set.
 trait Job: Sync {
@@ -106,6 +120,12 @@ unsafe fn run_avx512<J: Job>(j: &J, c: usize) {
     unsafe { j.run::<simd_x86::Avx512Vnni>(c) }
 }
 
+#[cfg(target_arch = "aarch64")]
+#[target_feature(enable = "neon")]
+unsafe fn run_neon<J: Job>(j: &J, c: usize) {
+    unsafe { j.run::<simd_neon::Neon>(c) }
+}
+
 fn dispatch<J: Job>(isa: Isa, j: &J, c: usize) {
     // SAFETY: `isa` was checked with `Isa::available` when the backend was made.
     unsafe {
@@ -114,6 +134,10 @@ fn dispatch<J: Job>(isa: Isa, j: &J, c: usize) {
             Isa::Avx512Vnni => run_avx512(j, c),
             #[cfg(target_arch = "x86_64")]
             Isa::Avx2 => run_avx2(j, c),
+            #[cfg(target_arch = "aarch64")]
+            Isa::Neon => run_neon(j, c),
+            #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+            Isa::Simd128 => j.run::<simd_wasm::Simd128>(c),
             _ => j.run::<Scalar>(c),
         }
     }
@@ -129,17 +153,18 @@ unsafe impl Send for Out {}
 
 /// An f32 activation buffer and, once it has been a matmul input, its 8-bit quantised
 /// copy (valid until the buffer is written again: every op that takes it `&mut` drops it).
+/// Dropped buffers go back to their backend's [`BufPool`], so a forward pass that
+/// allocates the same shapes at every step reuses them: after warm-up a decode step makes
+/// no heap allocation.
 #[derive(Debug, Default)]
 pub struct FastBuf {
     data: Vec<f32>,
     q8: RefCell<Option<Q8Rows>>,
     q8_valid: std::cell::Cell<bool>,
+    home: Option<std::sync::Arc<BufPool>>,
 }
 
 impl FastBuf {
-    fn new(data: Vec<f32>) -> Self {
-        FastBuf { data, q8: RefCell::new(None), q8_valid: std::cell::Cell::new(false) }
-    }
     /// The values, for writing: the quantised copy is stale from here on.
     fn w(&mut self) -> &mut Vec<f32> {
         self.q8_valid.set(false);
@@ -150,6 +175,51 @@ impl FastBuf {
     }
     pub fn is_empty(&self) -> bool {
         self.data.is_empty()
+    }
+}
+
+impl Drop for FastBuf {
+    fn drop(&mut self) {
+        if let Some(home) = self.home.take() {
+            home.give(std::mem::take(&mut self.data), self.q8.get_mut().take());
+        }
+    }
+}
+
+/// Buffers returned by dropped [`FastBuf`]s, for reuse by `alloc`.
+#[derive(Debug)]
+pub struct BufPool {
+    free: std::sync::Mutex<Vec<(Vec<f32>, Option<Q8Rows>)>>,
+}
+
+impl BufPool {
+    /// Buffers kept at most (a forward pass uses about 20).
+    const SLOTS: usize = 64;
+    /// Larger buffers (a KV cache, all-token logits) go back to the allocator.
+    const MAX_VALUES: usize = 1 << 24;
+
+    fn new() -> Self {
+        BufPool { free: std::sync::Mutex::new(Vec::with_capacity(Self::SLOTS)) }
+    }
+
+    fn give(&self, data: Vec<f32>, q8: Option<Q8Rows>) {
+        if data.capacity() == 0 || data.capacity() > Self::MAX_VALUES {
+            return;
+        }
+        let mut free = self.free.lock().unwrap_or_else(|e| e.into_inner());
+        if free.len() < Self::SLOTS {
+            free.push((data, q8));
+        }
+    }
+
+    /// The smallest free buffer that holds `len` values, zeroed to `len`.
+    fn take(&self, len: usize) -> Option<(Vec<f32>, Option<Q8Rows>)> {
+        let mut free = self.free.lock().unwrap_or_else(|e| e.into_inner());
+        let best = free.iter().enumerate().filter(|(_, (d, _))| d.capacity() >= len).min_by_key(|(_, (d, _))| d.capacity()).map(|(i, _)| i)?;
+        let (mut data, q8) = free.swap_remove(best);
+        data.clear();
+        data.resize(len, 0.0);
+        Some((data, q8))
     }
 }
 
@@ -215,6 +285,7 @@ impl FastWeight {
 pub struct FastCpuBackend {
     isa: Isa,
     pool: Pool,
+    bufs: std::sync::Arc<BufPool>,
 }
 
 impl FastCpuBackend {
@@ -228,7 +299,7 @@ impl FastCpuBackend {
     }
 
     pub fn with_threads(threads: usize) -> BResult<Self> {
-        Ok(FastCpuBackend { isa: Isa::detect()?, pool: Pool::new(threads) })
+        Ok(FastCpuBackend { isa: Isa::detect()?, pool: Pool::new(threads), bufs: std::sync::Arc::new(BufPool::new()) })
     }
 
     /// A given instruction set (tests compare every available one).
@@ -236,7 +307,7 @@ impl FastCpuBackend {
         if !isa.available() {
             return Err(BackendError::Unsupported { backend: "cpu".into(), what: format!("instruction set {}", isa.name()) });
         }
-        Ok(FastCpuBackend { isa, pool: Pool::new(threads) })
+        Ok(FastCpuBackend { isa, pool: Pool::new(threads), bufs: std::sync::Arc::new(BufPool::new()) })
     }
 
     pub fn isa(&self) -> Isa {
@@ -378,11 +449,14 @@ impl Backend for FastCpuBackend {
     }
 
     fn alloc(&self, len: usize) -> BResult<FastBuf> {
-        Ok(FastBuf::new(vec![0f32; len]))
+        let (data, q8) = self.bufs.take(len).unwrap_or_else(|| (vec![0f32; len], None));
+        Ok(FastBuf { data, q8: RefCell::new(q8), q8_valid: std::cell::Cell::new(false), home: Some(self.bufs.clone()) })
     }
 
     fn upload(&self, data: &[f32]) -> BResult<FastBuf> {
-        Ok(FastBuf::new(data.to_vec()))
+        let mut b = self.alloc(data.len())?;
+        b.data.copy_from_slice(data);
+        Ok(b)
     }
 
     async fn read(&self, buf: &FastBuf, offset: usize, len: usize) -> BResult<Vec<f32>> {

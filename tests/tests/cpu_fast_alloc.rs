@@ -1,0 +1,77 @@
+//! After warm-up, a decode step on the fast CPU backend makes no heap allocation: the
+//! forward pass's buffers come back from the backend's pool, the thread pool hands out
+//! chunks without allocating, and kernels use per-thread scratch. A counting global
+//! allocator proves it (on every thread, the pool's workers included).
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use strata::arch::forward::{forward, Logits};
+use strata_conformance::engine::{fast_cpu, CpuModel};
+use strata_conformance::models;
+
+struct Counting;
+static COUNTING: AtomicBool = AtomicBool::new(false);
+static ALLOCS: AtomicUsize = AtomicUsize::new(0);
+/// The counter is global: one test at a time.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+        if COUNTING.load(Ordering::Relaxed) {
+            ALLOCS.fetch_add(1, Ordering::Relaxed);
+        }
+        unsafe { System.alloc(l) }
+    }
+    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+        unsafe { System.dealloc(p, l) }
+    }
+    unsafe fn realloc(&self, p: *mut u8, l: Layout, n: usize) -> *mut u8 {
+        if COUNTING.load(Ordering::Relaxed) {
+            ALLOCS.fetch_add(1, Ordering::Relaxed);
+        }
+        unsafe { System.realloc(p, l, n) }
+    }
+}
+
+#[global_allocator]
+static A: Counting = Counting;
+
+#[test]
+fn a_warm_decode_step_allocates_nothing() {
+    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(path) = models::find(models::SMOLLM2) else { return };
+    let m = CpuModel::load_on(fast_cpu(), &path);
+    let mut kv = m.cache(64);
+    let step = |kv: &mut strata::kv_cache::KvCache<_>, tok: u32| {
+        drop(forward(&m.b, &m.model.config, &m.weights, &m.rope, kv, &[tok], Logits::Last).unwrap());
+    };
+    drop(forward(&m.b, &m.model.config, &m.weights, &m.rope, &mut kv, &[1, 504, 3458, 282], Logits::Last).unwrap());
+    for tok in [4649, 314, 2867] {
+        step(&mut kv, tok);
+    }
+    ALLOCS.store(0, Ordering::SeqCst);
+    COUNTING.store(true, Ordering::SeqCst);
+    for tok in [30, 378, 2396, 1536, 42] {
+        step(&mut kv, tok);
+    }
+    COUNTING.store(false, Ordering::SeqCst);
+    let n = ALLOCS.load(Ordering::SeqCst);
+    assert_eq!(kv.len, 12, "every step appended to the cache");
+    assert_eq!(n, 0, "{n} heap allocations in 5 warm decode steps");
+}
+
+/// The counter works: the same steps on the reference backend do allocate.
+#[test]
+fn the_counter_sees_the_reference_backend_allocate() {
+    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(path) = models::find(models::SMOLLM2) else { return };
+    let m = CpuModel::load(&path);
+    let mut kv = m.cache(16);
+    drop(forward(&m.b, &m.model.config, &m.weights, &m.rope, &mut kv, &[1, 504], Logits::Last).unwrap());
+    ALLOCS.store(0, Ordering::SeqCst);
+    COUNTING.store(true, Ordering::SeqCst);
+    drop(forward(&m.b, &m.model.config, &m.weights, &m.rope, &mut kv, &[3458], Logits::Last).unwrap());
+    COUNTING.store(false, Ordering::SeqCst);
+    assert!(ALLOCS.load(Ordering::SeqCst) > 10);
+}

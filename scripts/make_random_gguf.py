@@ -6,9 +6,12 @@ small, finite scales. The tokenizer (and its vocabulary size) is copied from a r
 so `strata bench` and `llama-bench` both load it.
 
   make_random_gguf.py OUT.gguf --tokenizer-from SmolLM2-135M-Instruct.Q4_1.gguf \
-      [--preset 1b|8b|tiny] [--type Q4_0|Q8_0|Q4_K|Q6_K]
+      [--preset 1b|7b|8b|tiny] [--type Q4_0|Q8_0|Q4_K|Q6_K|Q4_K_M]
 
-Presets: 8b = Llama-3-8B's shapes (4096 hidden, 14336 FFN, 32 layers, 32/8 heads),
+Q4_K_M is llama.cpp's mix of that name: Q4_K, with Q6_K for the output head and for
+attn_v / ffn_down in the layers llama.cpp gives more bits (`use_more_bits`).
+Presets: 7b = Llama-2-7B's shapes (4096 hidden, 11008 FFN, 32 layers, 32/32 heads),
+8b = Llama-3-8B's shapes (4096 hidden, 14336 FFN, 32 layers, 32/8 heads),
 1b = TinyLlama-1.1B's (2048, 5632, 22 layers, 32/4 heads), tiny = a test size.
 Needs numpy and gguf (pip install gguf numpy).
 """
@@ -19,6 +22,7 @@ import gguf
 from gguf import GGMLQuantizationType as Q, GGUFValueType as VT
 
 PRESETS = {
+    "7b": dict(hidden=4096, ffn=11008, layers=32, heads=32, kv_heads=32),
     "8b": dict(hidden=4096, ffn=14336, layers=32, heads=32, kv_heads=8),
     "1b": dict(hidden=2048, ffn=5632, layers=22, heads=32, kv_heads=4),
     "tiny": dict(hidden=256, ffn=512, layers=2, heads=4, kv_heads=2),
@@ -70,7 +74,7 @@ def main():
     ap.add_argument("out")
     ap.add_argument("--tokenizer-from", required=True)
     ap.add_argument("--preset", default="8b", choices=PRESETS)
-    ap.add_argument("--type", default="Q4_0", choices=BLOCKS)
+    ap.add_argument("--type", default="Q4_0", choices=[*BLOCKS, "Q4_K_M"])
     ap.add_argument("--seed", type=int, default=0)
     a = ap.parse_args()
     p = PRESETS[a.preset]
@@ -93,23 +97,28 @@ def main():
     # The embedding and output head are quantised like the rest (llama.cpp keeps Q6_K or
     # Q8_0 there; any supported type is a real layout). Norms stay f32.
     head_t = "Q8_0" if a.type in ("Q4_0", "Q8_0") else "Q6_K"
-    def quant(name, rows, cols, t=a.type):
+    mix = a.type == "Q4_K_M"
+    base = "Q4_K" if mix else a.type
+    def more_bits(i):
+        # llama.cpp's use_more_bits(i_layer, n_layers).
+        return i < nl // 8 or i >= 7 * nl // 8 or (i - nl // 8) % 3 == 2
+    def quant(name, rows, cols, t=base):
         # uint8 data: gguf takes the byte shape and derives [rows, cols] from the type.
         w.add_tensor(name, random_quant(rng, rows, cols, t), raw_dtype=getattr(Q, t))
     def norm(name, n):
         w.add_tensor(name, (1.0 + 0.01 * rng.standard_normal(n)).astype(np.float32))
-    quant("token_embd.weight", vocab, h, head_t)
+    quant("token_embd.weight", vocab, h, base if mix else head_t)
     for i in range(nl):
         b = f"blk.{i}."
         norm(b + "attn_norm.weight", h)
         quant(b + "attn_q.weight", h, h)
         quant(b + "attn_k.weight", nkv * hd, h)
-        quant(b + "attn_v.weight", nkv * hd, h)
+        quant(b + "attn_v.weight", nkv * hd, h, "Q6_K" if mix and more_bits(i) else base)
         quant(b + "attn_output.weight", h, h)
         norm(b + "ffn_norm.weight", h)
         quant(b + "ffn_gate.weight", ff, h)
         quant(b + "ffn_up.weight", ff, h)
-        quant(b + "ffn_down.weight", h, ff)
+        quant(b + "ffn_down.weight", h, ff, "Q6_K" if mix and more_bits(i) else base)
     norm("output_norm.weight", h)
     quant("output.weight", vocab, h, head_t)
     w.write_header_to_file()

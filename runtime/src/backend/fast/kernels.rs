@@ -118,7 +118,8 @@ unsafe fn tile<S: Simd, Q: Quants, const T: usize>(w: &Packed, g: usize, x: &Q8R
         for b in 0..blocks {
             let blk = base.add(b * gb);
             let sc = S::f16x8(blk.add(R * qb));
-            let wv: [S::B; R] = std::array::from_fn(|r| Q::load::<S>(blk.add(r * qb)));
+            // (No closure here: one would be compiled without the instruction set.)
+            let wv: [S::B; R] = [Q::load::<S>(blk), Q::load::<S>(blk.add(qb)), Q::load::<S>(blk.add(2 * qb)), Q::load::<S>(blk.add(3 * qb))];
             for t in 0..T {
                 let row = t0 + t;
                 let a = S::load_b(x.qs.as_ptr().add(row * k + 32 * b) as *const u8);

@@ -420,7 +420,20 @@ impl FastCpuBackend {
 
 thread_local! {
     /// Per-thread scratch: a dequantised weight row (float weights) or attention scores.
-    static SCRATCH: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+    static SCRATCH: std::cell::UnsafeCell<Vec<f32>> = const { std::cell::UnsafeCell::new(Vec::new()) };
+}
+
+/// This thread's scratch, `len` values. Taken outside any closure so that the kernels
+/// using it stay inside their `#[target_feature]` function (a closure would be compiled
+/// without the instruction set).
+///
+/// # Safety
+/// One user at a time per thread: a job's chunk takes it and releases it before returning
+/// (chunks on one thread run one after another).
+unsafe fn scratch<'a>(len: usize) -> &'a mut Vec<f32> {
+    let v = unsafe { &mut *SCRATCH.with(|s| s.get()) };
+    v.resize(len, 0.0);
+    v
 }
 
 impl Backend for FastCpuBackend {
@@ -538,17 +551,14 @@ impl Backend for FastCpuBackend {
                 impl Job for MmF<'_> {
                     #[inline(always)]
                     unsafe fn run<S: Simd>(&self, c: usize) {
-                        SCRATCH.with(|s| {
-                            let mut s = s.borrow_mut();
-                            s.resize(self.k, 0.0);
-                            for j in c * self.per..((c + 1) * self.per).min(self.n) {
-                                self.w.row_f32(j, &mut s);
-                                for r in 0..self.rows {
-                                    let v = unsafe { kernels::dot_f32::<S>(&self.x[r * self.k..(r + 1) * self.k], &s) };
-                                    unsafe { *self.out.0.add(r * self.n + j) = v };
-                                }
+                        let s = unsafe { scratch(self.k) };
+                        for j in c * self.per..((c + 1) * self.per).min(self.n) {
+                            self.w.row_f32(j, s);
+                            for r in 0..self.rows {
+                                let v = unsafe { kernels::dot_f32::<S>(&self.x[r * self.k..(r + 1) * self.k], s) };
+                                unsafe { *self.out.0.add(r * self.n + j) = v };
                             }
-                        });
+                        }
                     }
                 }
                 let chunks = self.chunks(n);
@@ -628,9 +638,8 @@ impl Backend for FastCpuBackend {
                 let (hd, hdv) = (a.head_dim, a.head_dim_v);
                 let group = a.n_heads / a.n_kv_heads;
                 let total = a.tokens * a.n_heads;
-                SCRATCH.with(|s| {
-                    let mut scores = s.borrow_mut();
-                    scores.resize(kernels::KEY_BLOCK, 0.0);
+                let scores = unsafe { scratch(kernels::KEY_BLOCK) };
+                {
                     for item in c * self.per..((c + 1) * self.per).min(total) {
                         let (t, h) = (item / a.n_heads, item % a.n_heads);
                         let pos = a.past + t;
@@ -640,9 +649,9 @@ impl Backend for FastCpuBackend {
                         // SAFETY: each (token, head) writes its own output slice.
                         let o = unsafe { std::slice::from_raw_parts_mut(self.out.0.add((t * a.n_heads + h) * hdv), hdv) };
                         let strides = (a.n_kv_heads * hd, kvh * hd, a.n_kv_heads * hdv, kvh * hdv);
-                        unsafe { kernels::attend_one::<S>(qv, self.k, self.v, strides, (first, pos), a.scale, a.softcap, &mut scores, o) };
+                        unsafe { kernels::attend_one::<S>(qv, self.k, self.v, strides, (first, pos), a.scale, a.softcap, scores, o) };
                     }
-                });
+                }
             }
         }
         let total = a.tokens * a.n_heads;

@@ -1,6 +1,8 @@
 //! x86_64 implementations of [`Simd`]: AVX2+FMA+F16C, and AVX-512 VNNI (the same 256-bit
 //! registers with `vpdpbusd` for the byte dot products: one instruction instead of
-//! `vpmaddubsw` + `vpmaddwd`, and no 16-bit saturation).
+//! `vpmaddubsw` + `vpmaddwd`, and no 16-bit saturation). Every method carries its
+//! instruction set (`#[target_feature]`), so it inlines into the kernels built for it and
+//! never becomes a call, whatever the inliner decides about the code around it.
 #![allow(unused_unsafe)]
 
 use std::arch::x86_64::*;
@@ -13,7 +15,8 @@ pub struct Avx2;
 #[derive(Clone, Copy, Debug)]
 pub struct Avx512Vnni;
 
-#[inline(always)]
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn bits_to_bytes(p: *const u8, val: u8) -> __m256i {
     unsafe {
         let bits = std::ptr::read_unaligned(p as *const i32);
@@ -27,7 +30,8 @@ unsafe fn bits_to_bytes(p: *const u8, val: u8) -> __m256i {
     }
 }
 
-#[inline(always)]
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn hsum256(v: __m256) -> f32 {
     unsafe {
         let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -43,11 +47,13 @@ macro_rules! common_methods {
         type I = __m256i;
         type F = __m256;
 
-        #[inline(always)]
+        #[inline]
+        #[target_feature(enable = "avx2,fma,f16c")]
         unsafe fn load_b(p: *const u8) -> __m256i {
             unsafe { _mm256_loadu_si256(p as *const __m256i) }
         }
-        #[inline(always)]
+        #[inline]
+        #[target_feature(enable = "avx2,fma,f16c")]
         unsafe fn nibbles(p: *const u8) -> __m256i {
             unsafe {
                 let x = _mm_loadu_si128(p as *const __m128i);
@@ -55,43 +61,53 @@ macro_rules! common_methods {
                 _mm256_and_si256(v, _mm256_set1_epi8(0x0f))
             }
         }
-        #[inline(always)]
+        #[inline]
+        #[target_feature(enable = "avx2,fma,f16c")]
         unsafe fn or_bits(v: __m256i, p: *const u8, val: u8) -> __m256i {
             unsafe { _mm256_or_si256(v, bits_to_bytes(p, val)) }
         }
-        #[inline(always)]
+        #[inline]
+        #[target_feature(enable = "avx2,fma,f16c")]
         unsafe fn cvt(i: __m256i) -> __m256 {
             unsafe { _mm256_cvtepi32_ps(i) }
         }
-        #[inline(always)]
+        #[inline]
+        #[target_feature(enable = "avx2,fma,f16c")]
         unsafe fn splat(x: f32) -> __m256 {
             unsafe { _mm256_set1_ps(x) }
         }
-        #[inline(always)]
+        #[inline]
+        #[target_feature(enable = "avx2,fma,f16c")]
         unsafe fn halves(lo: f32, hi: f32) -> __m256 {
             unsafe { _mm256_set_m128(_mm_set1_ps(hi), _mm_set1_ps(lo)) }
         }
-        #[inline(always)]
+        #[inline]
+        #[target_feature(enable = "avx2,fma,f16c")]
         unsafe fn fma(a: __m256, b: __m256, c: __m256) -> __m256 {
             unsafe { _mm256_fmadd_ps(a, b, c) }
         }
-        #[inline(always)]
+        #[inline]
+        #[target_feature(enable = "avx2,fma,f16c")]
         unsafe fn add(a: __m256, b: __m256) -> __m256 {
             unsafe { _mm256_add_ps(a, b) }
         }
-        #[inline(always)]
+        #[inline]
+        #[target_feature(enable = "avx2,fma,f16c")]
         unsafe fn mul(a: __m256, b: __m256) -> __m256 {
             unsafe { _mm256_mul_ps(a, b) }
         }
-        #[inline(always)]
+        #[inline]
+        #[target_feature(enable = "avx2,fma,f16c")]
         unsafe fn max(a: __m256, b: __m256) -> __m256 {
             unsafe { _mm256_max_ps(a, b) }
         }
-        #[inline(always)]
+        #[inline]
+        #[target_feature(enable = "avx2,fma,f16c")]
         unsafe fn hsum(v: __m256) -> f32 {
             unsafe { hsum256(v) }
         }
-        #[inline(always)]
+        #[inline]
+        #[target_feature(enable = "avx2,fma,f16c")]
         unsafe fn hmax(v: __m256) -> f32 {
             unsafe {
                 let s = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -100,15 +116,18 @@ macro_rules! common_methods {
                 _mm_cvtss_f32(s)
             }
         }
-        #[inline(always)]
+        #[inline]
+        #[target_feature(enable = "avx2,fma,f16c")]
         unsafe fn load_f(p: *const f32) -> __m256 {
             unsafe { _mm256_loadu_ps(p) }
         }
-        #[inline(always)]
+        #[inline]
+        #[target_feature(enable = "avx2,fma,f16c")]
         unsafe fn store_f(p: *mut f32, v: __m256) {
             unsafe { _mm256_storeu_ps(p, v) }
         }
-        #[inline(always)]
+        #[inline]
+        #[target_feature(enable = "avx2,fma,f16c")]
         unsafe fn f16x8(p: *const u8) -> [f32; 8] {
             unsafe {
                 let mut out = [0f32; 8];
@@ -116,18 +135,21 @@ macro_rules! common_methods {
                 out
             }
         }
-        #[inline(always)]
+        #[inline]
+        #[target_feature(enable = "avx2,fma,f16c")]
         unsafe fn load_f16(p: *const u8) -> __m256 {
             unsafe { _mm256_cvtph_ps(_mm_loadu_si128(p as *const __m128i)) }
         }
-        #[inline(always)]
+        #[inline]
+        #[target_feature(enable = "avx2,fma,f16c")]
         unsafe fn load_bf16(p: *const u8) -> __m256 {
             unsafe {
                 let h = _mm256_cvtepu16_epi32(_mm_loadu_si128(p as *const __m128i));
                 _mm256_castsi256_ps(_mm256_slli_epi32(h, 16))
             }
         }
-        #[inline(always)]
+        #[inline]
+        #[target_feature(enable = "avx2,fma,f16c")]
         unsafe fn quantize32(x: *const f32, inv: f32, q: *mut i8) -> (i32, i32) {
             unsafe {
                 let s = _mm256_set1_ps(inv);
@@ -151,7 +173,8 @@ macro_rules! common_methods {
                 (hs(lo), hs(hi))
             }
         }
-        #[inline(always)]
+        #[inline]
+        #[target_feature(enable = "avx2,fma,f16c")]
         unsafe fn amax32(x: *const f32) -> f32 {
             unsafe {
                 let abs = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fff_ffff));
@@ -177,11 +200,13 @@ macro_rules! common_methods {
 impl Simd for Avx2 {
     common_methods!();
 
-    #[inline(always)]
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
     unsafe fn dot_u8i8(w: __m256i, a: __m256i) -> __m256i {
         unsafe { _mm256_madd_epi16(_mm256_maddubs_epi16(w, a), _mm256_set1_epi16(1)) }
     }
-    #[inline(always)]
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
     unsafe fn dot_i8i8(w: __m256i, a: __m256i) -> __m256i {
         unsafe {
             let aw = _mm256_sign_epi8(w, w);
@@ -194,11 +219,13 @@ impl Simd for Avx2 {
 impl Simd for Avx512Vnni {
     common_methods!();
 
-    #[inline(always)]
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512vl,avx512vnni")]
     unsafe fn dot_u8i8(w: __m256i, a: __m256i) -> __m256i {
         unsafe { _mm256_dpbusd_epi32(_mm256_setzero_si256(), w, a) }
     }
-    #[inline(always)]
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512vl,avx512vnni")]
     unsafe fn dot_i8i8(w: __m256i, a: __m256i) -> __m256i {
         unsafe { _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_sign_epi8(w, w), _mm256_sign_epi8(a, w)) }
     }

@@ -105,6 +105,12 @@ impl Quants for I8 {
 }
 
 /// `out[t * ldo + 4g + r]` for tokens `t0..t0 + T` and the group's rows (those below `n`).
+///
+/// Per block: the `R` rows' quants are unpacked once for the `T` tokens; the group's 8
+/// scale words `w` (f32) times the token's activation scale give every row's scale in one
+/// multiply (a lane broadcast per row), and the mins of all rows fold in with one FMA of
+/// `w` by the activation block sums (lanes `R..2R`; for per-half scales, lanes `r` and
+/// `R + r` times -32).
 #[inline(always)]
 unsafe fn tile<S: Simd, Q: Quants, const T: usize>(w: &Packed, g: usize, x: &Q8Rows, t0: usize, out: *mut f32, ldo: usize) {
     let gb = Q::LAYOUT.group_block();
@@ -112,36 +118,46 @@ unsafe fn tile<S: Simd, Q: Quants, const T: usize>(w: &Packed, g: usize, x: &Q8R
     let blocks = w.blocks;
     let k = x.k;
     unsafe {
-        let mut acc = [[S::splat(0.0); R]; T];
-        let mut macc = [[0f32; R]; T];
+        let zero = S::splat(0.0);
+        let mut acc = [[zero; R]; T];
+        let mut macc = [zero; T];
         let base = w.data.as_ptr().add(g * blocks * gb);
         for b in 0..blocks {
             let blk = base.add(b * gb);
-            let sc = S::f16x8(blk.add(R * qb));
+            let words = S::load_f16(blk.add(R * qb));
             // (No closure here: one would be compiled without the instruction set.)
             let wv: [S::B; R] = [Q::load::<S>(blk), Q::load::<S>(blk.add(qb)), Q::load::<S>(blk.add(2 * qb)), Q::load::<S>(blk.add(3 * qb))];
             for t in 0..T {
                 let row = t0 + t;
                 let a = S::load_b(x.qs.as_ptr().add(row * k + 32 * b) as *const u8);
-                let da = *x.d.get_unchecked(row * blocks + b);
+                let sd = S::mul(words, S::splat(*x.d.get_unchecked(row * blocks + b)));
                 let hlo = *x.hs.get_unchecked(2 * (row * blocks + b));
                 let hhi = *x.hs.get_unchecked(2 * (row * blocks + b) + 1);
-                for r in 0..R {
-                    let p = if Q::SIGNED { S::dot_i8i8(wv[r], a) } else { S::dot_u8i8(wv[r], a) };
-                    let s = if Q::HALVES { S::halves(sc[r] * da, sc[R + r] * da) } else { S::splat(sc[r] * da) };
-                    acc[t][r] = S::fma(S::cvt(p), s, acc[t][r]);
-                    if Q::HALVES {
-                        macc[t][r] -= 32.0 * (sc[r] * hlo + sc[R + r] * hhi);
-                    } else if !Q::SIGNED {
-                        macc[t][r] += sc[R + r] * (hlo + hhi);
-                    }
+                macro_rules! row {
+                    ($r:literal) => {
+                        let p = if Q::SIGNED { S::dot_i8i8(wv[$r], a) } else { S::dot_u8i8(wv[$r], a) };
+                        let s = if Q::HALVES { S::bcast_halves::<$r>(sd) } else { S::bcast::<$r>(sd) };
+                        acc[t][$r] = S::fma(S::cvt(p), s, acc[t][$r]);
+                    };
+                }
+                row!(0);
+                row!(1);
+                row!(2);
+                row!(3);
+                if Q::HALVES {
+                    macc[t] = S::fma(words, S::halves(hlo, hhi), macc[t]);
+                } else if !Q::SIGNED {
+                    macc[t] = S::fma(words, S::splat(hlo + hhi), macc[t]);
                 }
             }
         }
         let rows = (w.n - g * R).min(R);
         for t in 0..T {
+            let mut m = [0f32; 8];
+            S::store_f(m.as_mut_ptr(), macc[t]);
             for r in 0..rows {
-                *out.add((t0 + t) * ldo + g * R + r) = S::hsum(acc[t][r]) + macc[t][r];
+                let min = if Q::HALVES { -32.0 * (m[r] + m[R + r]) } else if Q::SIGNED { 0.0 } else { m[R + r] };
+                *out.add((t0 + t) * ldo + g * R + r) = S::hsum(acc[t][r]) + min;
             }
         }
     }
@@ -149,7 +165,15 @@ unsafe fn tile<S: Simd, Q: Quants, const T: usize>(w: &Packed, g: usize, x: &Q8R
 
 #[inline(always)]
 unsafe fn groups_for<S: Simd, Q: Quants>(w: &Packed, x: &Q8Rows, g0: usize, g1: usize, out: *mut f32) {
-    const TILE: usize = 4;
+    if S::REGS >= 32 {
+        unsafe { groups_tiled::<S, Q, 4>(w, x, g0, g1, out) }
+    } else {
+        unsafe { groups_tiled::<S, Q, 2>(w, x, g0, g1, out) }
+    }
+}
+
+#[inline(always)]
+unsafe fn groups_tiled<S: Simd, Q: Quants, const TILE: usize>(w: &Packed, x: &Q8Rows, g0: usize, g1: usize, out: *mut f32) {
     let rows = x.rows;
     for g in g0..g1 {
         let mut t = 0;

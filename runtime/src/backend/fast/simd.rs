@@ -36,6 +36,13 @@ pub trait Simd: Copy + Send + Sync + 'static {
     unsafe fn splat(x: f32) -> Self::F;
     /// Lanes 0..4 = `lo`, lanes 4..8 = `hi`.
     unsafe fn halves(lo: f32, hi: f32) -> Self::F;
+    /// Every lane = lane `L` of `v` (`L < 4`).
+    unsafe fn bcast<const L: usize>(v: Self::F) -> Self::F;
+    /// Lanes 0..4 = lane `L`, lanes 4..8 = lane `L + 4` of `v` (`L < 4`).
+    unsafe fn bcast_halves<const L: usize>(v: Self::F) -> Self::F;
+    /// Vector registers the kernels may fill: 32 (AVX-512) allows a tile of 4 tokens x 4
+    /// rows of accumulators, 16 one of 2 x 4.
+    const REGS: usize;
     /// `a * b + c`.
     unsafe fn fma(a: Self::F, b: Self::F, c: Self::F) -> Self::F;
     unsafe fn add(a: Self::F, b: Self::F) -> Self::F;
@@ -124,6 +131,15 @@ impl Simd for Scalar {
     unsafe fn halves(lo: f32, hi: f32) -> [f32; 8] {
         [lo, lo, lo, lo, hi, hi, hi, hi]
     }
+    #[inline(always)]
+    unsafe fn bcast<const L: usize>(v: [f32; 8]) -> [f32; 8] {
+        [v[L]; 8]
+    }
+    #[inline(always)]
+    unsafe fn bcast_halves<const L: usize>(v: [f32; 8]) -> [f32; 8] {
+        [v[L], v[L], v[L], v[L], v[L + 4], v[L + 4], v[L + 4], v[L + 4]]
+    }
+    const REGS: usize = 16;
     #[inline(always)]
     unsafe fn fma(a: [f32; 8], b: [f32; 8], c: [f32; 8]) -> [f32; 8] {
         std::array::from_fn(|i| a[i].mul_add(b[i], c[i]))

@@ -40,6 +40,19 @@ unsafe fn bits16(bits: u32, val: u8) -> int8x16_t {
     }
 }
 
+/// Every lane = lane `l` of `v` (`l` is a constant at every call: the match folds away).
+#[inline(always)]
+unsafe fn lane(v: float32x4_t, l: usize) -> float32x4_t {
+    unsafe {
+        match l {
+            0 => vdupq_laneq_f32::<0>(v),
+            1 => vdupq_laneq_f32::<1>(v),
+            2 => vdupq_laneq_f32::<2>(v),
+            _ => vdupq_laneq_f32::<3>(v),
+        }
+    }
+}
+
 impl Simd for Neon {
     type B = Pb;
     type I = Pi;
@@ -84,6 +97,16 @@ impl Simd for Neon {
     unsafe fn halves(lo: f32, hi: f32) -> Pf {
         unsafe { Pf(vdupq_n_f32(lo), vdupq_n_f32(hi)) }
     }
+    #[inline(always)]
+    unsafe fn bcast<const L: usize>(v: Pf) -> Pf {
+        let x = unsafe { lane(v.0, L) };
+        Pf(x, x)
+    }
+    #[inline(always)]
+    unsafe fn bcast_halves<const L: usize>(v: Pf) -> Pf {
+        unsafe { Pf(lane(v.0, L), lane(v.1, L)) }
+    }
+    const REGS: usize = 32;
     #[inline(always)]
     unsafe fn fma(a: Pf, b: Pf, c: Pf) -> Pf {
         unsafe { Pf(vfmaq_f32(c.0, a.0, b.0), vfmaq_f32(c.1, a.1, b.1)) }

@@ -97,6 +97,16 @@ impl Simd for Simd128 {
         P(f32x4_splat(lo), f32x4_splat(hi))
     }
     #[inline(always)]
+    unsafe fn bcast<const L: usize>(v: P) -> P {
+        let x = i32x4_shuffle::<L, L, L, L>(v.0, v.0);
+        P(x, x)
+    }
+    #[inline(always)]
+    unsafe fn bcast_halves<const L: usize>(v: P) -> P {
+        P(i32x4_shuffle::<L, L, L, L>(v.0, v.0), i32x4_shuffle::<L, L, L, L>(v.1, v.1))
+    }
+    const REGS: usize = 16;
+    #[inline(always)]
     unsafe fn fma(a: P, b: P, c: P) -> P {
         P(f32x4_add(f32x4_mul(a.0, b.0), c.0), f32x4_add(f32x4_mul(a.1, b.1), c.1))
     }

@@ -83,6 +83,17 @@ macro_rules! common_methods {
         }
         #[inline]
         #[target_feature(enable = "avx2,fma,f16c")]
+        unsafe fn bcast<const L: usize>(v: __m256) -> __m256 {
+            unsafe { _mm256_permutevar8x32_ps(v, _mm256_set1_epi32(L as i32)) }
+        }
+        #[inline]
+        #[target_feature(enable = "avx2,fma,f16c")]
+        unsafe fn bcast_halves<const L: usize>(v: __m256) -> __m256 {
+            // Lane L of each 128-bit half.
+            unsafe { _mm256_permutevar_ps(v, _mm256_set1_epi32(L as i32)) }
+        }
+        #[inline]
+        #[target_feature(enable = "avx2,fma,f16c")]
         unsafe fn fma(a: __m256, b: __m256, c: __m256) -> __m256 {
             unsafe { _mm256_fmadd_ps(a, b, c) }
         }
@@ -199,6 +210,7 @@ macro_rules! common_methods {
 
 impl Simd for Avx2 {
     common_methods!();
+    const REGS: usize = 16;
 
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c")]
@@ -218,6 +230,7 @@ impl Simd for Avx2 {
 
 impl Simd for Avx512Vnni {
     common_methods!();
+    const REGS: usize = 32;
 
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512vl,avx512vnni")]

@@ -1,44 +1,119 @@
 #!/usr/bin/env bash
-# `strata bench` against llama.cpp (llama-cpp-python, CPU) on the same GGUF, same machine,
-# same run, same thread count: prompt processing (pp) and generation (tg) tokens/s.
-#   scripts/bench_vs_llamacpp.sh [MODEL.gguf ...]   (default: both real models)
-# Needs the reference venv of scripts/make_reference_fixtures.py (llama-cpp-python).
+# `strata bench` (the fast CPU backend) against llama.cpp's own `llama-bench`, built from
+# source on this machine, on the same GGUF files, in the same run, interleaved, with the
+# same thread counts: prompt processing (pp) and generation (tg) tokens/s, medians of REPS
+# runs, peak RSS of each process, and decode as a fraction of the memory-read floor
+# (weight bytes per token / read bandwidth measured here with the same threads).
+#
+#   scripts/bench_vs_llamacpp.sh [MODEL.gguf ...]
+#
+# Default models: SmolLM2-135M-Instruct Q4_1, Gemma 3 270M Q4_K_M (scripts/fetch_models.sh)
+# and a random-weight Llama-2-7B-shaped Q4_K_M (scripts/make_random_gguf.py, made once
+# into $STRATA_CACHE/bench). Env: THREADS (default "1 2"), REPS (3), P (512), N (128),
+# P_7B / N_7B (the 7B's sizes; default P, N), OUT (markdown report, default
+# target/bench/vs-llamacpp.md).
+#
+# llama.cpp comes from the sdist of llama-cpp-python 0.3.36 (vendor/llama.cpp), built with
+# cmake + ninja from PyPI (-DGGML_NATIVE=ON), once, into $STRATA_CACHE/llama.cpp (~25 min
+# on 2 cores). Run on a quiet machine: llama.cpp's threads spin, a busy core ruins its
+# figures.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cache=${STRATA_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/strata}
-py="$cache/refvenv/bin/python"
-P=${P:-512}; N=${N:-128}
+THREADS=${THREADS:-"1 2"}; REPS=${REPS:-3}; P=${P:-512}; N=${N:-128}
+P_7B=${P_7B:-$P}; N_7B=${N_7B:-$N}
+OUT=${OUT:-target/bench/vs-llamacpp.md}
+mkdir -p "$(dirname "$OUT")" "$cache/bench"
+
+# --- llama.cpp from source (cached) ---------------------------------------------------
+lcpp="$cache/llama.cpp"
+bench_bin="$lcpp/build/bin/llama-bench"
+if [ ! -x "$bench_bin" ]; then
+  echo "== building llama.cpp (llama-cpp-python 0.3.36's vendor/llama.cpp) into $lcpp" >&2
+  tmp=$(mktemp -d)
+  python3 -m pip install --quiet --disable-pip-version-check scikit-build-core cmake ninja >&2
+  (cd "$tmp" && python3 -m pip download --quiet --no-deps --no-binary :all: --no-build-isolation llama-cpp-python==0.3.36 >&2)
+  tar xzf "$tmp"/llama_cpp_python-0.3.36.tar.gz -C "$tmp"
+  rm -rf "$lcpp" && mv "$tmp/llama_cpp_python-0.3.36/vendor/llama.cpp" "$lcpp"
+  cmake -S "$lcpp" -B "$lcpp/build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=ON \
+    -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF -DLLAMA_BUILD_SERVER=ON -DLLAMA_BUILD_TESTS=OFF >&2
+  cmake --build "$lcpp/build" -j"$(nproc)" --target llama-bench llama-server llama-quantize >&2
+  rm -rf "$tmp"
+fi
+
+# --- models ---------------------------------------------------------------------------
 models=("$@")
-[ ${#models[@]} -gt 0 ] || models=("$cache/models/SmolLM2-135M-Instruct.Q4_1.gguf" "$cache/models/gemma-3-270m-q4_k_m.gguf")
+if [ ${#models[@]} -eq 0 ]; then
+  scripts/fetch_models.sh all >/dev/null
+  m7="$cache/bench/random-llama-7b-Q4_K_M.gguf"
+  if [ ! -f "$m7" ]; then
+    venv="$cache/venv"
+    "$venv/bin/python" -c "import gguf, numpy" 2>/dev/null || { python3 -m venv "$venv"; "$venv/bin/pip" install --quiet "gguf==0.19.0" "numpy<3"; }
+    "$venv/bin/python" scripts/make_random_gguf.py "$m7" --tokenizer-from "$cache/models/SmolLM2-135M-Instruct.Q4_1.gguf" --preset 7b --type Q4_K_M
+  fi
+  models=("$cache/models/SmolLM2-135M-Instruct.Q4_1.gguf" "$cache/models/gemma-3-270m-q4_k_m.gguf" "$m7")
+fi
+
 cargo build -q --release -p strata-cli
-threads=$(nproc)
+cargo build -q --release -p strata-conformance --example membw
+strata=target/release/strata
+membw=target/release/examples/membw
+cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')
+isa=$(grep -qw avx512_vnni /proc/cpuinfo && echo "AVX-512 VNNI" || (grep -qw avx2 /proc/cpuinfo && echo "AVX2" || echo "other"))
+raw=$(mktemp)
+
+# One line of JSON per run: {runtime, model, threads, pp, tg, rss_kib, bytes_per_token}.
+run_strata() { # model threads p n
+  local rss=$(mktemp) j
+  j=$(/usr/bin/time -f %M -o "$rss" "$strata" bench -m "$1" --backend cpu -t "$2" -p "$3" -n "$4" --ctx $(($3 + $4 + 8)) --json 2>/dev/null)
+  python3 -c 'import json,sys; d=json.loads(sys.argv[1]); print(json.dumps({"runtime":"strata","model":sys.argv[2],"threads":int(sys.argv[3]),"pp":d["pp_tokens_per_s"],"tg":d["tg_tokens_per_s"],"rss_kib":int(open(sys.argv[4]).read().split()[-1]),"bytes_per_token":d["weight_bytes_per_token"],"load_ms":d["load_ms"],"backend":d["backend"]}))' "$j" "$1" "$2" "$rss"
+  rm -f "$rss"
+}
+run_llama() { # model threads p n
+  local rss=$(mktemp) j
+  j=$(/usr/bin/time -f %M -o "$rss" "$bench_bin" -m "$1" -t "$2" -p "$3" -n "$4" -r 1 -o json 2>/dev/null)
+  python3 -c 'import json,sys; d=json.loads(sys.argv[1]); pp=[r["avg_ts"] for r in d if r["n_prompt"]>0][0]; tg=[r["avg_ts"] for r in d if r["n_gen"]>0][0]; print(json.dumps({"runtime":"llama.cpp","model":sys.argv[2],"threads":int(sys.argv[3]),"pp":pp,"tg":tg,"rss_kib":int(open(sys.argv[4]).read().split()[-1])}))' "$j" "$1" "$2" "$rss"
+  rm -f "$rss"
+}
+
+bw=""
+for t in $THREADS; do bw="$bw $t=$("$membw" "$t")"; done
+echo "== read bandwidth (GB/s by threads):$bw" >&2
 for m in "${models[@]}"; do
-  s=$(./target/release/strata bench -m "$m" -p "$P" -n "$N" --json)
-  l=$("$py" - "$m" "$P" "$N" "$threads" <<'PY'
-import sys, time, json
-from llama_cpp import Llama
-m, p, n, t = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
-llm = Llama(model_path=m, n_ctx=p + n + 8, n_batch=p, n_threads=t, n_threads_batch=t, verbose=False)
-vocab = llm.n_vocab()
-x = 0x2545F4914F6CDD1D
-toks = []
-for _ in range(p):
-    x ^= (x << 13) & 0xFFFFFFFFFFFFFFFF; x ^= x >> 7; x ^= (x << 17) & 0xFFFFFFFFFFFFFFFF
-    toks.append(x % vocab)
-t0 = time.perf_counter(); llm.eval(toks); pp = time.perf_counter() - t0
-llm.reset(); tok = toks[0]
-t0 = time.perf_counter()
-for _ in range(n):
-    llm.eval([tok])
-tg = time.perf_counter() - t0
-print(json.dumps({"pp_tokens_per_s": p / pp, "tg_tokens_per_s": n / tg}))
-PY
-)
-  python3 - "$m" "$s" "$l" "$P" "$N" <<'PY'
-import sys, json, os
-m, s, l, p, n = sys.argv[1], json.loads(sys.argv[2]), json.loads(sys.argv[3]), sys.argv[4], sys.argv[5]
-name = os.path.basename(m)
-for test, key in [(f"pp{p}", "pp_tokens_per_s"), (f"tg{n}", "tg_tokens_per_s")]:
-    print(f"| {name} | {test} | strata {s[key]:8.2f} t/s | llama.cpp {l[key]:8.2f} t/s | strata/llama.cpp {s[key] / l[key]:.3f} |")
-PY
+  p=$P; n=$N
+  case "$m" in *7b*) p=$P_7B; n=$N_7B ;; esac
+  for t in $THREADS; do
+    for r in $(seq "$REPS"); do
+      # Interleaved, alternating which goes first.
+      if [ $((r % 2)) -eq 1 ]; then run_strata "$m" "$t" "$p" "$n" >>"$raw"; run_llama "$m" "$t" "$p" "$n" >>"$raw"
+      else run_llama "$m" "$t" "$p" "$n" >>"$raw"; run_strata "$m" "$t" "$p" "$n" >>"$raw"; fi
+      echo "   $(basename "$m") t=$t run $r done" >&2
+    done
+  done
 done
+
+python3 - "$raw" "$bw" "$cpu" "$isa" "$P" "$N" "$P_7B" "$N_7B" "$REPS" >"$OUT" <<'PY'
+import json, os, statistics, sys
+raw, bw, cpu, isa, p, n, p7, n7, reps = sys.argv[1:]
+bw = {int(k): float(v) for k, v in (x.split("=") for x in bw.split())}
+runs = [json.loads(l) for l in open(raw)]
+med = lambda xs: statistics.median(xs)
+print(f"CPU: {cpu} ({isa}); read bandwidth {', '.join(f'{v:.1f} GB/s at {k} thread(s)' for k, v in bw.items())}.")
+print(f"Medians of {reps} interleaved runs; pp{p}/tg{n} (the 7B: pp{p7}/tg{n7}).\n")
+print("| model | threads | strata pp | llama.cpp pp | ratio | strata tg | llama.cpp tg | ratio | strata tg / floor | strata RSS MiB | llama.cpp RSS MiB |")
+print("|---|---|---|---|---|---|---|---|---|---|---|")
+keys = sorted({(r["model"], r["threads"]) for r in runs}, key=lambda k: (runs.index(next(r for r in runs if (r["model"], r["threads"]) == k))))
+for m, t in keys:
+    s = [r for r in runs if r["model"] == m and r["threads"] == t and r["runtime"] == "strata"]
+    l = [r for r in runs if r["model"] == m and r["threads"] == t and r["runtime"] == "llama.cpp"]
+    spp, stg, lpp, ltg = med([r["pp"] for r in s]), med([r["tg"] for r in s]), med([r["pp"] for r in l]), med([r["tg"] for r in l])
+    floor = bw[t] * 1e9 / s[0]["bytes_per_token"]
+    srss, lrss = med([r["rss_kib"] for r in s]) / 1024, med([r["rss_kib"] for r in l]) / 1024
+    print(f"| {os.path.basename(m)} | {t} | {spp:.1f} | {lpp:.1f} | {spp / lpp:.2f} | {stg:.1f} | {ltg:.1f} | {stg / ltg:.2f} | {stg / floor:.0%} of {floor:.0f} | {srss:.0f} | {lrss:.0f} |")
+print()
+for m in dict.fromkeys(r["model"] for r in runs):
+    s = [r for r in runs if r["model"] == m and r["runtime"] == "strata"]
+    print(f"- {os.path.basename(m)}: strata load {med([r['load_ms'] for r in s]):.0f} ms ({s[0]['backend']}), {s[0]['bytes_per_token'] / 1e6:.1f} MB of weights per token")
+PY
+rm -f "$raw"
+cat "$OUT"

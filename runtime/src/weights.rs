@@ -277,7 +277,20 @@ impl<B: Backend> Weights<B> {
         };
         let upload = |t: &TensorEntry| -> Result<B::Weight, WeightError> {
             let (rows, cols) = rows_cols(t)?;
-            b.upload_weight_owned(t.dtype, rows, cols, bytes(t)?).map_err(|source| WeightError::Backend { tensor: t.name.clone(), source })
+            let src = source(t.file).ok_or_else(|| WeightError::Read { file: format!("file #{}", t.file), tensor: t.name.clone(), message: "no source".into() })?;
+            let w = b.upload_weight_from(t.dtype, rows, cols, &mut |off, buf| {
+                if off + buf.len() as u64 > t.nbytes {
+                    return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("bytes {off}..{} of a {}-byte tensor", off + buf.len() as u64, t.nbytes)));
+                }
+                src.read_exact_at(t.offset + off, buf)
+            });
+            let w = w.map_err(|e| match e {
+                crate::backend::UploadError::Read(e) => WeightError::Read { file: src.name().into(), tensor: t.name.clone(), message: e.to_string() },
+                crate::backend::UploadError::Backend(source) => WeightError::Backend { tensor: t.name.clone(), source },
+            })?;
+            done.set(done.get() + t.nbytes);
+            (progress.borrow_mut())(done.get(), total);
+            Ok(w)
         };
         // Validation guarantees required tensors exist; a missing one here is a bug upstream.
         let missing = |id: TensorId| WeightError::Unsupported(format!("tensor {} missing after validation", id.gguf_name()));

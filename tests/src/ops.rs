@@ -283,6 +283,11 @@ pub fn cases() -> Vec<Case> {
     // Activations far beyond f16's 65504 (Gemma's FFN inputs reach the thousands; a backend
     // that converts activations to f16, like CUDA's cuBLAS prefill, must not overflow).
     v.push(("matmul/q4_k/rows=5,n=16,k=256,x=3e5".into(), Op::Matmul { dtype: DType::Q4K, rows: 5, n: 16, k: 256, x_scale: 3e5 }));
+    // Element-wise work large enough for the fast CPU backend to split it over threads.
+    for (act, a) in [(Activation::Silu, "silu"), (Activation::GeluTanh, "gelu_tanh")] {
+        v.push((format!("gated/{a}/n=100000"), Op::Gated { act, n: 100_000 }));
+    }
+    v.push(("rms_norm/f32/rows=64,cols=640,offset=1".into(), Op::RmsNorm { dtype: DType::F32, rows: 64, cols: 640, eps: 1e-6, offset: 1.0 }));
     // Token counts around the fast CPU kernels' tiles (4 tokens x 4 rows) and up to 64,
     // with row counts that leave a partial row group.
     for d in floats.iter().chain(&quants).chain(&kquants) {

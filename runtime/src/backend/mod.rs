@@ -30,6 +30,23 @@ pub enum BackendError {
 
 pub type BResult<T> = Result<T, BackendError>;
 
+/// Why `Backend::upload_weight_from` failed: reading the bytes, or the backend.
+#[derive(Debug, thiserror::Error)]
+pub enum UploadError {
+    #[error("{0}")]
+    Read(std::io::Error),
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+}
+
+/// `upload_weight_from`'s default: the tensor read whole, then `upload_weight_owned`.
+pub fn read_whole<B: Backend + ?Sized>(b: &B, dtype: DType, rows: usize, cols: usize, read: &mut dyn FnMut(u64, &mut [u8]) -> std::io::Result<()>) -> Result<B::Weight, UploadError> {
+    let bytes = dtype.row_bytes(cols as u64).ok_or_else(|| shape("upload_weight", format!("{cols} columns are not whole {dtype} blocks")))? as usize * rows;
+    let mut buf = vec![0u8; bytes];
+    read(0, &mut buf).map_err(UploadError::Read)?;
+    Ok(b.upload_weight_owned(dtype, rows, cols, buf)?)
+}
+
 /// A shape error of `op`.
 pub fn shape(op: &'static str, message: String) -> BackendError {
     BackendError::Shape { op, message }
@@ -204,6 +221,12 @@ pub trait Backend {
     /// copy, so loading never holds a tensor twice).
     fn upload_weight_owned(&self, dtype: DType, rows: usize, cols: usize, bytes: Vec<u8>) -> BResult<Self::Weight> {
         self.upload_weight(dtype, rows, cols, &bytes)
+    }
+    /// Uploads a weight whose bytes `read(offset, buf)` fills (offsets within the tensor).
+    /// The default reads it whole; a backend that transforms weights (the fast CPU backend
+    /// repacks them) reads it in pieces, so that loading never holds a tensor twice.
+    fn upload_weight_from(&self, dtype: DType, rows: usize, cols: usize, read: &mut dyn FnMut(u64, &mut [u8]) -> std::io::Result<()>) -> Result<Self::Weight, UploadError> {
+        read_whole(self, dtype, rows, cols, read)
     }
     /// Overwrites `w` with new contents (a streamed layer entering a reused device slot),
     /// reusing its storage when the new bytes fit; the default uploads a new weight.

@@ -329,3 +329,43 @@ pub unsafe fn attend_one<S: Simd>(
 
 /// Keys per online-softmax block.
 pub const KEY_BLOCK: usize = 64;
+
+/// `out[i] = act(gate[i]) * up[i]`: SiLU `g / (1 + e^-g)`, or GELU's tanh form with
+/// `tanh(u) = 1 - 2 / (e^(2u) + 1)`.
+///
+/// # Safety
+/// The instruction set `S` must be available.
+#[inline(always)]
+pub unsafe fn gated<S: Simd>(gate: &[f32], up: &[f32], out: &mut [f32], gelu: bool) {
+    let n = out.len().min(gate.len()).min(up.len());
+    let mut i = 0;
+    unsafe {
+        let one = S::splat(1.0);
+        while i + 8 <= n {
+            let g = S::load_f(gate.as_ptr().add(i));
+            let a = if gelu {
+                const SQRT_2_OVER_PI: f32 = 0.797_884_6;
+                let g3 = S::mul(S::mul(g, g), g);
+                let u = S::mul(S::splat(SQRT_2_OVER_PI), S::fma(S::splat(0.044715), g3, g));
+                let e = S::exp(S::add(u, u));
+                let tanh = S::sub(one, S::div(S::splat(2.0), S::add(e, one)));
+                S::mul(S::mul(S::splat(0.5), g), S::add(one, tanh))
+            } else {
+                S::div(g, S::add(one, S::exp(S::sub(S::splat(0.0), g))))
+            };
+            S::store_f(out.as_mut_ptr().add(i), S::mul(a, S::load_f(up.as_ptr().add(i))));
+            i += 8;
+        }
+    }
+    while i < n {
+        let g = gate[i];
+        let a = if gelu {
+            const SQRT_2_OVER_PI: f32 = 0.797_884_6;
+            0.5 * g * (1.0 + (SQRT_2_OVER_PI * (g + 0.044715 * g * g * g)).tanh())
+        } else {
+            g / (1.0 + (-g).exp())
+        };
+        out[i] = a * up[i];
+        i += 1;
+    }
+}

@@ -151,6 +151,13 @@ struct Out(*mut f32);
 unsafe impl Sync for Out {}
 unsafe impl Send for Out {}
 
+impl Out {
+    /// The pointer (a method, so that closures capture the `Sync` wrapper, not the field).
+    fn get(&self) -> *mut f32 {
+        self.0
+    }
+}
+
 /// An f32 activation buffer and, once it has been a matmul input, its 8-bit quantised
 /// copy (valid until the buffer is written again: every op that takes it `&mut` drops it).
 /// Dropped buffers go back to their backend's [`BufPool`], so a forward pass that
@@ -348,38 +355,46 @@ impl FastCpuBackend {
     }
 
     /// Repacks on the pool, groups of rows in parallel.
-    fn pack(&self, dtype: DType, rows: usize, cols: usize, bytes: &[u8], storage: Vec<u8>) -> BResult<Packed> {
+    fn pack(&self, dtype: DType, rows: usize, cols: usize, bytes: &[u8], mut storage: Vec<u8>) -> BResult<Packed> {
+        let layout = Layout::of(dtype).expect("packable");
+        storage.clear();
+        storage.resize(Packed::bytes(layout, rows, cols), 0);
+        self.pack_rows(dtype, cols, bytes, &mut storage, 0)?;
+        Ok(Packed { layout, dtype, n: rows, k: cols, blocks: cols / 32, data: storage })
+    }
+
+    /// Packs the file rows in `src` (starting at row `first`, a multiple of `R`) into
+    /// their groups of `dst` (the whole packed weight), split over the pool.
+    fn pack_rows(&self, dtype: DType, cols: usize, src: &[u8], dst: &mut [u8], first: usize) -> BResult<()> {
+        let layout = Layout::of(dtype).expect("packable");
+        let row_bytes = dtype.row_bytes(cols as u64).unwrap_or(0) as usize;
+        let rows = src.len() / row_bytes.max(1);
+        let group_bytes = (cols / 32) * layout.group_block();
         let groups = rows.div_ceil(R);
         let chunks = self.chunks(groups);
         let per = groups.div_ceil(chunks);
-        let row_bytes = bytes.len() / rows.max(1);
-        let parts: Vec<std::sync::Mutex<Option<Result<Packed, repack::PackError>>>> = (0..chunks).map(|_| std::sync::Mutex::new(None)).collect();
+        let base = (first / R) * group_bytes;
+        let dst = Out(dst[base..base + groups * group_bytes].as_mut_ptr() as *mut f32);
+        let error = std::sync::Mutex::new(None);
         self.pool.run(chunks, &|c| {
             let (g0, g1) = ((c * per).min(groups), ((c + 1) * per).min(groups));
-            let (r0, r1) = ((g0 * R).min(rows), (g1 * R).min(rows));
-            let p = Packed::pack(dtype, r1 - r0, cols, &bytes[r0 * row_bytes..r1 * row_bytes], Vec::new());
-            *parts[c].lock().unwrap_or_else(|e| e.into_inner()) = Some(p);
-        });
-        let mut data = storage;
-        data.clear();
-        let mut first_row = 0;
-        for (c, part) in parts.into_iter().enumerate() {
-            match part.into_inner().unwrap_or_else(|e| e.into_inner()) {
-                Some(Ok(p)) => {
-                    data.extend_from_slice(&p.data);
-                    first_row += p.n;
-                }
-                Some(Err(repack::PackError::ScaleRange { row, block, value })) => {
-                    return Err(BackendError::Unsupported {
-                        backend: self.name(),
-                        what: format!("{dtype} weight row {} block {block}: scale {value:e} is beyond f16 once multiplied out (use --backend ref)", c * per * R + row),
-                    })
-                }
-                None => {}
+            let (r0, r1) = (g0 * R, (g1 * R).min(rows));
+            if r0 >= r1 {
+                return;
             }
+            // SAFETY: each chunk writes its own groups of `dst`.
+            let d = unsafe { std::slice::from_raw_parts_mut((dst.get() as *mut u8).add(g0 * group_bytes), (g1 - g0) * group_bytes) };
+            if let Err(e) = repack::pack_into(dtype, cols, &src[r0 * row_bytes..r1 * row_bytes], d, first + r0) {
+                *error.lock().unwrap_or_else(|e| e.into_inner()) = Some(e);
+            }
+        });
+        match error.into_inner().unwrap_or_else(|e| e.into_inner()) {
+            Some(repack::PackError::ScaleRange { row, block, value }) => Err(BackendError::Unsupported {
+                backend: self.name(),
+                what: format!("{dtype} weight row {row} block {block}: scale {value:e} is beyond f16 once multiplied out (use --backend ref)"),
+            }),
+            None => Ok(()),
         }
-        debug_assert_eq!(first_row, rows);
-        Ok(Packed { layout: Layout::of(dtype).expect("packable"), dtype, n: rows, k: cols, blocks: cols / 32, data })
     }
 
     /// Quantises `rows` rows of `x` (`k` values each) unless its quantised copy is current.
@@ -452,6 +467,31 @@ impl Backend for FastCpuBackend {
         self.make_weight(dtype, rows, cols, bytes, Vec::new())
     }
 
+    /// Quantised weights are read and repacked a few MiB of rows at a time, so loading
+    /// never holds a tensor twice (its file bytes and its packed copy).
+    fn upload_weight_from(&self, dtype: DType, rows: usize, cols: usize, read: &mut dyn FnMut(u64, &mut [u8]) -> std::io::Result<()>) -> Result<FastWeight, super::UploadError> {
+        let (Some(layout), Some(row_bytes)) = (Layout::of(dtype), dtype.row_bytes(cols as u64)) else {
+            return super::read_whole(self, dtype, rows, cols, read);
+        };
+        if cols % 32 != 0 {
+            return super::read_whole(self, dtype, rows, cols, read);
+        }
+        let row_bytes = row_bytes as usize;
+        let mut data = vec![0u8; Packed::bytes(layout, rows, cols)];
+        // Rows per read: whole groups, about 4 MiB.
+        let step = ((4 << 20) / row_bytes.max(1)).max(1).div_ceil(R) * R;
+        let mut buf = vec![0u8; step.min(rows) * row_bytes];
+        let mut r0 = 0;
+        while r0 < rows {
+            let r1 = (r0 + step).min(rows);
+            let chunk = &mut buf[..(r1 - r0) * row_bytes];
+            read((r0 * row_bytes) as u64, chunk).map_err(super::UploadError::Read)?;
+            self.pack_rows(dtype, cols, chunk, &mut data, r0)?;
+            r0 = r1;
+        }
+        Ok(FastWeight::Packed(Packed { layout, dtype, n: rows, k: cols, blocks: cols / 32, data }))
+    }
+
     fn write_weight(&self, w: &mut FastWeight, dtype: DType, rows: usize, cols: usize, bytes: &[u8]) -> BResult<()> {
         let storage = match std::mem::replace(w, FastWeight::Raw { dtype, rows: 0, cols: 0, bytes: Vec::new(), f32: None }) {
             FastWeight::Packed(p) => p.data,
@@ -497,15 +537,35 @@ impl Backend for FastCpuBackend {
             return Err(BackendError::Shape { op: "rms_norm", message: format!("weight has {} values, rows have {cols}", w.rows() * w.cols()) });
         }
         let weight = w.vector();
-        let out = out.w();
-        for r in 0..rows {
-            let xr = &x.data[r * cols..(r + 1) * cols];
-            let ms = xr.iter().map(|v| v * v).sum::<f32>() / cols as f32;
-            let inv = 1.0 / (ms + eps).sqrt();
-            for ((o, v), g) in out[r * cols..(r + 1) * cols].iter_mut().zip(xr).zip(weight.iter()) {
-                *o = v * inv * (g + w_offset);
+        struct Norm<'a> {
+            x: &'a [f32],
+            w: &'a [f32],
+            out: Out,
+            cols: usize,
+            rows: usize,
+            per: usize,
+            eps: f32,
+            off: f32,
+        }
+        impl Job for Norm<'_> {
+            #[inline(always)]
+            unsafe fn run<S: Simd>(&self, c: usize) {
+                let cols = self.cols;
+                for r in c * self.per..((c + 1) * self.per).min(self.rows) {
+                    let xr = &self.x[r * cols..(r + 1) * cols];
+                    let ms = unsafe { kernels::dot_f32::<S>(xr, xr) } / cols as f32;
+                    let inv = 1.0 / (ms + self.eps).sqrt();
+                    // SAFETY: each chunk writes its own rows.
+                    let o = unsafe { std::slice::from_raw_parts_mut(self.out.get().add(r * cols), cols) };
+                    for ((o, v), g) in o.iter_mut().zip(xr).zip(self.w) {
+                        *o = v * inv * (g + self.off);
+                    }
+                }
             }
         }
+        let chunks = if rows * cols >= 1 << 15 { self.chunks(rows) } else { 1 };
+        let job = Norm { x: &x.data, w: &weight, out: Out(out.w().as_mut_ptr()), cols, rows, per: rows.div_ceil(chunks), eps, off: w_offset };
+        self.pool.run(chunks, &|c| dispatch(self.isa, &job, c));
         Ok(())
     }
 
@@ -665,16 +725,27 @@ impl Backend for FastCpuBackend {
         need("gated", "gate", gate.len(), n)?;
         need("gated", "up", up.len(), n)?;
         need("gated", "output", out.len(), n)?;
-        for ((o, &g), &u) in out.w().iter_mut().zip(&gate.data).zip(&up.data).take(n) {
-            let a = match act {
-                Activation::Silu => g / (1.0 + (-g).exp()),
-                Activation::GeluTanh => {
-                    const SQRT_2_OVER_PI: f32 = 0.797_884_6;
-                    0.5 * g * (1.0 + (SQRT_2_OVER_PI * (g + 0.044715 * g * g * g)).tanh())
-                }
-            };
-            *o = a * u;
+        struct Gated<'a> {
+            gate: &'a [f32],
+            up: &'a [f32],
+            out: Out,
+            per: usize,
+            n: usize,
+            gelu: bool,
         }
+        impl Job for Gated<'_> {
+            #[inline(always)]
+            unsafe fn run<S: Simd>(&self, c: usize) {
+                let (i0, i1) = ((c * self.per).min(self.n), ((c + 1) * self.per).min(self.n));
+                // SAFETY: each chunk writes its own range.
+                let o = unsafe { std::slice::from_raw_parts_mut(self.out.get().add(i0), i1 - i0) };
+                unsafe { kernels::gated::<S>(&self.gate[i0..i1], &self.up[i0..i1], o, self.gelu) };
+            }
+        }
+        // Elementwise work is split only when it outweighs waking the pool.
+        let chunks = if n >= 1 << 16 { self.chunks(n / 8) } else { 1 };
+        let job = Gated { gate: &gate.data, up: &up.data, out: Out(out.w().as_mut_ptr()), per: n.div_ceil(chunks).div_ceil(8) * 8, n, gelu: act == Activation::GeluTanh };
+        self.pool.run(chunks, &|c| dispatch(self.isa, &job, c));
         Ok(())
     }
 

@@ -162,50 +162,28 @@ pub enum PackError {
     ScaleRange { row: usize, block: usize, value: f32 },
 }
 
-/// A repacked weight `[n, k]`: `groups = ceil(n / R)`, `blocks = k / 32`; rows past `n`
-/// in the last group are zero.
-#[derive(Clone, Debug)]
-pub struct Packed {
-    pub layout: Layout,
-    pub dtype: DType,
-    pub n: usize,
-    pub k: usize,
-    pub blocks: usize,
-    pub data: Vec<u8>,
-}
-
-fn f16_checked(v: f32, row: usize, block: usize) -> Result<[u8; 2], PackError> {
-    let h = f16::from_f32(v);
-    if v.is_finite() && !h.is_finite() {
-        return Err(PackError::ScaleRange { row, block, value: v });
-    }
-    Ok(h.to_le_bytes())
-}
-
-impl Packed {
-    /// Repacks `n` rows of `k` values from the file bytes (`row_bytes` each), reusing
-    /// `storage`'s allocation.
-    pub fn pack(dtype: DType, n: usize, k: usize, src: &[u8], mut storage: Vec<u8>) -> Result<Packed, PackError> {
-        let layout = Layout::of(dtype).expect("packable dtype");
-        let (bvals, bbytes) = dtype.block();
-        let (bvals, bbytes) = (bvals as usize, bbytes as usize);
-        let row_bytes = k / bvals * bbytes;
-        let blocks = k / 32;
-        let groups = n.div_ceil(R);
-        let gb = layout.group_block();
-        storage.clear();
-        storage.resize(groups * blocks * gb, 0);
-        let mut subs = vec![Sub::default(); blocks];
-        for row in 0..n {
-            let src_row = &src[row * row_bytes..(row + 1) * row_bytes];
-            for (fb, chunk) in src_row.chunks_exact(bbytes).enumerate() {
-                decode(dtype, chunk, &mut subs[fb * bvals / 32..(fb + 1) * bvals / 32]);
-            }
-            let (g, r) = (row / R, row % R);
-            for (b, s) in subs.iter().enumerate() {
+/// Repacks the rows in `src` (whole file rows of `k` values of `dtype`) into `dst`, the
+/// row groups that hold them (`src` starts a group); `first_row` only names rows in errors.
+pub fn pack_into(dtype: DType, k: usize, src: &[u8], dst: &mut [u8], first_row: usize) -> Result<(), PackError> {
+    let layout = Layout::of(dtype).expect("packable dtype");
+    let (bvals, bbytes) = dtype.block();
+    let (bvals, bbytes) = (bvals as usize, bbytes as usize);
+    let row_bytes = k / bvals * bbytes;
+    let n = src.len() / row_bytes;
+    let blocks = k / 32;
+    let gb = layout.group_block();
+    let qb = layout.quant_bytes();
+    let mut subs = [Sub::default(); 8];
+    for row in 0..n {
+        let src_row = &src[row * row_bytes..(row + 1) * row_bytes];
+        let (g, r) = (row / R, row % R);
+        for (fb, chunk) in src_row.chunks_exact(bbytes).enumerate() {
+            let per = bvals / 32;
+            decode(dtype, chunk, &mut subs[..per]);
+            for (j, s) in subs[..per].iter().enumerate() {
+                let b = fb * per + j;
                 let at = (g * blocks + b) * gb;
-                let dst = &mut storage[at..at + gb];
-                let qb = layout.quant_bytes();
+                let dst = &mut dst[at..at + gb];
                 let quants = &mut dst[r * qb..(r + 1) * qb];
                 match layout {
                     Layout::I8 => quants.copy_from_slice(&s.q),
@@ -234,11 +212,47 @@ impl Packed {
                     Layout::I8 => (s.s_lo, 0.0),
                     _ => (s.s_lo, s.m),
                 };
-                words[2 * r..2 * r + 2].copy_from_slice(&f16_checked(w0, row, b)?);
-                words[2 * (R + r)..2 * (R + r) + 2].copy_from_slice(&f16_checked(w1, row, b)?);
+                words[2 * r..2 * r + 2].copy_from_slice(&f16_checked(w0, first_row + row, b)?);
+                words[2 * (R + r)..2 * (R + r) + 2].copy_from_slice(&f16_checked(w1, first_row + row, b)?);
             }
         }
-        Ok(Packed { layout, dtype, n, k, blocks, data: storage })
+    }
+    Ok(())
+}
+
+/// A repacked weight `[n, k]`: `groups = ceil(n / R)`, `blocks = k / 32`; rows past `n`
+/// in the last group are zero.
+#[derive(Clone, Debug)]
+pub struct Packed {
+    pub layout: Layout,
+    pub dtype: DType,
+    pub n: usize,
+    pub k: usize,
+    pub blocks: usize,
+    pub data: Vec<u8>,
+}
+
+fn f16_checked(v: f32, row: usize, block: usize) -> Result<[u8; 2], PackError> {
+    let h = f16::from_f32(v);
+    if v.is_finite() && !h.is_finite() {
+        return Err(PackError::ScaleRange { row, block, value: v });
+    }
+    Ok(h.to_le_bytes())
+}
+
+impl Packed {
+    /// Repacks `n` rows of `k` values from the file bytes, reusing `storage`'s allocation.
+    pub fn pack(dtype: DType, n: usize, k: usize, src: &[u8], mut storage: Vec<u8>) -> Result<Packed, PackError> {
+        let layout = Layout::of(dtype).expect("packable dtype");
+        storage.clear();
+        storage.resize(Self::bytes(layout, n, k), 0);
+        pack_into(dtype, k, src, &mut storage, 0)?;
+        Ok(Packed { layout, dtype, n, k, blocks: k / 32, data: storage })
+    }
+
+    /// Bytes of `n` rows of `k` values in `layout`.
+    pub fn bytes(layout: Layout, n: usize, k: usize) -> usize {
+        n.div_ceil(R) * (k / 32) * layout.group_block()
     }
 
     /// Row `row` as f32 (embedding lookups, norms): the values the kernels compute with.

@@ -40,6 +40,11 @@ pub trait Simd: Copy + Send + Sync + 'static {
     unsafe fn bcast<const L: usize>(v: Self::F) -> Self::F;
     /// Lanes 0..4 = lane `L`, lanes 4..8 = lane `L + 4` of `v` (`L < 4`).
     unsafe fn bcast_halves<const L: usize>(v: Self::F) -> Self::F;
+    /// `e^x` per lane to within a few ulp (Cephes' polynomial on a range-reduced argument),
+    /// NaN in, NaN out; below -87.3 the result is ~0, above 88.7 it is ~3.4e38.
+    unsafe fn exp(x: Self::F) -> Self::F;
+    unsafe fn sub(a: Self::F, b: Self::F) -> Self::F;
+    unsafe fn div(a: Self::F, b: Self::F) -> Self::F;
     /// Vector registers the kernels may fill: 32 (AVX-512) allows a tile of 4 tokens x 4
     /// rows of accumulators, 16 one of 2 x 4.
     const REGS: usize;
@@ -140,6 +145,18 @@ impl Simd for Scalar {
         [v[L], v[L], v[L], v[L], v[L + 4], v[L + 4], v[L + 4], v[L + 4]]
     }
     const REGS: usize = 16;
+    #[inline(always)]
+    unsafe fn exp(x: [f32; 8]) -> [f32; 8] {
+        x.map(f32::exp)
+    }
+    #[inline(always)]
+    unsafe fn sub(a: [f32; 8], b: [f32; 8]) -> [f32; 8] {
+        std::array::from_fn(|i| a[i] - b[i])
+    }
+    #[inline(always)]
+    unsafe fn div(a: [f32; 8], b: [f32; 8]) -> [f32; 8] {
+        std::array::from_fn(|i| a[i] / b[i])
+    }
     #[inline(always)]
     unsafe fn fma(a: [f32; 8], b: [f32; 8], c: [f32; 8]) -> [f32; 8] {
         std::array::from_fn(|i| a[i].mul_add(b[i], c[i]))

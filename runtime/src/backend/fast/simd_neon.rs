@@ -108,6 +108,24 @@ impl Simd for Neon {
     }
     const REGS: usize = 32;
     #[inline(always)]
+    unsafe fn exp(x: Pf) -> Pf {
+        // Per lane (the exact libm result): rare on these targets' hot paths.
+        unsafe {
+            let mut v = [0f32; 8];
+            Self::store_f(v.as_mut_ptr(), x);
+            let v = v.map(f32::exp);
+            Self::load_f(v.as_ptr())
+        }
+    }
+    #[inline(always)]
+    unsafe fn sub(a: Pf, b: Pf) -> Pf {
+        unsafe { Pf(vsubq_f32(a.0, b.0), vsubq_f32(a.1, b.1)) }
+    }
+    #[inline(always)]
+    unsafe fn div(a: Pf, b: Pf) -> Pf {
+        unsafe { Pf(vdivq_f32(a.0, b.0), vdivq_f32(a.1, b.1)) }
+    }
+    #[inline(always)]
     unsafe fn fma(a: Pf, b: Pf, c: Pf) -> Pf {
         unsafe { Pf(vfmaq_f32(c.0, a.0, b.0), vfmaq_f32(c.1, a.1, b.1)) }
     }

@@ -107,6 +107,24 @@ impl Simd for Simd128 {
     }
     const REGS: usize = 16;
     #[inline(always)]
+    unsafe fn exp(x: P) -> P {
+        // Per lane (the exact libm result): rare on these targets' hot paths.
+        unsafe {
+            let mut v = [0f32; 8];
+            Self::store_f(v.as_mut_ptr(), x);
+            let v = v.map(f32::exp);
+            Self::load_f(v.as_ptr())
+        }
+    }
+    #[inline(always)]
+    unsafe fn sub(a: P, b: P) -> P {
+        unsafe { P(f32x4_sub(a.0, b.0), f32x4_sub(a.1, b.1)) }
+    }
+    #[inline(always)]
+    unsafe fn div(a: P, b: P) -> P {
+        unsafe { P(f32x4_div(a.0, b.0), f32x4_div(a.1, b.1)) }
+    }
+    #[inline(always)]
     unsafe fn fma(a: P, b: P, c: P) -> P {
         P(f32x4_add(f32x4_mul(a.0, b.0), c.0), f32x4_add(f32x4_mul(a.1, b.1), c.1))
     }

@@ -52,7 +52,7 @@ pub unsafe fn quantize_row<S: Simd>(x: &[f32], t: usize, qs: *mut i8, d: *mut f3
 }
 
 /// How a layout's quants become a byte vector, and how its scale words apply.
-trait Quants {
+pub(super) trait Quants {
     const LAYOUT: Layout;
     /// Signed bytes (`dot_i8i8`), else unsigned (`dot_u8i8`).
     const SIGNED: bool;
@@ -62,10 +62,10 @@ trait Quants {
     unsafe fn load<S: Simd>(q: *const u8) -> S::B;
 }
 
-struct U4;
-struct U5;
-struct U6;
-struct I8;
+pub(super) struct U4;
+pub(super) struct U5;
+pub(super) struct U6;
+pub(super) struct I8;
 
 impl Quants for U4 {
     const LAYOUT: Layout = Layout::U4;
@@ -112,7 +112,7 @@ impl Quants for I8 {
 /// `w` by the activation block sums (lanes `R..2R`; for per-half scales, lanes `r` and
 /// `R + r` times -32).
 #[inline(always)]
-unsafe fn tile<S: Simd, Q: Quants, const T: usize>(w: &Packed, g: usize, x: &Q8Rows, t0: usize, out: *mut f32, ldo: usize) {
+pub(super) unsafe fn tile_generic<S: Simd, Q: Quants, const T: usize>(w: &Packed, g: usize, x: &Q8Rows, t0: usize, out: *mut f32, ldo: usize) {
     let gb = Q::LAYOUT.group_block();
     let qb = Q::LAYOUT.quant_bytes();
     let blocks = w.blocks;
@@ -178,11 +178,11 @@ unsafe fn groups_tiled<S: Simd, Q: Quants, const TILE: usize>(w: &Packed, x: &Q8
     for g in g0..g1 {
         let mut t = 0;
         while t + TILE <= rows {
-            unsafe { tile::<S, Q, TILE>(w, g, x, t, out, w.n) };
+            unsafe { tile_generic::<S, Q, TILE>(w, g, x, t, out, w.n) };
             t += TILE;
         }
         while t < rows {
-            unsafe { tile::<S, Q, 1>(w, g, x, t, out, w.n) };
+            unsafe { tile_generic::<S, Q, 1>(w, g, x, t, out, w.n) };
             t += 1;
         }
     }
@@ -201,6 +201,24 @@ pub unsafe fn matmul_groups<S: Simd>(w: &Packed, x: &Q8Rows, g0: usize, g1: usiz
             Layout::U5 => groups_for::<S, U5>(w, x, g0, g1, out),
             Layout::U6 => groups_for::<S, U6>(w, x, g0, g1, out),
             Layout::I8 => groups_for::<S, I8>(w, x, g0, g1, out),
+        }
+    }
+}
+
+/// As [`matmul_groups`] with AVX-512's two-tokens-per-register tile for prefill.
+///
+/// # Safety
+/// AVX-512 F/BW/VL/DQ and VNNI must be available; as [`matmul_groups`].
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+pub unsafe fn matmul_groups_avx512(w: &Packed, x: &Q8Rows, g0: usize, g1: usize, out: *mut f32) {
+    use super::kernels_avx512::groups;
+    unsafe {
+        match w.layout {
+            Layout::U4 => groups::<U4>(w, x, g0, g1, out),
+            Layout::U5 => groups::<U5>(w, x, g0, g1, out),
+            Layout::U6 => groups::<U6>(w, x, g0, g1, out),
+            Layout::I8 => groups::<I8>(w, x, g0, g1, out),
         }
     }
 }

@@ -12,6 +12,8 @@
 //! activations, top-k) is the reference's arithmetic.
 
 pub mod kernels;
+#[cfg(target_arch = "x86_64")]
+mod kernels_avx512;
 pub mod pool;
 pub mod repack;
 pub mod simd;
@@ -66,7 +68,7 @@ impl Isa {
             #[cfg(target_arch = "x86_64")]
             Isa::Avx2 => std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") && std::is_x86_feature_detected!("f16c"),
             #[cfg(target_arch = "x86_64")]
-            Isa::Avx512Vnni => Isa::Avx2.available() && std::is_x86_feature_detected!("avx512f") && std::is_x86_feature_detected!("avx512vl") && std::is_x86_feature_detected!("avx512vnni"),
+            Isa::Avx512Vnni => Isa::Avx2.available() && ["avx512f", "avx512bw", "avx512dq", "avx512vl", "avx512vnni"].iter().all(|f| x86_feature(f)),
             Isa::Neon => cfg!(target_arch = "aarch64"),
             Isa::Simd128 => cfg!(all(target_arch = "wasm32", target_feature = "simd128")),
             #[cfg(not(target_arch = "x86_64"))]
@@ -98,6 +100,18 @@ impl Isa {
     }
 }
 
+#[cfg(target_arch = "x86_64")]
+fn x86_feature(f: &str) -> bool {
+    match f {
+        "avx512f" => std::is_x86_feature_detected!("avx512f"),
+        "avx512bw" => std::is_x86_feature_detected!("avx512bw"),
+        "avx512dq" => std::is_x86_feature_detected!("avx512dq"),
+        "avx512vl" => std::is_x86_feature_detected!("avx512vl"),
+        "avx512vnni" => std::is_x86_feature_detected!("avx512vnni"),
+        _ => false,
+    }
+}
+
 /// Every instruction set, best first.
 const ALL: [Isa; 5] = [Isa::Avx512Vnni, Isa::Avx2, Isa::Neon, Isa::Simd128, Isa::Scalar];
 
@@ -106,6 +120,15 @@ trait Job: Sync {
     /// # Safety
     /// `S` must be available on this CPU.
     unsafe fn run<S: Simd>(&self, chunk: usize);
+    /// On AVX-512: `run::<Avx512Vnni>` unless the job has a 512-bit kernel.
+    ///
+    /// # Safety
+    /// AVX-512 F/BW/VL/DQ and VNNI must be available.
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    unsafe fn run_avx512(&self, chunk: usize) {
+        unsafe { self.run::<simd_x86::Avx512Vnni>(chunk) }
+    }
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -115,9 +138,9 @@ unsafe fn run_avx2<J: Job>(j: &J, c: usize) {
 }
 
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512vl,avx512vnni")]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512dq,avx512vl,avx512vnni")]
 unsafe fn run_avx512<J: Job>(j: &J, c: usize) {
-    unsafe { j.run::<simd_x86::Avx512Vnni>(c) }
+    unsafe { j.run_avx512(c) }
 }
 
 #[cfg(target_arch = "aarch64")]
@@ -591,6 +614,12 @@ impl Backend for FastCpuBackend {
                     unsafe fn run<S: Simd>(&self, c: usize) {
                         let (g0, g1) = ((c * self.per).min(self.groups), ((c + 1) * self.per).min(self.groups));
                         unsafe { kernels::matmul_groups::<S>(self.w, self.x, g0, g1, self.out.0) };
+                    }
+                    #[cfg(target_arch = "x86_64")]
+                    #[inline(always)]
+                    unsafe fn run_avx512(&self, c: usize) {
+                        let (g0, g1) = ((c * self.per).min(self.groups), ((c + 1) * self.per).min(self.groups));
+                        unsafe { kernels::matmul_groups_avx512(self.w, self.x, g0, g1, self.out.0) };
                     }
                 }
                 let groups = n.div_ceil(R);

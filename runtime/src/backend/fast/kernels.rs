@@ -292,13 +292,15 @@ pub unsafe fn scale<S: Simd>(y: &mut [f32], c: f32) {
     }
 }
 
-/// Attention for one (token, head): `q` (`hd` values) over cache rows `first..=last` of
-/// `k`/`v` (row stride `ks`/`vs`, this kv head at `koff`/`voff`), keys in blocks with an
-/// online softmax (running max and sum, the output rescaled when the max grows), so any
-/// cache length runs in a fixed scratch of `scores` (at least `KEY_BLOCK` values).
+/// Attention for one token and the `g` query heads that share a kv head: `q` holds their
+/// `g * hd` values and `out` their `g * hdv`, over cache rows `first..=last` of `k`/`v`
+/// (row stride `ks`/`vs`, this kv head at `koff`/`voff`). Keys go in blocks with an online
+/// softmax per head (running max and sum, the output rescaled when the max grows), so any
+/// cache length runs in a fixed scratch (`g * (KEY_BLOCK + 2)` values); each key and value
+/// row is read once for all `g` heads.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
-pub unsafe fn attend_one<S: Simd>(
+pub unsafe fn attend_group<S: Simd>(
     q: &[f32],
     k: &[f32],
     v: &[f32],
@@ -306,43 +308,55 @@ pub unsafe fn attend_one<S: Simd>(
     (first, last): (usize, usize),
     scale_qk: f32,
     softcap: Option<f32>,
-    scores: &mut [f32],
+    scratch: &mut [f32],
     out: &mut [f32],
 ) {
-    let hd = q.len();
-    let hdv = out.len();
+    let g = scratch.len() / (KEY_BLOCK + 2);
+    let hd = q.len() / g;
+    let hdv = out.len() / g;
+    let (scores, rest) = scratch.split_at_mut(g * KEY_BLOCK);
+    let (max, sum) = rest.split_at_mut(g);
     out.iter_mut().for_each(|o| *o = 0.0);
-    let mut max = f32::NEG_INFINITY;
-    let mut sum = 0f32;
+    max.iter_mut().for_each(|m| *m = f32::NEG_INFINITY);
+    sum.iter_mut().for_each(|s| *s = 0.0);
     let mut j0 = first;
     while j0 <= last {
         let j1 = (j0 + KEY_BLOCK - 1).min(last);
-        let mut bmax = f32::NEG_INFINITY;
         for j in j0..=j1 {
             let kr = &k[j * ks + koff..j * ks + koff + hd];
-            let mut x = unsafe { dot_f32::<S>(q, kr) } * scale_qk;
-            if let Some(cap) = softcap {
-                x = cap * (x / cap).tanh();
+            for h in 0..g {
+                let mut x = unsafe { dot_f32::<S>(&q[h * hd..(h + 1) * hd], kr) } * scale_qk;
+                if let Some(cap) = softcap {
+                    x = cap * (x / cap).tanh();
+                }
+                scores[h * KEY_BLOCK + j - j0] = x;
             }
-            scores[j - j0] = x;
-            bmax = bmax.max(x);
         }
-        if bmax > max {
-            let c = (max - bmax).exp();
-            sum *= c;
-            unsafe { scale::<S>(out, c) };
-            max = bmax;
+        for h in 0..g {
+            let bmax = scores[h * KEY_BLOCK..h * KEY_BLOCK + j1 - j0 + 1].iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x));
+            if bmax > max[h] {
+                let c = (max[h] - bmax).exp();
+                sum[h] *= c;
+                unsafe { scale::<S>(&mut out[h * hdv..(h + 1) * hdv], c) };
+                max[h] = bmax;
+            }
+            for j in j0..=j1 {
+                let p = (scores[h * KEY_BLOCK + j - j0] - max[h]).exp();
+                scores[h * KEY_BLOCK + j - j0] = p;
+                sum[h] += p;
+            }
         }
         for j in j0..=j1 {
-            let p = (scores[j - j0] - max).exp();
-            sum += p;
             let vr = &v[j * vs + voff..j * vs + voff + hdv];
-            unsafe { axpy::<S>(out, p, vr) };
+            for h in 0..g {
+                unsafe { axpy::<S>(&mut out[h * hdv..(h + 1) * hdv], scores[h * KEY_BLOCK + j - j0], vr) };
+            }
         }
         j0 = j1 + 1;
     }
-    let inv = 1.0 / sum;
-    unsafe { scale::<S>(out, inv) };
+    for h in 0..g {
+        unsafe { scale::<S>(&mut out[h * hdv..(h + 1) * hdv], 1.0 / sum[h]) };
+    }
 }
 
 /// Keys per online-softmax block.

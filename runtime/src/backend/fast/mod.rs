@@ -316,6 +316,55 @@ pub struct FastCpuBackend {
     isa: Isa,
     pool: Pool,
     bufs: std::sync::Arc<BufPool>,
+    rope: std::sync::Mutex<RopeCache>,
+}
+
+/// RoPE (cos, sin) tables of the last two (positions, frequencies) seen: every layer of a
+/// forward pass rotates the same positions with one of at most two frequency sets (local
+/// and global layers), so the angles are computed once per step, not once per layer and
+/// tensor. The values are the reference's (`RopeArgs::cos_sin_table`'s arithmetic).
+#[derive(Debug, Default)]
+struct RopeCache {
+    entries: [RopeEntry; 2],
+    /// The entry to replace next.
+    next: usize,
+}
+
+#[derive(Debug, Default)]
+struct RopeEntry {
+    positions: Vec<u32>,
+    freq: Vec<f32>,
+    mscale: f32,
+    cs: Vec<f32>,
+}
+
+impl RopeCache {
+    fn table(&mut self, a: &RopeArgs) -> &[f32] {
+        let hit = self.entries.iter().position(|e| e.mscale.to_bits() == a.mscale.to_bits() && e.positions == a.positions && e.freq == a.inv_freq);
+        let i = match hit {
+            Some(i) => i,
+            None => {
+                let i = self.next;
+                self.next = 1 - i;
+                let e = &mut self.entries[i];
+                e.positions.clear();
+                e.positions.extend_from_slice(a.positions);
+                e.freq.clear();
+                e.freq.extend_from_slice(a.inv_freq);
+                e.mscale = a.mscale;
+                e.cs.clear();
+                for &pos in a.positions {
+                    for &f in a.inv_freq {
+                        let (sin, cos) = (pos as f32 * f).sin_cos();
+                        e.cs.push(cos * a.mscale);
+                        e.cs.push(sin * a.mscale);
+                    }
+                }
+                i
+            }
+        };
+        &self.entries[i].cs
+    }
 }
 
 impl FastCpuBackend {
@@ -329,7 +378,7 @@ impl FastCpuBackend {
     }
 
     pub fn with_threads(threads: usize) -> BResult<Self> {
-        Ok(FastCpuBackend { isa: Isa::detect()?, pool: Pool::new(threads), bufs: std::sync::Arc::new(BufPool::new()) })
+        Ok(FastCpuBackend { isa: Isa::detect()?, pool: Pool::new(threads), bufs: std::sync::Arc::new(BufPool::new()), rope: Default::default() })
     }
 
     /// A given instruction set (tests compare every available one).
@@ -337,7 +386,7 @@ impl FastCpuBackend {
         if !isa.available() {
             return Err(BackendError::Unsupported { backend: "cpu".into(), what: format!("instruction set {}", isa.name()) });
         }
-        Ok(FastCpuBackend { isa, pool: Pool::new(threads), bufs: std::sync::Arc::new(BufPool::new()) })
+        Ok(FastCpuBackend { isa, pool: Pool::new(threads), bufs: std::sync::Arc::new(BufPool::new()), rope: Default::default() })
     }
 
     pub fn isa(&self) -> Isa {
@@ -674,24 +723,42 @@ impl Backend for FastCpuBackend {
         let tokens = a.positions.len();
         need("rope", "input", x.len(), tokens * heads * head_dim)?;
         let half = a.check(head_dim)?;
-        let x = x.w();
-        for (t, &pos) in a.positions.iter().enumerate() {
-            for (i, &f) in a.inv_freq.iter().enumerate() {
-                // The reference's arithmetic, once per (token, pair) for all heads.
-                let (sin, cos) = (pos as f32 * f).sin_cos();
-                let (cos, sin) = (cos * a.mscale, sin * a.mscale);
-                let (i0, i1) = match a.style {
-                    RopeStyle::Normal => (2 * i, 2 * i + 1),
-                    RopeStyle::Neox => (i, i + half),
-                };
-                for h in 0..heads {
-                    let v = &mut x[(t * heads + h) * head_dim..(t * heads + h + 1) * head_dim];
-                    let (x0, x1) = (v[i0], v[i1]);
-                    v[i0] = x0 * cos - x1 * sin;
-                    v[i1] = x0 * sin + x1 * cos;
+        let pairs = a.inv_freq.len();
+        let mut cache = self.rope.lock().unwrap_or_else(|e| e.into_inner());
+        let table = cache.table(a);
+        struct Rope<'a> {
+            x: Out,
+            cs: &'a [f32],
+            heads: usize,
+            head_dim: usize,
+            pairs: usize,
+            half: usize,
+            neox: bool,
+            tokens: usize,
+            per: usize,
+        }
+        impl Job for Rope<'_> {
+            #[inline(always)]
+            unsafe fn run<S: Simd>(&self, c: usize) {
+                let width = self.heads * self.head_dim;
+                for t in c * self.per..((c + 1) * self.per).min(self.tokens) {
+                    // SAFETY: each chunk rotates its own tokens.
+                    let x = unsafe { std::slice::from_raw_parts_mut(self.x.get().add(t * width), width) };
+                    for i in 0..self.pairs {
+                        let (cos, sin) = (self.cs[2 * (t * self.pairs + i)], self.cs[2 * (t * self.pairs + i) + 1]);
+                        let (i0, i1) = if self.neox { (i, i + self.half) } else { (2 * i, 2 * i + 1) };
+                        for v in x.chunks_exact_mut(self.head_dim) {
+                            let (x0, x1) = (v[i0], v[i1]);
+                            v[i0] = x0 * cos - x1 * sin;
+                            v[i1] = x0 * sin + x1 * cos;
+                        }
+                    }
                 }
             }
         }
+        let chunks = if tokens * heads * head_dim >= 1 << 15 { self.chunks(tokens) } else { 1 };
+        let job = Rope { x: Out(x.w().as_mut_ptr()), cs: table, heads, head_dim, pairs, half, neox: a.style == RopeStyle::Neox, tokens, per: tokens.div_ceil(chunks) };
+        self.pool.run(chunks, &|c| dispatch(self.isa, &job, c));
         Ok(())
     }
 
@@ -726,24 +793,23 @@ impl Backend for FastCpuBackend {
                 let a = self.a;
                 let (hd, hdv) = (a.head_dim, a.head_dim_v);
                 let group = a.n_heads / a.n_kv_heads;
-                let total = a.tokens * a.n_heads;
-                let scores = unsafe { scratch(kernels::KEY_BLOCK) };
-                {
-                    for item in c * self.per..((c + 1) * self.per).min(total) {
-                        let (t, h) = (item / a.n_heads, item % a.n_heads);
-                        let pos = a.past + t;
-                        let first = a.window.map_or(0, |w| (pos + 1).saturating_sub(w));
-                        let kvh = h / group;
-                        let qv = &self.q[(t * a.n_heads + h) * hd..(t * a.n_heads + h + 1) * hd];
-                        // SAFETY: each (token, head) writes its own output slice.
-                        let o = unsafe { std::slice::from_raw_parts_mut(self.out.0.add((t * a.n_heads + h) * hdv), hdv) };
-                        let strides = (a.n_kv_heads * hd, kvh * hd, a.n_kv_heads * hdv, kvh * hdv);
-                        unsafe { kernels::attend_one::<S>(qv, self.k, self.v, strides, (first, pos), a.scale, a.softcap, scores, o) };
-                    }
+                let total = a.tokens * a.n_kv_heads;
+                let scratch = unsafe { scratch(group * (kernels::KEY_BLOCK + 2)) };
+                for item in c * self.per..((c + 1) * self.per).min(total) {
+                    // One token and one kv head: its `group` query heads are adjacent.
+                    let (t, kvh) = (item / a.n_kv_heads, item % a.n_kv_heads);
+                    let pos = a.past + t;
+                    let first = a.window.map_or(0, |w| (pos + 1).saturating_sub(w));
+                    let h0 = t * a.n_heads + kvh * group;
+                    let qv = &self.q[h0 * hd..(h0 + group) * hd];
+                    // SAFETY: each (token, kv head) writes its own heads' outputs.
+                    let o = unsafe { std::slice::from_raw_parts_mut(self.out.get().add(h0 * hdv), group * hdv) };
+                    let strides = (a.n_kv_heads * hd, kvh * hd, a.n_kv_heads * hdv, kvh * hdv);
+                    unsafe { kernels::attend_group::<S>(qv, self.k, self.v, strides, (first, pos), a.scale, a.softcap, scratch, o) };
                 }
             }
         }
-        let total = a.tokens * a.n_heads;
+        let total = a.tokens * a.n_kv_heads;
         let chunks = self.chunks(total);
         let job = Att { q: &q.data, k: &k.data, v: &v.data, a, per: total.div_ceil(chunks), out: Out(out.w().as_mut_ptr()) };
         self.pool.run(chunks, &|c| dispatch(self.isa, &job, c));

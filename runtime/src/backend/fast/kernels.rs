@@ -401,3 +401,38 @@ pub unsafe fn gated<S: Simd>(gate: &[f32], up: &[f32], out: &mut [f32], gelu: bo
         i += 1;
     }
 }
+
+/// `sum x[i] * w[i]` with `w` in its file bytes (F32, F16 or BF16 little-endian), converted
+/// 8 values at a time (no dequantised copy).
+///
+/// # Safety
+/// The instruction set `S` must be available; `w` holds `x.len()` values of `dtype`.
+#[inline(always)]
+pub unsafe fn dot_raw<S: Simd>(x: &[f32], w: &[u8], dtype: crate::quant::DType) -> f32 {
+    use crate::quant::DType;
+    let n = x.len();
+    let mut i = 0;
+    unsafe {
+        let mut acc = S::splat(0.0);
+        while i + 8 <= n {
+            let wv = match dtype {
+                DType::F16 => S::load_f16(w.as_ptr().add(2 * i)),
+                DType::BF16 => S::load_bf16(w.as_ptr().add(2 * i)),
+                _ => S::load_f(w.as_ptr().add(4 * i) as *const f32),
+            };
+            acc = S::fma(S::load_f(x.as_ptr().add(i)), wv, acc);
+            i += 8;
+        }
+        let mut s = S::hsum(acc);
+        while i < n {
+            let v = match dtype {
+                DType::F16 => half::f16::from_le_bytes([w[2 * i], w[2 * i + 1]]).to_f32(),
+                DType::BF16 => half::bf16::from_le_bytes([w[2 * i], w[2 * i + 1]]).to_f32(),
+                _ => f32::from_le_bytes([w[4 * i], w[4 * i + 1], w[4 * i + 2], w[4 * i + 3]]),
+            };
+            s += x[i] * v;
+            i += 1;
+        }
+        s
+    }
+}

@@ -676,9 +676,11 @@ impl Backend for FastCpuBackend {
                 let job = Mm { w: p, x: q8, per: groups.div_ceil(chunks), groups, out: o };
                 self.pool.run(chunks, &|c| dispatch(self.isa, &job, c));
             }
-            FastWeight::Raw { .. } => {
+            FastWeight::Raw { dtype, bytes, .. } => {
                 struct MmF<'a> {
-                    w: &'a FastWeight,
+                    w: &'a [u8],
+                    dtype: DType,
+                    row_bytes: usize,
                     x: &'a [f32],
                     rows: usize,
                     n: usize,
@@ -689,18 +691,18 @@ impl Backend for FastCpuBackend {
                 impl Job for MmF<'_> {
                     #[inline(always)]
                     unsafe fn run<S: Simd>(&self, c: usize) {
-                        let s = unsafe { scratch(self.k) };
                         for j in c * self.per..((c + 1) * self.per).min(self.n) {
-                            self.w.row_f32(j, s);
+                            let wr = &self.w[j * self.row_bytes..(j + 1) * self.row_bytes];
                             for r in 0..self.rows {
-                                let v = unsafe { kernels::dot_f32::<S>(&self.x[r * self.k..(r + 1) * self.k], s) };
+                                let v = unsafe { kernels::dot_raw::<S>(&self.x[r * self.k..(r + 1) * self.k], wr, self.dtype) };
                                 unsafe { *self.out.0.add(r * self.n + j) = v };
                             }
                         }
                     }
                 }
                 let chunks = self.chunks(n);
-                let job = MmF { w, x: &x.data, rows, n, k, per: n.div_ceil(chunks), out: o };
+                let row_bytes = dtype.row_bytes(k as u64).unwrap_or(0) as usize;
+                let job = MmF { w: bytes, dtype: *dtype, row_bytes, x: &x.data, rows, n, k, per: n.div_ceil(chunks), out: o };
                 self.pool.run(chunks, &|c| dispatch(self.isa, &job, c));
             }
         }

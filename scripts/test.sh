@@ -7,7 +7,9 @@
 #     binaryen, chromium + chromedriver);
 #  3. compile every CUDA kernel to PTX for sm_80/sm_90 with NVRTC and assemble it with
 #     ptxas (PyPI's NVIDIA wheels; no GPU needed), printing registers and spills;
-#  4. cargo test for the whole workspace, with the real-model and browser cases required
+#  4. cross-compile the runtime for aarch64 and run its unit tests (the fast CPU backend's
+#     NEON kernels against the reference) under qemu-aarch64;
+#  5. cargo test for the whole workspace, with the real-model and browser cases required
 #     (the CUDA cases run where there is a GPU: scripts/gpu_check.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -49,6 +51,9 @@ export XDG_RUNTIME_DIR=${XDG_RUNTIME_DIR:-$(mktemp -d)}
 
 echo "== CUDA kernels (NVRTC + ptxas, no GPU needed)" >&2
 PYTHON="$venv/bin/python" scripts/check_cuda_kernels.sh >&2
+
+echo "== aarch64 (NEON kernels under qemu-aarch64)" >&2
+scripts/check_aarch64.sh >&2
 
 echo "== cargo test" >&2
 STRATA_REQUIRE_MODELS=1 cargo test --workspace --locked 2>&1

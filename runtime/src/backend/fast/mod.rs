@@ -865,3 +865,98 @@ impl Backend for FastCpuBackend {
         Ok(crate::sampler::top_k(&x.data[..n], k).into_iter().map(|i| (i as u32, x.data[i])).collect())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The fast backend against the reference on every instruction set this CPU has, in
+    //! the runtime crate itself, so that it also runs where the conformance crate does not
+    //! build (aarch64 under qemu in CI: scripts/check_aarch64.sh). The full op harness is
+    //! tests/tests/ops_cpu_fast.rs.
+    use super::*;
+    use crate::backend::cpu::CpuBackend;
+
+    fn rng(seed: &mut u64) -> u64 {
+        *seed = seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = *seed;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// Random blocks with a sane f16 scale (and min) in each block's scale fields.
+    fn weight(dtype: DType, rows: usize, cols: usize, seed: &mut u64) -> Vec<u8> {
+        let rb = dtype.row_bytes(cols as u64).unwrap() as usize;
+        let mut b: Vec<u8> = (0..rows * rb).map(|_| rng(seed) as u8).collect();
+        let (_, bb) = dtype.block();
+        let fields: &[usize] = match dtype {
+            DType::Q8_0 | DType::Q4_0 | DType::Q5_0 => &[0],
+            DType::Q4_1 | DType::Q5_1 | DType::Q4K | DType::Q5K => &[0, 2],
+            DType::Q6K => &[208],
+            _ => &[],
+        };
+        if dtype.is_float() {
+            let vals: Vec<f32> = (0..rows * cols).map(|_| (rng(seed) >> 40) as f32 / (1u64 << 24) as f32 - 0.5).collect();
+            return match dtype {
+                DType::F32 => vals.iter().flat_map(|v| v.to_le_bytes()).collect(),
+                DType::F16 => vals.iter().flat_map(|v| half::f16::from_f32(*v).to_le_bytes()).collect(),
+                _ => vals.iter().flat_map(|v| half::bf16::from_f32(*v).to_le_bytes()).collect(),
+            };
+        }
+        for blk in b.chunks_exact_mut(bb as usize) {
+            for &f in fields {
+                let v = 0.002 + (rng(seed) % 1000) as f32 * 1e-5;
+                blk[f..f + 2].copy_from_slice(&half::f16::from_f32(v).to_le_bytes());
+            }
+        }
+        b
+    }
+
+    fn nmse(got: &[f32], want: &[f32]) -> f64 {
+        let (mut e, mut n) = (0f64, 0f64);
+        for (g, w) in got.iter().zip(want) {
+            e += (f64::from(*g) - f64::from(*w)).powi(2);
+            n += f64::from(*w).powi(2);
+        }
+        e / n.max(1e-30)
+    }
+
+    #[test]
+    fn matmul_attention_and_gated_match_the_reference_on_every_instruction_set() {
+        let reference = CpuBackend::with_threads(1);
+        let mut seed = 42;
+        let dtypes = [DType::F32, DType::F16, DType::BF16, DType::Q8_0, DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q5_1, DType::Q4K, DType::Q5K, DType::Q6K];
+        for isa in Isa::all_available() {
+            let b = FastCpuBackend::with_isa(2, isa).unwrap();
+            for dt in dtypes {
+                for (rows, n, k) in [(1, 13, 256), (9, 6, 512), (17, 5, 256)] {
+                    let w = weight(dt, n, k, &mut seed);
+                    let x: Vec<f32> = (0..rows * k).map(|_| (rng(&mut seed) >> 40) as f32 / (1u64 << 23) as f32 - 1.0).collect();
+                    let mut want = reference.alloc(rows * n).unwrap();
+                    reference.matmul(&x, rows, &reference.upload_weight(dt, n, k, &w).unwrap(), &mut want).unwrap();
+                    let fw = b.upload_weight(dt, n, k, &w).unwrap();
+                    let mut got = b.alloc(rows * n).unwrap();
+                    b.matmul(&b.upload(&x).unwrap(), rows, &fw, &mut got).unwrap();
+                    let e = nmse(&got.data, &want);
+                    assert!(e <= 1e-4, "{} {dt} rows={rows} n={n} k={k}: NMSE {e:e}", isa.name());
+                }
+            }
+            // Attention: 2 tokens after 70 cached, GQA 2, head_dim 64.
+            let a = AttnArgs { tokens: 2, past: 70, n_heads: 4, n_kv_heads: 2, head_dim: 64, head_dim_v: 64, scale: 0.125, window: Some(50), softcap: None };
+            let mut len = |m: usize| (0..m).map(|_| (rng(&mut seed) >> 40) as f32 / (1u64 << 23) as f32 - 1.0).collect::<Vec<f32>>();
+            let (q, kc, vc) = (len(2 * 4 * 64), len(72 * 2 * 64), len(72 * 2 * 64));
+            let mut want = vec![0f32; 2 * 4 * 64];
+            reference.attention(&q, &kc, &vc, &a, &mut want).unwrap();
+            let mut got = b.alloc(2 * 4 * 64).unwrap();
+            b.attention(&b.upload(&q).unwrap(), &b.upload(&kc).unwrap(), &b.upload(&vc).unwrap(), &a, &mut got).unwrap();
+            assert!(nmse(&got.data, &want) <= 1e-9, "{} attention", isa.name());
+            for act in [Activation::Silu, Activation::GeluTanh] {
+                let (g, u) = (len(1000), len(1000));
+                let mut want = vec![0f32; 1000];
+                reference.gated(&g, &u, 1000, act, &mut want).unwrap();
+                let mut got = b.alloc(1000).unwrap();
+                b.gated(&b.upload(&g).unwrap(), &b.upload(&u).unwrap(), 1000, act, &mut got).unwrap();
+                assert!(nmse(&got.data, &want) <= 1e-9, "{} gated {act:?}", isa.name());
+            }
+        }
+    }
+}

@@ -11,7 +11,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::backend::Backend;
+use crate::backend::{Backend, StageFn};
 use crate::clock::Clock;
 use crate::model::{LoadedModel, TensorEntry};
 use crate::source::ByteSource;
@@ -121,14 +121,20 @@ struct Staged {
     result: Result<Duration, String>,
 }
 
-/// Reads a layer's tensors into one buffer each (reusing the buffers' allocations).
-fn read_layer(sources: &[Arc<dyn ByteSource>], entries: &[TensorEntry], buf: &mut Staging) -> Result<Duration, String> {
+/// Reads a layer's tensors into one buffer each (reusing the buffers' allocations); with
+/// the backend's staging transform, each through `scratch` and transformed into its buffer.
+fn read_layer(sources: &[Arc<dyn ByteSource>], entries: &[TensorEntry], buf: &mut Staging, stage: Option<StageFn>, scratch: &mut Vec<u8>) -> Result<Duration, String> {
     let clock = Clock::start();
     buf.resize_with(entries.len(), Vec::new);
     for (t, b) in entries.iter().zip(buf.iter_mut()) {
         let src = sources.get(t.file).ok_or_else(|| format!("no source for file #{} ({})", t.file, t.name))?;
-        b.resize(t.nbytes as usize, 0);
-        src.read_exact_at(t.offset, b).map_err(|e| format!("{}: tensor {:?}: {e}", src.name(), t.name))?;
+        let target = if stage.is_some() { &mut *scratch } else { &mut *b };
+        target.resize(t.nbytes as usize, 0);
+        src.read_exact_at(t.offset, target).map_err(|e| format!("{}: tensor {:?}: {e}", src.name(), t.name))?;
+        if let Some(f) = stage {
+            let (rows, cols) = rows_cols(t).map_err(|e| e.to_string())?;
+            f(t.dtype, rows, cols, scratch, b).map_err(|e| format!("tensor {:?}: {e}", t.name))?;
+        }
     }
     Ok(clock.elapsed())
 }
@@ -138,11 +144,11 @@ enum Reader {
     #[cfg(not(target_arch = "wasm32"))]
     Thread { tx: std::sync::mpsc::Sender<(usize, Staging)>, rx: std::sync::mpsc::Receiver<Staged>, _handle: std::thread::JoinHandle<()> },
     #[cfg(target_arch = "wasm32")]
-    Direct { sources: Vec<Arc<dyn ByteSource>>, entries: Arc<Vec<Vec<TensorEntry>>>, ready: Option<Staged> },
+    Direct { sources: Vec<Arc<dyn ByteSource>>, entries: Arc<Vec<Vec<TensorEntry>>>, ready: Option<Staged>, stage: Option<StageFn>, scratch: Vec<u8> },
 }
 
 impl Reader {
-    fn new(sources: Vec<Arc<dyn ByteSource>>, entries: Arc<Vec<Vec<TensorEntry>>>) -> Self {
+    fn new(sources: Vec<Arc<dyn ByteSource>>, entries: Arc<Vec<Vec<TensorEntry>>>, stage: Option<StageFn>) -> Self {
         #[cfg(not(target_arch = "wasm32"))]
         {
             let (tx, req_rx) = std::sync::mpsc::channel::<(usize, Staging)>();
@@ -150,8 +156,9 @@ impl Reader {
             let handle = std::thread::Builder::new()
                 .name("strata-prefetch".into())
                 .spawn(move || {
+                    let mut scratch = Vec::new();
                     for (layer, mut buf) in req_rx {
-                        let result = read_layer(&sources, &entries[layer], &mut buf);
+                        let result = read_layer(&sources, &entries[layer], &mut buf, stage, &mut scratch);
                         if done_tx.send(Staged { layer, buf, result }).is_err() {
                             break;
                         }
@@ -161,7 +168,7 @@ impl Reader {
             Reader::Thread { tx, rx, _handle: handle }
         }
         #[cfg(target_arch = "wasm32")]
-        Reader::Direct { sources, entries, ready: None }
+        Reader::Direct { sources, entries, ready: None, stage, scratch: Vec::new() }
     }
 
     /// Starts reading `layer` into `buf`.
@@ -170,9 +177,9 @@ impl Reader {
             #[cfg(not(target_arch = "wasm32"))]
             Reader::Thread { tx, .. } => tx.send((layer, buf)).map_err(|_| "the prefetch thread has stopped".to_string()),
             #[cfg(target_arch = "wasm32")]
-            Reader::Direct { sources, entries, ready } => {
+            Reader::Direct { sources, entries, ready, stage, scratch } => {
                 let mut buf = buf;
-                let result = read_layer(sources, &entries[layer], &mut buf);
+                let result = read_layer(sources, &entries[layer], &mut buf, *stage, scratch);
                 *ready = Some(Staged { layer, buf, result });
                 Ok(())
             }
@@ -205,12 +212,15 @@ pub struct Streamer<B: Backend> {
     in_flight: Option<usize>,
     /// A staging set not in use (two exist: one being read, one being uploaded).
     spare: Staging,
+    /// Whether staged bytes went through the backend's staging transform.
+    staged: bool,
     pub stats: StreamStats,
 }
 
 impl<B: Backend> Streamer<B> {
     /// `layers[l]`: `None` for a resident layer.
-    pub fn new(sources: Vec<Arc<dyn ByteSource>>, layers: Vec<Option<LayerLayout>>, slots: usize) -> Self {
+    /// `stage`: the backend's staging transform (`Backend::staging`), run by the reader.
+    pub fn new(sources: Vec<Arc<dyn ByteSource>>, layers: Vec<Option<LayerLayout>>, slots: usize, stage: Option<StageFn>) -> Self {
         let (skeletons, entries): (Vec<_>, Vec<_>) = layers.into_iter().map(|l| match l {
             Some((s, e)) => (Some(s), e),
             None => (None, Vec::new()),
@@ -219,7 +229,8 @@ impl<B: Backend> Streamer<B> {
         let order: Vec<usize> = (0..entries.len()).filter(|&l| !entries[l].is_empty()).collect();
         let slots = slots.max(1);
         Streamer {
-            reader: Reader::new(sources, entries.clone()),
+            reader: Reader::new(sources, entries.clone(), stage),
+            staged: stage.is_some(),
             entries,
             skeletons,
             order,
@@ -305,14 +316,18 @@ impl<B: Backend> Streamer<B> {
                 }
                 for ((w, t), bytes) in weights.into_iter().zip(entries).zip(buf.iter_mut()) {
                     let (rows, cols) = rows_cols(t)?;
-                    *bytes = b.swap_weight(w, t.dtype, rows, cols, std::mem::take(bytes)).map_err(|e| backend_err(t, e))?;
+                    let taken = std::mem::take(bytes);
+                    let r = if self.staged { b.swap_staged(w, t.dtype, rows, cols, taken) } else { b.swap_weight(w, t.dtype, rows, cols, taken) };
+                    *bytes = r.map_err(|e| backend_err(t, e))?;
                 }
             }
             empty @ None => {
                 let mut weights = Vec::with_capacity(entries.len());
                 for (t, bytes) in entries.iter().zip(buf.iter_mut()) {
                     let (rows, cols) = rows_cols(t)?;
-                    weights.push(Some(b.upload_weight_owned(t.dtype, rows, cols, std::mem::take(bytes)).map_err(|e| backend_err(t, e))?));
+                    let taken = std::mem::take(bytes);
+                    let r = if self.staged { b.adopt_staged(t.dtype, rows, cols, taken) } else { b.upload_weight_owned(t.dtype, rows, cols, taken) };
+                    weights.push(Some(r.map_err(|e| backend_err(t, e))?));
                 }
                 let skeleton = self.skeletons[layer].clone().ok_or_else(|| WeightError::Unsupported(format!("layer {layer} is not streamed")))?;
                 let mut missing = false;

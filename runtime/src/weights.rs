@@ -257,7 +257,7 @@ impl<B: Backend> Weights<B> {
         let mut w = Self::load_inner(b, m, &|i| sources.get(i).map(|s| s.as_ref()), plan, progress)?;
         if plan.streamed_layers() > 0 {
             let layers = (0..m.config.n_layers).map(|l| if plan.resident[l as usize] { Ok(None) } else { layer_plan(m, l).map(Some) }).collect::<Result<_, _>>()?;
-            w.streamer = Some(RefCell::new(Streamer::new(sources, layers, plan.slots)));
+            w.streamer = Some(RefCell::new(Streamer::new(sources, layers, plan.slots, b.staging())));
         }
         Ok(w)
     }

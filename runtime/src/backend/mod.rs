@@ -39,6 +39,11 @@ pub enum UploadError {
     Backend(#[from] BackendError),
 }
 
+/// Turns a weight's file bytes into the bytes a backend adopts (`Backend::adopt_staged`):
+/// `(dtype, rows, cols, file bytes, out)`. A plain function, so that a streaming prefetch
+/// thread can run it while the forward pass computes.
+pub type StageFn = fn(DType, usize, usize, &[u8], &mut Vec<u8>) -> BResult<()>;
+
 /// `upload_weight_from`'s default: the tensor read whole, then `upload_weight_owned`.
 pub fn read_whole<B: Backend + ?Sized>(b: &B, dtype: DType, rows: usize, cols: usize, read: &mut dyn FnMut(u64, &mut [u8]) -> std::io::Result<()>) -> Result<B::Weight, UploadError> {
     let bytes = dtype.row_bytes(cols as u64).ok_or_else(|| shape("upload_weight", format!("{cols} columns are not whole {dtype} blocks")))? as usize * rows;
@@ -233,6 +238,20 @@ pub trait Backend {
     fn write_weight(&self, w: &mut Self::Weight, dtype: DType, rows: usize, cols: usize, bytes: &[u8]) -> BResult<()> {
         *w = self.upload_weight(dtype, rows, cols, bytes)?;
         Ok(())
+    }
+    /// The transform streamed weights go through before `adopt_staged` / `swap_staged`,
+    /// run off the forward pass's thread (the fast CPU backend repacks there). `None`: file
+    /// bytes are adopted as they are.
+    fn staging(&self) -> Option<StageFn> {
+        None
+    }
+    /// A weight from bytes `staging()`'s function produced (the file bytes without one).
+    fn adopt_staged(&self, dtype: DType, rows: usize, cols: usize, staged: Vec<u8>) -> BResult<Self::Weight> {
+        self.upload_weight_owned(dtype, rows, cols, staged)
+    }
+    /// As `swap_weight` with bytes `staging()`'s function produced.
+    fn swap_staged(&self, w: &mut Self::Weight, dtype: DType, rows: usize, cols: usize, staged: Vec<u8>) -> BResult<Vec<u8>> {
+        self.swap_weight(w, dtype, rows, cols, staged)
     }
     /// As `write_weight`, taking the bytes by value and returning a buffer the caller may
     /// reuse (the CPU backend swaps storage instead of copying).

@@ -505,6 +505,32 @@ impl FastCpuBackend {
     }
 }
 
+/// The packed layout of a streamed weight, if it is packed (as `make_weight` decides).
+fn staged_layout(dtype: DType, cols: usize) -> Option<Layout> {
+    Layout::of(dtype).filter(|_| cols % 32 == 0)
+}
+
+/// The staging transform (`Backend::staging`): quantised weights to their packed layout
+/// (one thread: it runs beside the forward pass), float weights unchanged.
+fn stage(dtype: DType, rows: usize, cols: usize, file: &[u8], out: &mut Vec<u8>) -> BResult<()> {
+    let row_bytes = dtype.row_bytes(cols as u64).ok_or_else(|| super::shape("stage", format!("{cols} columns are not whole {dtype} blocks")))? as usize;
+    need("stage", "weight bytes", file.len(), rows * row_bytes)?;
+    out.clear();
+    match staged_layout(dtype, cols) {
+        Some(layout) => {
+            out.resize(Packed::bytes(layout, rows, cols), 0);
+            repack::pack_into(dtype, cols, &file[..rows * row_bytes], out, 0).map_err(|repack::PackError::ScaleRange { row, block, value }| BackendError::Unsupported {
+                backend: "cpu".into(),
+                what: format!("{dtype} weight row {row} block {block}: scale {value:e} is beyond f16 once multiplied out (use --backend ref)"),
+            })
+        }
+        None => {
+            out.extend_from_slice(&file[..rows * row_bytes]);
+            Ok(())
+        }
+    }
+}
+
 thread_local! {
     /// Per-thread scratch: a dequantised weight row (float weights) or attention scores.
     static SCRATCH: std::cell::UnsafeCell<Vec<f32>> = const { std::cell::UnsafeCell::new(Vec::new()) };
@@ -562,6 +588,32 @@ impl Backend for FastCpuBackend {
             r0 = r1;
         }
         Ok(FastWeight::Packed(Packed { layout, dtype, n: rows, k: cols, blocks: cols / 32, data }))
+    }
+
+    /// Streamed layers are repacked on the prefetch thread, while the forward pass computes.
+    fn staging(&self) -> Option<super::StageFn> {
+        Some(stage)
+    }
+
+    fn adopt_staged(&self, dtype: DType, rows: usize, cols: usize, staged: Vec<u8>) -> BResult<FastWeight> {
+        match staged_layout(dtype, cols) {
+            Some(layout) => {
+                need("adopt_staged", "packed bytes", staged.len(), Packed::bytes(layout, rows, cols))?;
+                Ok(FastWeight::Packed(Packed { layout, dtype, n: rows, k: cols, blocks: cols / 32, data: staged }))
+            }
+            None => self.make_weight(dtype, rows, cols, &staged, Vec::new()),
+        }
+    }
+
+    fn swap_staged(&self, w: &mut FastWeight, dtype: DType, rows: usize, cols: usize, staged: Vec<u8>) -> BResult<Vec<u8>> {
+        if staged_layout(dtype, cols).is_none() {
+            return self.swap_weight(w, dtype, rows, cols, staged);
+        }
+        let new = self.adopt_staged(dtype, rows, cols, staged)?;
+        Ok(match std::mem::replace(w, new) {
+            FastWeight::Packed(p) => p.data,
+            FastWeight::Raw { bytes, .. } => bytes,
+        })
     }
 
     fn write_weight(&self, w: &mut FastWeight, dtype: DType, rows: usize, cols: usize, bytes: &[u8]) -> BResult<()> {

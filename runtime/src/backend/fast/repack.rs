@@ -162,6 +162,78 @@ pub enum PackError {
     ScaleRange { row: usize, block: usize, value: f32 },
 }
 
+/// The legacy formats and Q4_K already hold their nibbles (and Q5's fifth bits) in the U4 /
+/// U5 order, or one re-nibbling away: their rows are copied byte-wise, without decoding
+/// values (loading and streaming speed). Returns false for the dtypes it does not handle.
+fn pack_row_direct(dtype: DType, src_row: &[u8], dst: &mut [u8], g: usize, r: usize, blocks: usize, row: usize) -> Result<bool, PackError> {
+    let layout = match Layout::of(dtype) {
+        Some(l) => l,
+        None => return Ok(false),
+    };
+    let (gb, qb) = (layout.group_block(), layout.quant_bytes());
+    let at = |b: usize| (g * blocks + b) * gb;
+    // Scale word `w` of row r: bytes 2r (w = 0) or 2(R + r) (w = 1) after the quants.
+    let put = |dst: &mut [u8], b: usize, w: usize, bytes: [u8; 2]| {
+        let o = at(b) + R * qb + 2 * (w * R + r);
+        dst[o..o + 2].copy_from_slice(&bytes);
+    };
+    let scaled = |d: [u8; 2], c: f32, b: usize| f16_checked(f16::from_le_bytes(d).to_f32() * c, row, b);
+    match dtype {
+        DType::Q8_0 => {
+            for (b, blk) in src_row.chunks_exact(34).enumerate() {
+                let q = at(b) + r * qb;
+                dst[q..q + 32].copy_from_slice(&blk[2..34]);
+                put(dst, b, 0, [blk[0], blk[1]]);
+                put(dst, b, 1, [0, 0]);
+            }
+        }
+        DType::Q4_0 | DType::Q4_1 | DType::Q5_0 | DType::Q5_1 => {
+            let bytes = dtype.block().1 as usize;
+            for (b, blk) in src_row.chunks_exact(bytes).enumerate() {
+                let d = [blk[0], blk[1]];
+                let (m, qh, qs) = match dtype {
+                    DType::Q4_0 => (scaled(d, -8.0, b)?, None, &blk[2..18]),
+                    DType::Q4_1 => ([blk[2], blk[3]], None, &blk[4..20]),
+                    DType::Q5_0 => (scaled(d, -16.0, b)?, Some(&blk[2..6]), &blk[6..22]),
+                    _ => ([blk[2], blk[3]], Some(&blk[4..8]), &blk[8..24]),
+                };
+                let q = at(b) + r * qb;
+                dst[q..q + 16].copy_from_slice(qs);
+                if let Some(qh) = qh {
+                    dst[q + 16..q + 20].copy_from_slice(qh);
+                }
+                put(dst, b, 0, d);
+                put(dst, b, 1, m);
+            }
+        }
+        DType::Q4K => {
+            for (sbk, blk) in src_row.chunks_exact(144).enumerate() {
+                let (d, dmin) = (f16_at(blk, 0), f16_at(blk, 2));
+                for sb in 0..8 {
+                    let b = 8 * sbk + sb;
+                    let (sc, mn) = scale_min_k4(sb, &blk[4..16]);
+                    let qs = &blk[16 + 32 * (sb / 2)..16 + 32 * (sb / 2) + 32];
+                    let q = at(b) + r * qb;
+                    let out = &mut dst[q..q + 16];
+                    if sb % 2 == 0 {
+                        for j in 0..16 {
+                            out[j] = (qs[j] & 0x0f) | (qs[j + 16] << 4);
+                        }
+                    } else {
+                        for j in 0..16 {
+                            out[j] = (qs[j] >> 4) | (qs[j + 16] & 0xf0);
+                        }
+                    }
+                    put(dst, b, 0, f16_checked(d * sc, row, b)?);
+                    put(dst, b, 1, f16_checked(-dmin * mn, row, b)?);
+                }
+            }
+        }
+        _ => return Ok(false),
+    }
+    Ok(true)
+}
+
 /// Repacks the rows in `src` (whole file rows of `k` values of `dtype`) into `dst`, the
 /// row groups that hold them (`src` starts a group); `first_row` only names rows in errors.
 pub fn pack_into(dtype: DType, k: usize, src: &[u8], dst: &mut [u8], first_row: usize) -> Result<(), PackError> {
@@ -177,6 +249,9 @@ pub fn pack_into(dtype: DType, k: usize, src: &[u8], dst: &mut [u8], first_row: 
     for row in 0..n {
         let src_row = &src[row * row_bytes..(row + 1) * row_bytes];
         let (g, r) = (row / R, row % R);
+        if pack_row_direct(dtype, src_row, dst, g, r, blocks, first_row + row)? {
+            continue;
+        }
         for (fb, chunk) in src_row.chunks_exact(bbytes).enumerate() {
             let per = bvals / 32;
             decode(dtype, chunk, &mut subs[..per]);

@@ -58,6 +58,50 @@ impl<B: strata::backend::Backend> CpuModel<B> {
 
 pub use strata::sampler::{argmax, top_k};
 
+/// Largest |a - b| over two equal-length logit sets.
+pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+}
+
+/// 16 greedy decode steps one token at a time after `prompt` must give the logits of the
+/// whole sequence in one pass (max |dlogit| <= 1e-4), and fill the KV cache at each step.
+pub fn assert_incremental_equals_recompute<B: strata::backend::Backend>(m: &CpuModel<B>, prompt: &[u32]) {
+    let v = m.vocab();
+    let mut kv = m.cache(64);
+    let mut seq = prompt.to_vec();
+    let mut step_logits = vec![m.run(&mut kv, prompt, Logits::Last)];
+    for _ in 0..16 {
+        let next = argmax(step_logits.last().unwrap()) as u32;
+        seq.push(next);
+        step_logits.push(m.run(&mut kv, &[next], Logits::Last));
+    }
+    assert_eq!(kv.len, seq.len(), "every step filled the cache");
+    // The same sequence in one pass, logits at every position.
+    let mut kv2 = m.cache(64);
+    let all = m.run(&mut kv2, &seq, Logits::All);
+    let worst = step_logits.iter().enumerate().map(|(i, got)| {
+        let pos = prompt.len() - 1 + i;
+        max_abs_diff(got, &all[pos * v..(pos + 1) * v])
+    }).fold(0f32, f32::max);
+    println!("{}: incremental vs recompute: max |dlogit| = {worst:e}", m.b.name());
+    assert!(worst <= 1e-4, "max |dlogit| {worst}");
+}
+
+/// `prompt` (at least 8 tokens) prefilled in chunks of 3, 4 and the rest must give the
+/// one-shot logits (max |dlogit| <= 1e-4).
+pub fn assert_chunked_prefill_equals_one_shot<B: strata::backend::Backend>(m: &CpuModel<B>, prompt: &[u32]) {
+    let mut kv = m.cache(32);
+    let one = m.run(&mut kv, prompt, Logits::Last);
+    let mut kv = m.cache(32);
+    m.run(&mut kv, &prompt[..3], Logits::Last);
+    m.run(&mut kv, &prompt[3..7], Logits::Last);
+    let chunked = m.run(&mut kv, &prompt[7..], Logits::Last);
+    let d = max_abs_diff(&one, &chunked);
+    println!("{}: chunked vs one-shot prefill: max |dlogit| = {d:e}", m.b.name());
+    assert!(d <= 1e-4);
+}
+
 pub fn cosine(a: &[f32], b: &[f32]) -> f64 {
     let (mut ab, mut aa, mut bb) = (0f64, 0f64, 0f64);
     for (&x, &y) in a.iter().zip(b) {

@@ -9,7 +9,7 @@
 
 use strata::arch::forward::Logits;
 use strata::backend::Backend;
-use strata_conformance::engine::{argmax, fast_cpu, streamed_equals_resident, CpuModel};
+use strata_conformance::engine::{argmax, assert_chunked_prefill_equals_one_shot, assert_incremental_equals_recompute, fast_cpu, streamed_equals_resident, CpuModel};
 use strata_conformance::fixtures::{self, ids};
 use strata_conformance::models;
 
@@ -76,49 +76,18 @@ fn gemma3_close_to_hf_f32() {
 
 const PROMPT: &[u32] = &[504, 3458, 282, 4649, 314, 2867, 30, 378, 2396, 1536];
 
-fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
-}
-
 /// Each token's activations are quantised on their own and the kernels sum in the same
 /// order for any number of tokens, so one token at a time gives the bits of one pass.
 #[test]
 fn incremental_decode_equals_full_recompute() {
     let Some(path) = models::find(models::SMOLLM2) else { return };
-    let m = CpuModel::load_on(fast_cpu(), &path);
-    let v = m.vocab();
-    let mut kv = m.cache(64);
-    let mut seq = PROMPT.to_vec();
-    let mut steps = vec![m.run(&mut kv, PROMPT, Logits::Last)];
-    for _ in 0..16 {
-        let next = argmax(steps.last().unwrap()) as u32;
-        seq.push(next);
-        steps.push(m.run(&mut kv, &[next], Logits::Last));
-    }
-    assert_eq!(kv.len, seq.len(), "every step filled the cache");
-    let mut kv2 = m.cache(64);
-    let all = m.run(&mut kv2, &seq, Logits::All);
-    let worst = steps.iter().enumerate().map(|(i, got)| {
-        let pos = PROMPT.len() - 1 + i;
-        max_abs_diff(got, &all[pos * v..(pos + 1) * v])
-    }).fold(0f32, f32::max);
-    println!("fast cpu, incremental vs recompute: max |dlogit| = {worst:e}");
-    assert!(worst <= 1e-4, "max |dlogit| {worst}");
+    assert_incremental_equals_recompute(&CpuModel::load_on(fast_cpu(), &path), PROMPT);
 }
 
 #[test]
 fn chunked_prefill_equals_one_shot() {
     let Some(path) = models::find(models::SMOLLM2) else { return };
-    let m = CpuModel::load_on(fast_cpu(), &path);
-    let mut kv = m.cache(32);
-    let one = m.run(&mut kv, PROMPT, Logits::Last);
-    let mut kv = m.cache(32);
-    m.run(&mut kv, &PROMPT[..3], Logits::Last);
-    m.run(&mut kv, &PROMPT[3..7], Logits::Last);
-    let chunked = m.run(&mut kv, &PROMPT[7..], Logits::Last);
-    let d = max_abs_diff(&one, &chunked);
-    println!("fast cpu, chunked vs one-shot prefill: max |dlogit| = {d:e}");
-    assert!(d <= 1e-4);
+    assert_chunked_prefill_equals_one_shot(&CpuModel::load_on(fast_cpu(), &path), PROMPT);
 }
 
 #[test]

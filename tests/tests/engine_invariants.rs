@@ -6,15 +6,10 @@ use strata::arch::forward::Logits;
 use strata::backend::cpu::CpuBackend;
 use strata::backend::{Backend, RopeArgs};
 use strata::model::RopeStyle;
-use strata_conformance::engine::CpuModel;
+use strata_conformance::engine::{assert_chunked_prefill_equals_one_shot, assert_incremental_equals_recompute, max_abs_diff, CpuModel};
 use strata_conformance::models;
 
 const PROMPT: &[u32] = &[504, 3458, 282, 4649, 314, 2867, 30, 378, 2396, 1536];
-
-fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
-}
 
 fn model() -> Option<CpuModel> {
     models::find(models::SMOLLM2).map(|p| CpuModel::load(&p))
@@ -23,41 +18,13 @@ fn model() -> Option<CpuModel> {
 #[test]
 fn incremental_decode_equals_full_recompute() {
     let Some(m) = model() else { return };
-    let v = m.vocab();
-    // 16 decode steps, one token at a time, feeding the greedy choice back.
-    let mut kv = m.cache(64);
-    let mut seq = PROMPT.to_vec();
-    let mut step_logits = vec![m.run(&mut kv, PROMPT, Logits::Last)];
-    for _ in 0..16 {
-        let next = strata_conformance::engine::argmax(step_logits.last().unwrap()) as u32;
-        seq.push(next);
-        step_logits.push(m.run(&mut kv, &[next], Logits::Last));
-    }
-    assert_eq!(kv.len, seq.len(), "every step filled the cache");
-    // The same sequence in one pass, logits at every position.
-    let mut kv2 = m.cache(64);
-    let all = m.run(&mut kv2, &seq, Logits::All);
-    let mut worst = 0f32;
-    for (i, got) in step_logits.iter().enumerate() {
-        let pos = PROMPT.len() - 1 + i;
-        worst = worst.max(max_abs_diff(got, &all[pos * v..(pos + 1) * v]));
-    }
-    println!("incremental vs recompute: max |dlogit| = {worst:e}");
-    assert!(worst <= 1e-4, "max |dlogit| {worst}");
+    assert_incremental_equals_recompute(&m, PROMPT);
 }
 
 #[test]
 fn chunked_prefill_equals_one_shot() {
     let Some(m) = model() else { return };
-    let mut kv = m.cache(32);
-    let one = m.run(&mut kv, PROMPT, Logits::Last);
-    let mut kv = m.cache(32);
-    m.run(&mut kv, &PROMPT[..3], Logits::Last);
-    m.run(&mut kv, &PROMPT[3..7], Logits::Last);
-    let chunked = m.run(&mut kv, &PROMPT[7..], Logits::Last);
-    let d = max_abs_diff(&one, &chunked);
-    println!("chunked vs one-shot prefill: max |dlogit| = {d:e}");
-    assert!(d <= 1e-4);
+    assert_chunked_prefill_equals_one_shot(&m, PROMPT);
 }
 
 #[test]

@@ -15,7 +15,8 @@ pub enum DequantError {
     Size { dtype: DType, values: usize, expected: u64, got: usize },
 }
 
-fn f16_at(b: &[u8], i: usize) -> f32 {
+/// The little-endian f16 at byte `i`, as f32.
+pub(crate) fn f16_at(b: &[u8], i: usize) -> f32 {
     f16::from_le_bytes([b[i], b[i + 1]]).to_f32()
 }
 
@@ -100,7 +101,7 @@ fn q5_1(s: &[u8], y: &mut [f32]) {
 }
 
 /// The 6-bit scale and min of sub-block `j` (of 8) packed in 12 bytes (Q4_K, Q5_K).
-fn scale_min_k4(j: usize, q: &[u8]) -> (f32, f32) {
+pub(crate) fn scale_min_k4(j: usize, q: &[u8]) -> (f32, f32) {
     let (sc, m) = if j < 4 {
         (q[j] & 63, q[j + 4] & 63)
     } else {

@@ -274,6 +274,9 @@ pub unsafe fn axpy<S: Simd>(y: &mut [f32], p: f32, x: &[f32]) {
 }
 
 /// `y *= c`.
+///
+/// # Safety
+/// The instruction set `S` must be available.
 #[inline(always)]
 pub unsafe fn scale<S: Simd>(y: &mut [f32], c: f32) {
     let n = y.len();
@@ -298,6 +301,9 @@ pub unsafe fn scale<S: Simd>(y: &mut [f32], c: f32) {
 /// softmax per head (running max and sum, the output rescaled when the max grows), so any
 /// cache length runs in a fixed scratch (`g * (KEY_BLOCK + 2)` values); each key and value
 /// row is read once for all `g` heads.
+///
+/// # Safety
+/// The instruction set `S` must be available; `k`/`v` hold rows `first..=last`.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 pub unsafe fn attend_group<S: Simd>(

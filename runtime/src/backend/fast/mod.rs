@@ -409,7 +409,7 @@ impl FastCpuBackend {
         let row_bytes = dtype.row_bytes(cols as u64).ok_or_else(|| BackendError::Shape { op: "upload_weight", message: format!("{cols} columns are not whole {dtype} blocks") })? as usize;
         need("upload_weight", "weight bytes", bytes.len(), row_bytes * rows)?;
         let bytes = &bytes[..row_bytes * rows];
-        if Layout::of(dtype).is_some() && cols % 32 == 0 {
+        if Layout::of(dtype).is_some() && cols.is_multiple_of(32) {
             return self.pack(dtype, rows, cols, bytes, storage).map(FastWeight::Packed);
         }
         let mut own = storage;
@@ -507,7 +507,7 @@ impl FastCpuBackend {
 
 /// The packed layout of a streamed weight, if it is packed (as `make_weight` decides).
 fn staged_layout(dtype: DType, cols: usize) -> Option<Layout> {
-    Layout::of(dtype).filter(|_| cols % 32 == 0)
+    Layout::of(dtype).filter(|_| cols.is_multiple_of(32))
 }
 
 /// The staging transform (`Backend::staging`): quantised weights to their packed layout
@@ -571,7 +571,7 @@ impl Backend for FastCpuBackend {
         let (Some(layout), Some(row_bytes)) = (Layout::of(dtype), dtype.row_bytes(cols as u64)) else {
             return super::read_whole(self, dtype, rows, cols, read);
         };
-        if cols % 32 != 0 {
+        if !cols.is_multiple_of(32) {
             return super::read_whole(self, dtype, rows, cols, read);
         }
         let row_bytes = row_bytes as usize;

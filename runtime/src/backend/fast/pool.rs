@@ -116,7 +116,7 @@ fn spin_until(cond: impl Fn() -> bool) {
     while !cond() {
         spins = spins.wrapping_add(1);
         // The clock is read every 256 spins: reading it is dearer than a spin.
-        if spins % 256 != 0 || t0.elapsed() < SPIN {
+        if !spins.is_multiple_of(256) || t0.elapsed() < SPIN {
             std::hint::spin_loop();
         } else {
             std::thread::yield_now();
@@ -143,7 +143,7 @@ fn worker(s: &Shared) {
         let mut spins = 0u32;
         while s.epoch.load(Ordering::Acquire) == seen && !s.stop.load(Ordering::Acquire) {
             spins = spins.wrapping_add(1);
-            if spins % 256 == 0 && t0.elapsed() >= SPIN {
+            if spins.is_multiple_of(256) && t0.elapsed() >= SPIN {
                 break;
             }
             std::hint::spin_loop();

@@ -18,8 +18,12 @@
 //! at most 2^-11, far below the 8-bit activation error; a product past f16's range is a
 //! typed error, never an infinity). F32/F16/BF16 weights stay as they are (`Raw`).
 
+// Block layouts are byte positions: index loops say what goes where.
+#![allow(clippy::needless_range_loop)]
+
 use half::f16;
 
+use crate::quant::dequant::{f16_at, scale_min_k4};
 use crate::quant::DType;
 
 /// Rows per interleaved group.
@@ -66,19 +70,6 @@ struct Sub {
     s_lo: f32,
     s_hi: f32,
     m: f32,
-}
-
-fn f16_at(b: &[u8], i: usize) -> f32 {
-    f16::from_le_bytes([b[i], b[i + 1]]).to_f32()
-}
-
-fn scale_min_k4(j: usize, q: &[u8]) -> (f32, f32) {
-    let (sc, m) = if j < 4 {
-        (q[j] & 63, q[j + 4] & 63)
-    } else {
-        ((q[j + 4] & 0x0f) | ((q[j - 4] >> 6) << 4), (q[j + 4] >> 4) | ((q[j] >> 6) << 4))
-    };
-    (f32::from(sc), f32::from(m))
 }
 
 /// Decodes the file block `b` of `dtype` into its 32-value sub-blocks.

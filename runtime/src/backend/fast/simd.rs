@@ -12,6 +12,9 @@
 //! `#[inline(always)]`: a kernel generic over `S: Simd` is instantiated inside one
 //! `#[target_feature]` function per instruction set, so it compiles to that set's code.
 
+// The safety contract is the trait's, stated once below, not per method.
+#![allow(clippy::missing_safety_doc)]
+
 /// One instruction set. All methods are unsafe: pointers must be valid for the bytes
 /// named, and the caller must run on a CPU with the instruction set (checked once at
 /// start-up, `Isa::detect`).

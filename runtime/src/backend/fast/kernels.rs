@@ -328,15 +328,24 @@ pub unsafe fn attend_group<S: Simd>(
     let mut j0 = first;
     while j0 <= last {
         let j1 = (j0 + KEY_BLOCK - 1).min(last);
-        for j in j0..=j1 {
-            let kr = &k[j * ks + koff..j * ks + koff + hd];
-            for h in 0..g {
-                let mut x = unsafe { dot_f32::<S>(&q[h * hd..(h + 1) * hd], kr) } * scale_qk;
-                if let Some(cap) = softcap {
-                    x = cap * (x / cap).tanh();
+        // Scores: up to 4 heads per pass, each key vector loaded once for all of them.
+        let mut h0 = 0;
+        while h0 < g {
+            let hc = (g - h0).min(4);
+            let qh = |i: usize| &q[(h0 + i.min(hc - 1)) * hd..(h0 + i.min(hc - 1) + 1) * hd];
+            let qs = [qh(0), qh(1), qh(2), qh(3)];
+            for j in j0..=j1 {
+                let kr = &k[j * ks + koff..j * ks + koff + hd];
+                let dots = unsafe { dot4_f32::<S>(qs, kr) };
+                for (i, &d) in dots.iter().enumerate().take(hc) {
+                    let mut x = d * scale_qk;
+                    if let Some(cap) = softcap {
+                        x = cap * (x / cap).tanh();
+                    }
+                    scores[(h0 + i) * KEY_BLOCK + j - j0] = x;
                 }
-                scores[h * KEY_BLOCK + j - j0] = x;
             }
+            h0 += hc;
         }
         for h in 0..g {
             let bmax = scores[h * KEY_BLOCK..h * KEY_BLOCK + j1 - j0 + 1].iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x));
@@ -352,16 +361,96 @@ pub unsafe fn attend_group<S: Simd>(
                 sum[h] += p;
             }
         }
-        for j in j0..=j1 {
-            let vr = &v[j * vs + voff..j * vs + voff + hdv];
-            for h in 0..g {
-                unsafe { axpy::<S>(&mut out[h * hdv..(h + 1) * hdv], scores[h * KEY_BLOCK + j - j0], vr) };
-            }
+        // out_h += p_hj * v_j, register-blocked: a slice of every head's output stays in
+        // registers over the block's keys.
+        if S::REGS >= 32 {
+            unsafe { accumulate_pv::<S, 4>(out, scores, v, (vs, voff), (j0, j1), g, hdv) };
+        } else {
+            unsafe { accumulate_pv::<S, 2>(out, scores, v, (vs, voff), (j0, j1), g, hdv) };
         }
         j0 = j1 + 1;
     }
     for h in 0..g {
         unsafe { scale::<S>(&mut out[h * hdv..(h + 1) * hdv], 1.0 / sum[h]) };
+    }
+}
+
+/// Four dot products of `q[i]` with `k` (`k.len()` values each), `k` loaded once.
+#[inline(always)]
+unsafe fn dot4_f32<S: Simd>(q: [&[f32]; 4], k: &[f32]) -> [f32; 4] {
+    let n = k.len();
+    let mut d = 0;
+    unsafe {
+        let mut acc = [S::splat(0.0); 4];
+        while d + 8 <= n {
+            let kv = S::load_f(k.as_ptr().add(d));
+            acc[0] = S::fma(S::load_f(q[0].as_ptr().add(d)), kv, acc[0]);
+            acc[1] = S::fma(S::load_f(q[1].as_ptr().add(d)), kv, acc[1]);
+            acc[2] = S::fma(S::load_f(q[2].as_ptr().add(d)), kv, acc[2]);
+            acc[3] = S::fma(S::load_f(q[3].as_ptr().add(d)), kv, acc[3]);
+            d += 8;
+        }
+        let mut out = [S::hsum(acc[0]), S::hsum(acc[1]), S::hsum(acc[2]), S::hsum(acc[3])];
+        for (o, qi) in out.iter_mut().zip(q) {
+            for i in d..n {
+                *o += qi[i] * k[i];
+            }
+        }
+        out
+    }
+}
+
+/// `out[h] += sum_j p[h][j] * v[j]` for the `g` heads' outputs (`hdv` each) over keys
+/// `j0..=j1` (`p` in `scores`, `KEY_BLOCK` per head): `U` vectors of up to 4 heads held in
+/// registers while the keys go by.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+unsafe fn accumulate_pv<S: Simd, const U: usize>(out: &mut [f32], scores: &[f32], v: &[f32], (vs, voff): (usize, usize), (j0, j1): (usize, usize), g: usize, hdv: usize) {
+    let w = 8 * U;
+    let mut h0 = 0;
+    while h0 < g {
+        let hc = (g - h0).min(4);
+        let mut d = 0;
+        while d + w <= hdv {
+            unsafe {
+                let mut acc = [[S::splat(0.0); U]; 4];
+                for i in 0..hc {
+                    for u in 0..U {
+                        acc[i][u] = S::load_f(out.as_ptr().add((h0 + i) * hdv + d + 8 * u));
+                    }
+                }
+                for j in j0..=j1 {
+                    let vr = v.as_ptr().add(j * vs + voff + d);
+                    // (A loop, not `from_fn`: a closure would lose the instruction set.)
+                    let mut vv = [S::splat(0.0); U];
+                    for u in 0..U {
+                        vv[u] = S::load_f(vr.add(8 * u));
+                    }
+                    for i in 0..hc {
+                        let p = S::splat(*scores.get_unchecked((h0 + i) * KEY_BLOCK + j - j0));
+                        for u in 0..U {
+                            acc[i][u] = S::fma(p, vv[u], acc[i][u]);
+                        }
+                    }
+                }
+                for i in 0..hc {
+                    for u in 0..U {
+                        S::store_f(out.as_mut_ptr().add((h0 + i) * hdv + d + 8 * u), acc[i][u]);
+                    }
+                }
+            }
+            d += w;
+        }
+        if d < hdv {
+            for j in j0..=j1 {
+                let vr = &v[j * vs + voff + d..j * vs + voff + hdv];
+                for i in 0..hc {
+                    let h = h0 + i;
+                    unsafe { axpy::<S>(&mut out[h * hdv + d..(h + 1) * hdv], scores[h * KEY_BLOCK + j - j0], vr) };
+                }
+            }
+        }
+        h0 += hc;
     }
 }
 

@@ -267,17 +267,22 @@ impl<B: Backend> Weights<B> {
         let total = plan.resident_bytes();
         let done = std::cell::Cell::new(0u64);
         let progress = RefCell::new(progress);
-        let bytes = |t: &TensorEntry| -> Result<Vec<u8>, WeightError> {
-            let src = source(t.file).ok_or_else(|| WeightError::Read { file: format!("file #{}", t.file), tensor: t.name.clone(), message: "no source".into() })?;
-            let mut buf = vec![0u8; t.nbytes as usize];
-            src.read_exact_at(t.offset, &mut buf).map_err(|e| WeightError::Read { file: src.name().into(), tensor: t.name.clone(), message: e.to_string() })?;
+        let source_of = |t: &TensorEntry| source(t.file).ok_or_else(|| WeightError::Read { file: format!("file #{}", t.file), tensor: t.name.clone(), message: "no source".into() });
+        let read_err = |src: &dyn ByteSource, t: &TensorEntry, e: std::io::Error| WeightError::Read { file: src.name().into(), tensor: t.name.clone(), message: e.to_string() };
+        let loaded = |t: &TensorEntry| {
             done.set(done.get() + t.nbytes);
             (progress.borrow_mut())(done.get(), total);
+        };
+        let bytes = |t: &TensorEntry| -> Result<Vec<u8>, WeightError> {
+            let src = source_of(t)?;
+            let mut buf = vec![0u8; t.nbytes as usize];
+            src.read_exact_at(t.offset, &mut buf).map_err(|e| read_err(src, t, e))?;
+            loaded(t);
             Ok(buf)
         };
         let upload = |t: &TensorEntry| -> Result<B::Weight, WeightError> {
             let (rows, cols) = rows_cols(t)?;
-            let src = source(t.file).ok_or_else(|| WeightError::Read { file: format!("file #{}", t.file), tensor: t.name.clone(), message: "no source".into() })?;
+            let src = source_of(t)?;
             let w = b.upload_weight_from(t.dtype, rows, cols, &mut |off, buf| {
                 if off + buf.len() as u64 > t.nbytes {
                     return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("bytes {off}..{} of a {}-byte tensor", off + buf.len() as u64, t.nbytes)));
@@ -285,11 +290,10 @@ impl<B: Backend> Weights<B> {
                 src.read_exact_at(t.offset + off, buf)
             });
             let w = w.map_err(|e| match e {
-                crate::backend::UploadError::Read(e) => WeightError::Read { file: src.name().into(), tensor: t.name.clone(), message: e.to_string() },
+                crate::backend::UploadError::Read(e) => read_err(src, t, e),
                 crate::backend::UploadError::Backend(source) => WeightError::Backend { tensor: t.name.clone(), source },
             })?;
-            done.set(done.get() + t.nbytes);
-            (progress.borrow_mut())(done.get(), total);
+            loaded(t);
             Ok(w)
         };
         // Validation guarantees required tensors exist; a missing one here is a bug upstream.

@@ -10,13 +10,15 @@ use strata::source::{ByteSource, FileSource};
 use strata::weights::Weights;
 use strata::LoadedModel;
 
-/// A real model on a CPU backend (the reference by default; `load_on` takes the fast one),
-/// returning logits to the host.
-pub struct CpuModel<B: strata::backend::Backend = CpuBackend> {
-    pub b: B,
-    pub model: LoadedModel,
-    pub weights: Weights<B>,
-    pub rope: RopeTables,
+/// A real model on a CPU backend (the reference by default; `load_on` takes the fast one):
+/// a [`ModelOn`] whose `run` returns the logits to the host.
+pub struct CpuModel<B: strata::backend::Backend = CpuBackend>(pub ModelOn<B>);
+
+impl<B: strata::backend::Backend> std::ops::Deref for CpuModel<B> {
+    type Target = ModelOn<B>;
+    fn deref(&self) -> &ModelOn<B> {
+        &self.0
+    }
 }
 
 impl CpuModel<CpuBackend> {
@@ -32,16 +34,7 @@ pub fn fast_cpu() -> strata::backend::fast::FastCpuBackend {
 
 impl<B: strata::backend::Backend> CpuModel<B> {
     pub fn load_on(b: B, path: &Path) -> Self {
-        let model = strata::model::load(path).unwrap_or_else(|e| panic!("{e}"));
-        let sources: Vec<FileSource> = model.files.files.iter().map(|f| FileSource::open(f).unwrap()).collect();
-        let refs: Vec<&dyn ByteSource> = sources.iter().map(|s| s as &dyn ByteSource).collect();
-        let weights = Weights::load(&b, &model, &refs).unwrap();
-        let rope = RopeTables::new(&model.config, weights.rope_factors.as_deref()).unwrap();
-        CpuModel { b, model, weights, rope }
-    }
-
-    pub fn cache(&self, capacity: usize) -> KvCache<B> {
-        KvCache::new(&self.b, &self.model.config, capacity).unwrap()
+        CpuModel(ModelOn::load(b, path))
     }
 
     /// Logits (`[rows, vocab]` flattened) for `tokens` appended to `kv`.

@@ -409,8 +409,8 @@ impl FastCpuBackend {
         let row_bytes = dtype.row_bytes(cols as u64).ok_or_else(|| BackendError::Shape { op: "upload_weight", message: format!("{cols} columns are not whole {dtype} blocks") })? as usize;
         need("upload_weight", "weight bytes", bytes.len(), row_bytes * rows)?;
         let bytes = &bytes[..row_bytes * rows];
-        if Layout::of(dtype).is_some() && cols.is_multiple_of(32) {
-            return self.pack(dtype, rows, cols, bytes, storage).map(FastWeight::Packed);
+        if let Some(layout) = packed_layout(dtype, cols) {
+            return self.pack(layout, dtype, rows, cols, bytes, storage).map(FastWeight::Packed);
         }
         let mut own = storage;
         own.clear();
@@ -427,12 +427,11 @@ impl FastCpuBackend {
     }
 
     /// Repacks on the pool, groups of rows in parallel.
-    fn pack(&self, dtype: DType, rows: usize, cols: usize, bytes: &[u8], mut storage: Vec<u8>) -> BResult<Packed> {
-        let layout = Layout::of(dtype).expect("packable");
+    fn pack(&self, layout: Layout, dtype: DType, rows: usize, cols: usize, bytes: &[u8], mut storage: Vec<u8>) -> BResult<Packed> {
         storage.clear();
         storage.resize(Packed::bytes(layout, rows, cols), 0);
         self.pack_rows(dtype, cols, bytes, &mut storage, 0)?;
-        Ok(Packed { layout, dtype, n: rows, k: cols, blocks: cols / 32, data: storage })
+        Ok(Packed::new(dtype, rows, cols, storage))
     }
 
     /// Packs the file rows in `src` (starting at row `first`, a multiple of `R`) into
@@ -461,10 +460,7 @@ impl FastCpuBackend {
             }
         });
         match error.into_inner().unwrap_or_else(|e| e.into_inner()) {
-            Some(repack::PackError::ScaleRange { row, block, value }) => Err(BackendError::Unsupported {
-                backend: self.name(),
-                what: format!("{dtype} weight row {row} block {block}: scale {value:e} is beyond f16 once multiplied out (use --backend ref)"),
-            }),
+            Some(e) => Err(pack_error(self.name(), dtype, e)),
             None => Ok(()),
         }
     }
@@ -505,9 +501,16 @@ impl FastCpuBackend {
     }
 }
 
-/// The packed layout of a streamed weight, if it is packed (as `make_weight` decides).
-fn staged_layout(dtype: DType, cols: usize) -> Option<Layout> {
+/// The layout a weight is packed into: quantised dtypes in whole 32-value blocks; `None`
+/// keeps the file bytes (F32/F16/BF16). The one rule for loading, uploads and streaming.
+fn packed_layout(dtype: DType, cols: usize) -> Option<Layout> {
     Layout::of(dtype).filter(|_| cols.is_multiple_of(32))
+}
+
+/// A weight that cannot be packed, as the backend's typed error.
+fn pack_error(backend: String, dtype: DType, e: repack::PackError) -> BackendError {
+    let repack::PackError::ScaleRange { row, block, value } = e;
+    BackendError::Unsupported { backend, what: format!("{dtype} weight row {row} block {block}: scale {value:e} is beyond f16 once multiplied out (use --backend ref)") }
 }
 
 /// The staging transform (`Backend::staging`): quantised weights to their packed layout
@@ -516,13 +519,10 @@ fn stage(dtype: DType, rows: usize, cols: usize, file: &[u8], out: &mut Vec<u8>)
     let row_bytes = dtype.row_bytes(cols as u64).ok_or_else(|| super::shape("stage", format!("{cols} columns are not whole {dtype} blocks")))? as usize;
     need("stage", "weight bytes", file.len(), rows * row_bytes)?;
     out.clear();
-    match staged_layout(dtype, cols) {
+    match packed_layout(dtype, cols) {
         Some(layout) => {
             out.resize(Packed::bytes(layout, rows, cols), 0);
-            repack::pack_into(dtype, cols, &file[..rows * row_bytes], out, 0).map_err(|repack::PackError::ScaleRange { row, block, value }| BackendError::Unsupported {
-                backend: "cpu".into(),
-                what: format!("{dtype} weight row {row} block {block}: scale {value:e} is beyond f16 once multiplied out (use --backend ref)"),
-            })
+            repack::pack_into(dtype, cols, &file[..rows * row_bytes], out, 0).map_err(|e| pack_error("cpu".into(), dtype, e))
         }
         None => {
             out.extend_from_slice(&file[..rows * row_bytes]);
@@ -568,12 +568,9 @@ impl Backend for FastCpuBackend {
     /// Quantised weights are read and repacked a few MiB of rows at a time, so loading
     /// never holds a tensor twice (its file bytes and its packed copy).
     fn upload_weight_from(&self, dtype: DType, rows: usize, cols: usize, read: &mut dyn FnMut(u64, &mut [u8]) -> std::io::Result<()>) -> Result<FastWeight, super::UploadError> {
-        let (Some(layout), Some(row_bytes)) = (Layout::of(dtype), dtype.row_bytes(cols as u64)) else {
+        let (Some(layout), Some(row_bytes)) = (packed_layout(dtype, cols), dtype.row_bytes(cols as u64)) else {
             return super::read_whole(self, dtype, rows, cols, read);
         };
-        if !cols.is_multiple_of(32) {
-            return super::read_whole(self, dtype, rows, cols, read);
-        }
         let row_bytes = row_bytes as usize;
         let mut data = vec![0u8; Packed::bytes(layout, rows, cols)];
         // Rows per read: whole groups, about 4 MiB.
@@ -587,7 +584,7 @@ impl Backend for FastCpuBackend {
             self.pack_rows(dtype, cols, chunk, &mut data, r0)?;
             r0 = r1;
         }
-        Ok(FastWeight::Packed(Packed { layout, dtype, n: rows, k: cols, blocks: cols / 32, data }))
+        Ok(FastWeight::Packed(Packed::new(dtype, rows, cols, data)))
     }
 
     /// Streamed layers are repacked on the prefetch thread, while the forward pass computes.
@@ -596,17 +593,17 @@ impl Backend for FastCpuBackend {
     }
 
     fn adopt_staged(&self, dtype: DType, rows: usize, cols: usize, staged: Vec<u8>) -> BResult<FastWeight> {
-        match staged_layout(dtype, cols) {
+        match packed_layout(dtype, cols) {
             Some(layout) => {
                 need("adopt_staged", "packed bytes", staged.len(), Packed::bytes(layout, rows, cols))?;
-                Ok(FastWeight::Packed(Packed { layout, dtype, n: rows, k: cols, blocks: cols / 32, data: staged }))
+                Ok(FastWeight::Packed(Packed::new(dtype, rows, cols, staged)))
             }
             None => self.make_weight(dtype, rows, cols, &staged, Vec::new()),
         }
     }
 
     fn swap_staged(&self, w: &mut FastWeight, dtype: DType, rows: usize, cols: usize, staged: Vec<u8>) -> BResult<Vec<u8>> {
-        if staged_layout(dtype, cols).is_none() {
+        if packed_layout(dtype, cols).is_none() {
             return self.swap_weight(w, dtype, rows, cols, staged);
         }
         let new = self.adopt_staged(dtype, rows, cols, staged)?;

@@ -65,59 +65,29 @@ impl Layout {
 /// One sub-block of 32 values decoded from a file block.
 #[derive(Clone, Copy, Debug, Default)]
 struct Sub {
-    /// 0..=63 unsigned (U layouts) or the signed byte (I8).
+    /// 0..=63 unsigned.
     q: [u8; 32],
     s_lo: f32,
     s_hi: f32,
     m: f32,
 }
 
-/// Decodes the file block `b` of `dtype` into its 32-value sub-blocks.
+/// Decodes the file block `b` of `dtype` into its 32-value sub-blocks: the formats whose
+/// quants need decoding to reach the packed order (Q5_K, Q6_K); the others are repacked
+/// byte-wise by `pack_row_direct`.
 fn decode(dtype: DType, b: &[u8], out: &mut [Sub]) {
     match dtype {
-        DType::Q8_0 => {
-            let d = f16_at(b, 0);
-            out[0] = Sub { s_lo: d, s_hi: d, m: 0.0, ..Sub::default() };
-            out[0].q.copy_from_slice(&b[2..34]);
-        }
-        DType::Q4_0 | DType::Q4_1 => {
-            let d = f16_at(b, 0);
-            let (m, qs) = if dtype == DType::Q4_0 { (-8.0 * d, &b[2..18]) } else { (f16_at(b, 2), &b[4..20]) };
-            let s = &mut out[0];
-            *s = Sub { s_lo: d, s_hi: d, m, ..Sub::default() };
-            for j in 0..16 {
-                s.q[j] = qs[j] & 0x0f;
-                s.q[j + 16] = qs[j] >> 4;
-            }
-        }
-        DType::Q5_0 | DType::Q5_1 => {
-            let d = f16_at(b, 0);
-            let (m, qh, qs) = if dtype == DType::Q5_0 { (-16.0 * d, &b[2..6], &b[6..22]) } else { (f16_at(b, 2), &b[4..8], &b[8..24]) };
-            let qh = u32::from_le_bytes([qh[0], qh[1], qh[2], qh[3]]);
-            let s = &mut out[0];
-            *s = Sub { s_lo: d, s_hi: d, m, ..Sub::default() };
-            for j in 0..16 {
-                s.q[j] = (qs[j] & 0x0f) | ((((qh >> j) & 1) as u8) << 4);
-                s.q[j + 16] = (qs[j] >> 4) | ((((qh >> (j + 16)) & 1) as u8) << 4);
-            }
-        }
-        DType::Q4K | DType::Q5K => {
+        DType::Q5K => {
             let (d, dmin) = (f16_at(b, 0), f16_at(b, 2));
-            let scales = &b[4..16];
-            let (qh, ql) = if dtype == DType::Q5K { (Some(&b[16..48]), &b[48..176]) } else { (None, &b[16..144]) };
+            let (scales, qh, ql) = (&b[4..16], &b[16..48], &b[48..176]);
             for (sb, s) in out.iter_mut().enumerate().take(8) {
                 let (sc, mn) = scale_min_k4(sb, scales);
                 let (chunk, high) = (sb / 2, sb % 2 == 1);
                 *s = Sub { s_lo: d * sc, s_hi: d * sc, m: -dmin * mn, ..Sub::default() };
                 for l in 0..32 {
                     let byte = ql[32 * chunk + l];
-                    let mut q = if high { byte >> 4 } else { byte & 0x0f };
-                    if let Some(qh) = qh {
-                        if qh[l] & (1u8 << sb) != 0 {
-                            q += 16;
-                        }
-                    }
-                    s.q[l] = q;
+                    let low = if high { byte >> 4 } else { byte & 0x0f };
+                    s.q[l] = low + if qh[l] & (1u8 << sb) != 0 { 16 } else { 0 };
                 }
             }
         }
@@ -142,7 +112,7 @@ fn decode(dtype: DType, b: &[u8], out: &mut [Sub]) {
                 s.q.copy_from_slice(&q[32 * sb..32 * sb + 32]);
             }
         }
-        _ => unreachable!("Layout::of admits only the dtypes above"),
+        _ => unreachable!("pack_row_direct handles every other packable dtype"),
     }
 }
 
@@ -251,33 +221,23 @@ pub fn pack_into(dtype: DType, k: usize, src: &[u8], dst: &mut [u8], first_row: 
                 let at = (g * blocks + b) * gb;
                 let dst = &mut dst[at..at + gb];
                 let quants = &mut dst[r * qb..(r + 1) * qb];
-                match layout {
-                    Layout::I8 => quants.copy_from_slice(&s.q),
-                    _ => {
-                        for j in 0..16 {
-                            quants[j] = (s.q[j] & 0x0f) | ((s.q[j + 16] & 0x0f) << 4);
-                        }
-                        let plane = |bit: u32| -> [u8; 4] {
-                            let mut w = 0u32;
-                            for (i, &q) in s.q.iter().enumerate() {
-                                w |= u32::from((q >> bit) & 1) << i;
-                            }
-                            w.to_le_bytes()
-                        };
-                        if layout != Layout::U4 {
-                            quants[16..20].copy_from_slice(&plane(4));
-                        }
-                        if layout == Layout::U6 {
-                            quants[20..24].copy_from_slice(&plane(5));
-                        }
+                // U5 (Q5_K) or U6 (Q6_K): nibbles, then one or two bit planes.
+                for j in 0..16 {
+                    quants[j] = (s.q[j] & 0x0f) | ((s.q[j + 16] & 0x0f) << 4);
+                }
+                let plane = |bit: u32| -> [u8; 4] {
+                    let mut w = 0u32;
+                    for (i, &q) in s.q.iter().enumerate() {
+                        w |= u32::from((q >> bit) & 1) << i;
                     }
+                    w.to_le_bytes()
+                };
+                quants[16..20].copy_from_slice(&plane(4));
+                if layout == Layout::U6 {
+                    quants[20..24].copy_from_slice(&plane(5));
                 }
                 let words = &mut dst[R * qb..];
-                let (w0, w1) = match layout {
-                    Layout::U6 => (s.s_lo, s.s_hi),
-                    Layout::I8 => (s.s_lo, 0.0),
-                    _ => (s.s_lo, s.m),
-                };
+                let (w0, w1) = if layout == Layout::U6 { (s.s_lo, s.s_hi) } else { (s.s_lo, s.m) };
                 words[2 * r..2 * r + 2].copy_from_slice(&f16_checked(w0, first_row + row, b)?);
                 words[2 * (R + r)..2 * (R + r) + 2].copy_from_slice(&f16_checked(w1, first_row + row, b)?);
             }
@@ -307,13 +267,9 @@ fn f16_checked(v: f32, row: usize, block: usize) -> Result<[u8; 2], PackError> {
 }
 
 impl Packed {
-    /// Repacks `n` rows of `k` values from the file bytes, reusing `storage`'s allocation.
-    pub fn pack(dtype: DType, n: usize, k: usize, src: &[u8], mut storage: Vec<u8>) -> Result<Packed, PackError> {
-        let layout = Layout::of(dtype).expect("packable dtype");
-        storage.clear();
-        storage.resize(Self::bytes(layout, n, k), 0);
-        pack_into(dtype, k, src, &mut storage, 0)?;
-        Ok(Packed { layout, dtype, n, k, blocks: k / 32, data: storage })
+    /// A packed weight over `data` (`Packed::bytes` long, as `pack_into` fills it).
+    pub fn new(dtype: DType, n: usize, k: usize, data: Vec<u8>) -> Packed {
+        Packed { layout: Layout::of(dtype).expect("packable dtype"), dtype, n, k, blocks: k / 32, data }
     }
 
     /// Bytes of `n` rows of `k` values in `layout`.

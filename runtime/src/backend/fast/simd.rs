@@ -43,9 +43,17 @@ pub trait Simd: Copy + Send + Sync + 'static {
     unsafe fn bcast<const L: usize>(v: Self::F) -> Self::F;
     /// Lanes 0..4 = lane `L`, lanes 4..8 = lane `L + 4` of `v` (`L < 4`).
     unsafe fn bcast_halves<const L: usize>(v: Self::F) -> Self::F;
-    /// `e^x` per lane to within a few ulp (Cephes' polynomial on a range-reduced argument),
-    /// NaN in, NaN out; below -87.3 the result is ~0, above 88.7 it is ~3.4e38.
-    unsafe fn exp(x: Self::F) -> Self::F;
+    /// `e^x` per lane, NaN in, NaN out. The default is libm's `exp` lane by lane; x86
+    /// overrides it with Cephes' polynomial (within a few ulp), SiLU/GELU's hot path there.
+    #[inline(always)]
+    unsafe fn exp(x: Self::F) -> Self::F {
+        unsafe {
+            let mut v = [0f32; 8];
+            Self::store_f(v.as_mut_ptr(), x);
+            let v = v.map(f32::exp);
+            Self::load_f(v.as_ptr())
+        }
+    }
     unsafe fn sub(a: Self::F, b: Self::F) -> Self::F;
     unsafe fn div(a: Self::F, b: Self::F) -> Self::F;
     /// Vector registers the kernels may fill: 32 (AVX-512) allows a tile of 4 tokens x 4
@@ -55,16 +63,18 @@ pub trait Simd: Copy + Send + Sync + 'static {
     unsafe fn fma(a: Self::F, b: Self::F, c: Self::F) -> Self::F;
     unsafe fn add(a: Self::F, b: Self::F) -> Self::F;
     unsafe fn mul(a: Self::F, b: Self::F) -> Self::F;
-    unsafe fn max(a: Self::F, b: Self::F) -> Self::F;
     unsafe fn hsum(v: Self::F) -> f32;
-    unsafe fn hmax(v: Self::F) -> f32;
     /// 8 f32.
     unsafe fn load_f(p: *const f32) -> Self::F;
     unsafe fn store_f(p: *mut f32, v: Self::F);
-    /// 8 little-endian f16 (16 bytes) as f32.
-    unsafe fn f16x8(p: *const u8) -> [f32; 8];
     /// 8 f16 (16 bytes) as an f32 vector.
-    unsafe fn load_f16(p: *const u8) -> Self::F;
+    /// The default converts lane by lane (x86 has a conversion instruction).
+    #[inline(always)]
+    unsafe fn load_f16(p: *const u8) -> Self::F {
+        let b = unsafe { std::ptr::read_unaligned(p as *const [u8; 16]) };
+        let v: [f32; 8] = std::array::from_fn(|i| half::f16::from_le_bytes([b[2 * i], b[2 * i + 1]]).to_f32());
+        unsafe { Self::load_f(v.as_ptr()) }
+    }
     /// 8 bf16 (16 bytes) as an f32 vector.
     unsafe fn load_bf16(p: *const u8) -> Self::F;
     /// `round(x[i] * inv)` as i8 for 32 values (|x * inv| <= 127.5), stored at `q`;
@@ -149,10 +159,6 @@ impl Simd for Scalar {
     }
     const REGS: usize = 16;
     #[inline(always)]
-    unsafe fn exp(x: [f32; 8]) -> [f32; 8] {
-        x.map(f32::exp)
-    }
-    #[inline(always)]
     unsafe fn sub(a: [f32; 8], b: [f32; 8]) -> [f32; 8] {
         std::array::from_fn(|i| a[i] - b[i])
     }
@@ -173,16 +179,8 @@ impl Simd for Scalar {
         std::array::from_fn(|i| a[i] * b[i])
     }
     #[inline(always)]
-    unsafe fn max(a: [f32; 8], b: [f32; 8]) -> [f32; 8] {
-        std::array::from_fn(|i| a[i].max(b[i]))
-    }
-    #[inline(always)]
     unsafe fn hsum(v: [f32; 8]) -> f32 {
         ((v[0] + v[4]) + (v[1] + v[5])) + ((v[2] + v[6]) + (v[3] + v[7]))
-    }
-    #[inline(always)]
-    unsafe fn hmax(v: [f32; 8]) -> f32 {
-        v.iter().copied().fold(f32::NEG_INFINITY, f32::max)
     }
     #[inline(always)]
     unsafe fn load_f(p: *const f32) -> [f32; 8] {
@@ -191,15 +189,6 @@ impl Simd for Scalar {
     #[inline(always)]
     unsafe fn store_f(p: *mut f32, v: [f32; 8]) {
         unsafe { std::ptr::write_unaligned(p as *mut [f32; 8], v) }
-    }
-    #[inline(always)]
-    unsafe fn f16x8(p: *const u8) -> [f32; 8] {
-        let b = unsafe { std::ptr::read_unaligned(p as *const [u8; 16]) };
-        std::array::from_fn(|i| half::f16::from_le_bytes([b[2 * i], b[2 * i + 1]]).to_f32())
-    }
-    #[inline(always)]
-    unsafe fn load_f16(p: *const u8) -> [f32; 8] {
-        unsafe { Self::f16x8(p) }
     }
     #[inline(always)]
     unsafe fn load_bf16(p: *const u8) -> [f32; 8] {

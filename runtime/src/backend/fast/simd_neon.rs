@@ -108,16 +108,6 @@ impl Simd for Neon {
     }
     const REGS: usize = 32;
     #[inline(always)]
-    unsafe fn exp(x: Pf) -> Pf {
-        // Per lane (the exact libm result): rare on these targets' hot paths.
-        unsafe {
-            let mut v = [0f32; 8];
-            Self::store_f(v.as_mut_ptr(), x);
-            let v = v.map(f32::exp);
-            Self::load_f(v.as_ptr())
-        }
-    }
-    #[inline(always)]
     unsafe fn sub(a: Pf, b: Pf) -> Pf {
         unsafe { Pf(vsubq_f32(a.0, b.0), vsubq_f32(a.1, b.1)) }
     }
@@ -138,16 +128,8 @@ impl Simd for Neon {
         unsafe { Pf(vmulq_f32(a.0, b.0), vmulq_f32(a.1, b.1)) }
     }
     #[inline(always)]
-    unsafe fn max(a: Pf, b: Pf) -> Pf {
-        unsafe { Pf(vmaxq_f32(a.0, b.0), vmaxq_f32(a.1, b.1)) }
-    }
-    #[inline(always)]
     unsafe fn hsum(v: Pf) -> f32 {
         unsafe { vaddvq_f32(vaddq_f32(v.0, v.1)) }
-    }
-    #[inline(always)]
-    unsafe fn hmax(v: Pf) -> f32 {
-        unsafe { vmaxvq_f32(vmaxq_f32(v.0, v.1)) }
     }
     #[inline(always)]
     unsafe fn load_f(p: *const f32) -> Pf {
@@ -159,16 +141,6 @@ impl Simd for Neon {
             vst1q_f32(p, v.0);
             vst1q_f32(p.add(4), v.1);
         }
-    }
-    #[inline(always)]
-    unsafe fn f16x8(p: *const u8) -> [f32; 8] {
-        let b = unsafe { std::ptr::read_unaligned(p as *const [u8; 16]) };
-        std::array::from_fn(|i| half::f16::from_le_bytes([b[2 * i], b[2 * i + 1]]).to_f32())
-    }
-    #[inline(always)]
-    unsafe fn load_f16(p: *const u8) -> Pf {
-        let v = unsafe { Self::f16x8(p) };
-        unsafe { Self::load_f(v.as_ptr()) }
     }
     #[inline(always)]
     unsafe fn load_bf16(p: *const u8) -> Pf {

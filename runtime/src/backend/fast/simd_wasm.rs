@@ -48,9 +48,6 @@ fn hsum4(v: v128) -> f32 {
     f32x4_extract_lane::<0>(s)
 }
 
-fn f16_to_f32(h: u16) -> f32 {
-    half::f16::from_bits(h).to_f32()
-}
 
 impl Simd for Simd128 {
     type B = P;
@@ -107,16 +104,6 @@ impl Simd for Simd128 {
     }
     const REGS: usize = 16;
     #[inline(always)]
-    unsafe fn exp(x: P) -> P {
-        // Per lane (the exact libm result): rare on these targets' hot paths.
-        unsafe {
-            let mut v = [0f32; 8];
-            Self::store_f(v.as_mut_ptr(), x);
-            let v = v.map(f32::exp);
-            Self::load_f(v.as_ptr())
-        }
-    }
-    #[inline(always)]
     unsafe fn sub(a: P, b: P) -> P {
         unsafe { P(f32x4_sub(a.0, b.0), f32x4_sub(a.1, b.1)) }
     }
@@ -137,19 +124,8 @@ impl Simd for Simd128 {
         P(f32x4_mul(a.0, b.0), f32x4_mul(a.1, b.1))
     }
     #[inline(always)]
-    unsafe fn max(a: P, b: P) -> P {
-        P(f32x4_pmax(a.0, b.0), f32x4_pmax(a.1, b.1))
-    }
-    #[inline(always)]
     unsafe fn hsum(v: P) -> f32 {
         hsum4(f32x4_add(v.0, v.1))
-    }
-    #[inline(always)]
-    unsafe fn hmax(v: P) -> f32 {
-        let m = f32x4_pmax(v.0, v.1);
-        let m = f32x4_pmax(m, i32x4_shuffle::<2, 3, 0, 1>(m, m));
-        let m = f32x4_pmax(m, i32x4_shuffle::<1, 0, 3, 2>(m, m));
-        f32x4_extract_lane::<0>(m)
     }
     #[inline(always)]
     unsafe fn load_f(p: *const f32) -> P {
@@ -161,16 +137,6 @@ impl Simd for Simd128 {
             v128_store(p as *mut v128, v.0);
             v128_store(p.add(4) as *mut v128, v.1);
         }
-    }
-    #[inline(always)]
-    unsafe fn f16x8(p: *const u8) -> [f32; 8] {
-        let b = unsafe { std::ptr::read_unaligned(p as *const [u8; 16]) };
-        std::array::from_fn(|i| f16_to_f32(u16::from_le_bytes([b[2 * i], b[2 * i + 1]])))
-    }
-    #[inline(always)]
-    unsafe fn load_f16(p: *const u8) -> P {
-        let v = unsafe { Self::f16x8(p) };
-        unsafe { Self::load_f(v.as_ptr()) }
     }
     #[inline(always)]
     unsafe fn load_bf16(p: *const u8) -> P {

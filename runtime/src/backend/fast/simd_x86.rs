@@ -95,6 +95,8 @@ macro_rules! common_methods {
         #[inline]
         #[target_feature(enable = "avx2,fma,f16c")]
         unsafe fn exp(x: __m256) -> __m256 {
+            // Cephes' expf: x clamped to [-87.3, 88.7] (min/max in this order keep a NaN),
+            // x = n ln2 + r, e^r by a degree-6 polynomial, 2^n through the exponent bits.
             unsafe {
                 let x = _mm256_min_ps(_mm256_set1_ps(88.7), _mm256_max_ps(_mm256_set1_ps(-87.3), x));
                 let n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(std::f32::consts::LOG2_E)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
@@ -136,23 +138,8 @@ macro_rules! common_methods {
         }
         #[inline]
         #[target_feature(enable = "avx2,fma,f16c")]
-        unsafe fn max(a: __m256, b: __m256) -> __m256 {
-            unsafe { _mm256_max_ps(a, b) }
-        }
-        #[inline]
-        #[target_feature(enable = "avx2,fma,f16c")]
         unsafe fn hsum(v: __m256) -> f32 {
             unsafe { hsum256(v) }
-        }
-        #[inline]
-        #[target_feature(enable = "avx2,fma,f16c")]
-        unsafe fn hmax(v: __m256) -> f32 {
-            unsafe {
-                let s = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-                let s = _mm_max_ps(s, _mm_movehl_ps(s, s));
-                let s = _mm_max_ss(s, _mm_shuffle_ps(s, s, 1));
-                _mm_cvtss_f32(s)
-            }
         }
         #[inline]
         #[target_feature(enable = "avx2,fma,f16c")]
@@ -163,15 +150,6 @@ macro_rules! common_methods {
         #[target_feature(enable = "avx2,fma,f16c")]
         unsafe fn store_f(p: *mut f32, v: __m256) {
             unsafe { _mm256_storeu_ps(p, v) }
-        }
-        #[inline]
-        #[target_feature(enable = "avx2,fma,f16c")]
-        unsafe fn f16x8(p: *const u8) -> [f32; 8] {
-            unsafe {
-                let mut out = [0f32; 8];
-                _mm256_storeu_ps(out.as_mut_ptr(), _mm256_cvtph_ps(_mm_loadu_si128(p as *const __m128i)));
-                out
-            }
         }
         #[inline]
         #[target_feature(enable = "avx2,fma,f16c")]

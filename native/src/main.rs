@@ -39,6 +39,10 @@ enum Command {
         /// Print one JSON object instead of text.
         #[arg(long)]
         json: bool,
+        /// Also read every tensor and check every float value and block scale for NaN
+        /// and infinities, naming the tensor and block (reads the whole file).
+        #[arg(long)]
+        deep: bool,
     },
     /// Generate text after PROMPT (plain completion; `chat` applies the chat template).
     Run {
@@ -52,7 +56,8 @@ enum Command {
         /// Print one JSON object: prompt_tokens, tokens, text, timings.
         #[arg(long)]
         json: bool,
-        prompt: String,
+        #[command(flatten)]
+        prompt: PromptArgs,
     },
     /// Interactive chat with the model's chat template.
     Chat {
@@ -73,7 +78,8 @@ enum Command {
         top: usize,
         #[arg(long)]
         json: bool,
-        prompt: String,
+        #[command(flatten)]
+        prompt: PromptArgs,
     },
     /// The compute devices strata can use: wgpu adapters with their limits and features,
     /// CUDA, the CPU.
@@ -94,6 +100,47 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+}
+
+/// The prompt: the argument, or a file (`-f -`: standard input), since one argument is
+/// limited to 128 KiB on Linux.
+#[derive(Args)]
+#[group(required = true, multiple = false)]
+struct PromptArgs {
+    prompt: Option<String>,
+    /// Read the prompt from FILE (`-` for standard input) instead of the argument.
+    #[arg(short = 'f', long = "file", value_name = "FILE")]
+    file: Option<PathBuf>,
+}
+
+impl PromptArgs {
+    fn text(&self) -> Result<String, Fail> {
+        let Some(path) = &self.file else { return Ok(self.prompt.clone().unwrap_or_default()) };
+        let bytes = if path.as_os_str() == "-" {
+            let mut b = Vec::new();
+            std::io::Read::read_to_end(&mut std::io::stdin().lock(), &mut b).map_err(|e| format!("-f -: cannot read standard input: {e}"))?;
+            b
+        } else {
+            std::fs::read(path).map_err(|e| format!("-f {}: {e}", path.display()))?
+        };
+        let mut text = String::from_utf8(bytes).map_err(|e| format!("-f {}: not UTF-8 text (invalid byte at offset {})", path.display(), e.utf8_error().valid_up_to()))?;
+        // The file's final line break is not part of the prompt (as llama.cpp's -f).
+        if text.ends_with('\n') {
+            text.pop();
+            if text.ends_with('\r') {
+                text.pop();
+            }
+        }
+        Ok(text)
+    }
+}
+
+/// The message for a prompt that encodes to no tokens.
+fn empty_prompt_hint(e: strata::session::SessionError) -> Fail {
+    match e {
+        strata::session::SessionError::EmptyPrompt => format!("{e}: give the prompt text as the PROMPT argument or with -f FILE (-f - reads standard input)"),
+        e => e.to_string(),
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -127,7 +174,8 @@ struct ModelArgs {
     /// CPU threads (the cpu and ref backends). Default: every core.
     #[arg(long, short = 't')]
     threads: Option<usize>,
-    /// Memory budget for device-resident weights (e.g. 64M, 1.5G): the embedding, norms and
+    /// Memory budget for device-resident weights (e.g. 64M, 40MiB, 1.5G; KB/MB/GB are
+    /// decimal): the embedding, norms and
     /// output head stay resident, then as many layers as fit; the rest stream from the file
     /// with the next layer prefetched. Default: everything resident.
     #[arg(long, value_parser = parse_size)]
@@ -138,43 +186,33 @@ struct ModelArgs {
     profile: bool,
 }
 
-/// `123`, `64K`, `64M`, `1.5G` (binary units).
+/// `strata::settings::parse_size`: `40M`, `40MiB`, `40MB`, `1.5G`, `1.5GiB`.
 fn parse_size(s: &str) -> Result<u64, String> {
-    let t = s.trim();
-    let (num, mul) = match t.char_indices().last().map(|(i, c)| (i, c.to_ascii_uppercase())) {
-        Some((i, 'K')) => (&t[..i], 1u64 << 10),
-        Some((i, 'M')) => (&t[..i], 1 << 20),
-        Some((i, 'G')) => (&t[..i], 1 << 30),
-        Some((i, 'T')) => (&t[..i], 1 << 40),
-        _ => (t, 1),
-    };
-    let v: f64 = num.trim_end_matches(['i', 'I', 'b', 'B']).parse().map_err(|_| format!("{s:?} is not a size (e.g. 512M, 1.5G)"))?;
-    if !(v.is_finite() && v > 0.0) {
-        return Err(format!("{s:?} is not a positive size"));
-    }
-    Ok((v * mul as f64) as u64)
+    strata::settings::parse_size(s).map_err(|e| e.with_name("--max-memory"))
 }
 
 #[derive(Args)]
 struct SamplingArgs {
     /// Temperature; 0 is greedy.
-    #[arg(long = "temp", default_value_t = 0.8)]
+    #[arg(allow_negative_numbers = true, long = "temp", default_value_t = 0.8)]
     temperature: f32,
     #[arg(long, default_value_t = 40)]
     top_k: usize,
-    #[arg(long, default_value_t = 0.95)]
+    #[arg(allow_negative_numbers = true, long, default_value_t = 0.95)]
     top_p: f32,
-    #[arg(long, default_value_t = 0.05)]
+    #[arg(allow_negative_numbers = true, long, default_value_t = 0.05)]
     min_p: f32,
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(allow_negative_numbers = true, long, default_value_t = 1.0)]
     repeat_penalty: f32,
     #[arg(long, default_value_t = 0)]
     seed: u64,
 }
 
 impl SamplingArgs {
-    fn sampler(&self) -> Sampler {
-        Sampler::new(SamplerConfig {
+    /// The sampler, its values checked by the runtime's rules (the browser's too).
+    fn sampler(&self) -> Result<Sampler, Fail> {
+        use strata::settings::Setting;
+        let config = SamplerConfig {
             temperature: self.temperature,
             top_k: self.top_k,
             top_p: self.top_p,
@@ -182,7 +220,18 @@ impl SamplingArgs {
             repetition_penalty: self.repeat_penalty,
             repetition_window: 64,
             seed: self.seed,
-        })
+        };
+        config.validate().map_err(|e| {
+            e.with_name(match e.setting {
+                Setting::Temperature => "--temp",
+                Setting::TopP => "--top-p",
+                Setting::MinP => "--min-p",
+                Setting::RepetitionPenalty => "--repeat-penalty",
+                Setting::Context => "--ctx",
+                Setting::MaxMemory => "--max-memory",
+            })
+        })?;
+        Ok(Sampler::new(config))
     }
 }
 
@@ -201,15 +250,26 @@ macro_rules! on_backend {
 
 type Fail = String;
 
+/// The model and sampling arguments checked by the runtime's rules.
+fn checked(model: &ModelArgs, sampling: Option<&SamplingArgs>) -> Result<(), Fail> {
+    strata::settings::check_context(model.ctx).map_err(|e| e.with_name("--ctx"))?;
+    sampling.map_or(Ok(()), |s| s.sampler().map(drop))
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Inspect { path, json } => return inspect_cmd(path, json),
+        Command::Inspect { path, json, deep } => return inspect_cmd(path, json, deep),
         Command::Devices { json } => devices(json),
-        Command::Run { model, sampling, n, json, prompt } => on_backend!(&model, |m| run(m, &sampling, n, json, &prompt)),
-        Command::Chat { model, sampling, n } => on_backend!(&model, |m| chat(m, &sampling, n)),
-        Command::Logits { model, top, json, prompt } => on_backend!(&model, |m| logits(m, top, json, &prompt)),
-        Command::Bench { model, p, n, json } => on_backend!(&model, |m| bench(m, p, n, json)),
+        Command::Run { model, sampling, n, json, prompt } => {
+            // Bad arguments are reported before a model loads.
+            checked(&model, Some(&sampling)).and_then(|_| prompt.text()).and_then(|text| on_backend!(&model, |m| run(m, &sampling, n, json, &text)))
+        }
+        Command::Chat { model, sampling, n } => checked(&model, Some(&sampling)).and_then(|_| on_backend!(&model, |m| chat(m, &sampling, n))),
+        Command::Logits { model, top, json, prompt } => {
+            checked(&model, None).and_then(|_| prompt.text()).and_then(|text| on_backend!(&model, |m| logits(m, top, json, &text)))
+        }
+        Command::Bench { model, p, n, json } => checked(&model, None).and_then(|_| on_backend!(&model, |m| bench(m, p, n, json))),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -446,11 +506,11 @@ impl Progress {
 
 fn run<B: Backend>(mut m: Loaded<B>, sampling: &SamplingArgs, n: usize, json: bool, prompt: &str) -> Result<(), Fail> {
     let ids = m.tokenizer.encode(prompt, true, false).map_err(|e| e.to_string())?;
-    let mut sampler = sampling.sampler();
+    let mut sampler = sampling.sampler()?;
     let mut stdout = std::io::stdout();
     let before = m.session.weights.stream_stats().unwrap_or_default();
     let started = Instant::now();
-    if !json {
+    if !json && !ids.is_empty() {
         let _ = write!(stdout, "{prompt}");
         let _ = stdout.flush();
     }
@@ -461,11 +521,18 @@ fn run<B: Backend>(mut m: Loaded<B>, sampling: &SamplingArgs, n: usize, json: bo
         }
         true
     }))
-    .map_err(|e| e.to_string())?;
+    .map_err(|e| {
+        if !json && !ids.is_empty() {
+            out(""); // end the text line before the error
+        }
+        empty_prompt_hint(e)
+    })?;
     let (pp, tg) = (g.prefill.as_secs_f64(), g.decode.as_secs_f64());
     if m.profile {
         print_profile(&m.session, &before, g.tokens.len().max(1), started.elapsed(), "run (prefill + decode, per forward pass)");
     }
+    // A rate only where something was timed: `-n 0` runs nothing.
+    let rate = |count: usize, secs: f64| (count > 0 && secs > 0.0).then(|| count as f64 / secs);
     if json {
         out(&serde_json::json!({
             "prompt_tokens": ids,
@@ -476,20 +543,22 @@ fn run<B: Backend>(mut m: Loaded<B>, sampling: &SamplingArgs, n: usize, json: bo
                 "load_ms": m.load_ms,
                 "prefill_ms": pp * 1e3,
                 "decode_ms": tg * 1e3,
-                "prompt_tokens_per_s": ids.len() as f64 / pp.max(1e-9),
-                "generated_tokens_per_s": g.tokens.len() as f64 / tg.max(1e-9),
+                "prompt_tokens_per_s": rate(ids.len(), pp),
+                "generated_tokens_per_s": rate(g.tokens.len(), tg),
             },
             "backend": m.session.backend_name(),
         })
         .to_string());
     } else {
         out("");
+        let shown = |count: usize, what: &str, r: Option<f64>| match r {
+            Some(r) => format!("{count} {what} at {r:.1} tok/s"),
+            None => format!("{count} {what}"),
+        };
         eprintln!(
-            "[{} prompt tokens at {:.1} tok/s, {} generated at {:.1} tok/s, stop: {:?}]",
-            ids.len(),
-            ids.len() as f64 / pp.max(1e-9),
-            g.tokens.len(),
-            g.tokens.len() as f64 / tg.max(1e-9),
+            "[{}, {}, stop: {:?}]",
+            shown(ids.len(), "prompt tokens", rate(ids.len(), pp)),
+            shown(g.tokens.len(), "generated", rate(g.tokens.len(), tg)),
             g.stop
         );
     }
@@ -498,7 +567,7 @@ fn run<B: Backend>(mut m: Loaded<B>, sampling: &SamplingArgs, n: usize, json: bo
 
 fn chat<B: Backend>(mut m: Loaded<B>, sampling: &SamplingArgs, n: usize) -> Result<(), Fail> {
     let template = m.template.take().ok_or("this model has no chat template (tokenizer.chat_template)")?;
-    let mut sampler = sampling.sampler();
+    let mut sampler = sampling.sampler()?;
     let mut messages: Vec<Message> = Vec::new();
     eprintln!("strata chat: type a message, an empty line to quit.");
     let stdin = std::io::stdin();
@@ -506,8 +575,20 @@ fn chat<B: Backend>(mut m: Loaded<B>, sampling: &SamplingArgs, n: usize) -> Resu
     loop {
         let _ = write!(stdout, "> ");
         let _ = stdout.flush();
-        let mut line = String::new();
-        if stdin.lock().read_line(&mut line).map_err(|e| e.to_string())? == 0 || line.trim().is_empty() {
+        let mut bytes = Vec::new();
+        if stdin.lock().read_until(b'\n', &mut bytes).map_err(|e| e.to_string())? == 0 {
+            return Ok(());
+        }
+        // A line that is not UTF-8 (a terminal in another encoding, a binary paste) is
+        // reported; the conversation goes on.
+        let line = match String::from_utf8(bytes) {
+            Ok(line) => line,
+            Err(e) => {
+                eprintln!("strata chat: that line is not UTF-8 text (invalid byte at offset {}); it was not sent: type it again", e.utf8_error().valid_up_to());
+                continue;
+            }
+        };
+        if line.trim().is_empty() {
             return Ok(());
         }
         messages.push(Message::new("user", line.trim_end()));
@@ -528,7 +609,7 @@ fn chat<B: Backend>(mut m: Loaded<B>, sampling: &SamplingArgs, n: usize) -> Resu
 
 fn logits<B: Backend>(mut m: Loaded<B>, top: usize, json: bool, prompt: &str) -> Result<(), Fail> {
     let ids = m.tokenizer.encode(prompt, true, false).map_err(|e| e.to_string())?;
-    let l = pollster::block_on(m.session.prefill(&ids)).map_err(|e| e.to_string())?;
+    let l = pollster::block_on(m.session.prefill(&ids)).map_err(empty_prompt_hint)?;
     let order = strata::sampler::top_k(&l, top);
     if json {
         let top: Vec<_> = order.iter().map(|&i| serde_json::json!({"id": i, "logit": l[i]})).collect();
@@ -599,7 +680,7 @@ fn bench<B: Backend>(mut m: Loaded<B>, p: usize, n: usize, json: bool) -> Result
     Ok(())
 }
 
-fn inspect_cmd(path: Option<PathBuf>, json: bool) -> ExitCode {
+fn inspect_cmd(path: Option<PathBuf>, json: bool, deep: bool) -> ExitCode {
     let path = match model_path(&path) {
         Ok(p) => p,
         Err(e) => {
@@ -607,10 +688,20 @@ fn inspect_cmd(path: Option<PathBuf>, json: bool) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    inspect(&path, json)
+    inspect(&path, json, deep)
 }
 
-fn inspect(path: &Path, json: bool) -> ExitCode {
+/// `inspect --deep`: every tensor's floats, with a progress bar.
+fn deep_scan(files: &strata::model::ModelFiles) -> Result<strata::inspect::DeepScan, Fail> {
+    let sources: Vec<FileSource> = files.files.iter().map(FileSource::open).collect::<Result<_, _>>().map_err(|e| e.to_string())?;
+    let refs: Vec<&dyn ByteSource> = sources.iter().map(|s| s as &dyn ByteSource).collect();
+    let mut bar = Progress::new("scanning tensors");
+    let scan = strata::inspect::deep_scan(files, &refs, &mut |done, total| bar.update(done, total)).map_err(|e| e.to_string());
+    bar.finish();
+    scan
+}
+
+fn inspect(path: &Path, json: bool, deep: bool) -> ExitCode {
     let t0 = Instant::now();
     let files = match strata::model::open(path) {
         Ok(f) => f,
@@ -625,15 +716,36 @@ fn inspect(path: &Path, json: bool) -> ExitCode {
     let parse_ms = t0.elapsed().as_secs_f64() * 1e3;
     let analysis = strata::model::analyze(files);
     let total_ms = t0.elapsed().as_secs_f64() * 1e3;
+    let scan = deep.then(|| deep_scan(&analysis.files));
     if json {
         let mut report = strata::inspect::report_json(&analysis);
         report["timings"] = serde_json::json!({"header_parse_ms": parse_ms, "total_ms": total_ms});
+        match &scan {
+            Some(Ok(d)) => report["deep"] = strata::inspect::deep_json(d),
+            Some(Err(e)) => report["deep"] = serde_json::json!({"error": e}),
+            None => {}
+        }
         out(&serde_json::to_string_pretty(&report).unwrap_or_default());
     } else {
         out(&format!(
             "{}time:         header parsed in {parse_ms:.2} ms, validated in {total_ms:.2} ms total",
             strata::inspect::report_text(&analysis)
         ));
+        if let Some(Ok(d)) = &scan {
+            out(&strata::inspect::deep_text(d));
+        }
+    }
+    match &scan {
+        Some(Err(e)) => {
+            eprintln!("strata inspect --deep: {e}");
+            return ExitCode::FAILURE;
+        }
+        Some(Ok(d)) if !d.is_clean() => {
+            let (name, count, _) = &d.findings[0];
+            eprintln!("strata inspect --deep: {} tensor(s) hold NaN or infinite values (first: {name:?}, {count} field(s))", d.findings.len());
+            return ExitCode::FAILURE;
+        }
+        _ => {}
     }
     if analysis.is_valid() {
         ExitCode::SUCCESS

@@ -26,6 +26,8 @@ impl fmt::Display for Shape {
 pub enum ErrorKind {
     #[error("cannot {op}: {message}")]
     Io { op: String, message: String },
+    #[error("is a {kind}, not a regular file: strata reads models and their config files with positioned reads (copy it to a file first)")]
+    NotRegularFile { kind: String },
     #[error("not a model file: {reason}")]
     UnknownFormat { reason: String },
     #[error("truncated: {what} needs bytes {offset}..{end} but the file has {file_len} bytes")]

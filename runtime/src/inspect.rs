@@ -136,3 +136,99 @@ fn summarize_list(items: &[Json]) -> String {
     let parts: Vec<String> = runs.iter().map(|(t, n)| if *n > 1 { format!("{t} x{n}") } else { t.clone() }).collect();
     format!("[{}]", parts.join(", "))
 }
+
+/// What `inspect --deep` found: every tensor's floats (values of plain float tensors,
+/// scale fields of quantised blocks) checked for NaN and infinities.
+#[derive(Clone, Debug, Default)]
+pub struct DeepScan {
+    pub tensors_scanned: usize,
+    pub bytes_scanned: u64,
+    /// Tensors whose format has no scan (strata cannot run them either).
+    pub not_scanned: Vec<String>,
+    /// Per tensor with findings: (name, how many non-finite fields, the first few).
+    pub findings: Vec<(String, u64, Vec<crate::quant::scan::NonFinite>)>,
+}
+
+impl DeepScan {
+    pub fn is_clean(&self) -> bool {
+        self.findings.is_empty()
+    }
+}
+
+/// Findings listed per tensor in the report (the count covers the rest).
+const FIRST_FINDINGS: usize = 5;
+
+/// Reads every tensor of `files` (`sources[i]` reads `files.files[i]`) a few MiB at a time,
+/// whole blocks, and scans its floats.
+pub fn deep_scan(files: &crate::model::ModelFiles, sources: &[&dyn crate::source::ByteSource], progress: &mut dyn FnMut(u64, u64)) -> crate::Result<DeepScan> {
+    use crate::quant::scan;
+    const CHUNK: u64 = 4 << 20;
+    let total: u64 = files.tensors.iter().map(|t| t.nbytes).sum();
+    let mut out = DeepScan::default();
+    let mut buf = Vec::new();
+    for t in &files.tensors {
+        if !scan::scannable(t.dtype) {
+            out.not_scanned.push(t.name.clone());
+            continue;
+        }
+        let src = sources.get(t.file).ok_or_else(|| crate::Error::new(&files.path, crate::ErrorKind::Io { op: "read".into(), message: format!("no source for file {} of tensor {:?}", t.file, t.name) }))?;
+        let block_bytes = t.dtype.block().1;
+        let step = (CHUNK / block_bytes).max(1) * block_bytes;
+        let (mut count, mut first) = (0u64, Vec::new());
+        let mut done = 0u64;
+        while done < t.nbytes {
+            let n = step.min(t.nbytes - done);
+            buf.resize(n as usize, 0);
+            src.read_exact_at(t.offset + done, &mut buf).map_err(|e| {
+                crate::Error::new(src.name(), crate::ErrorKind::Io { op: format!("read tensor {:?} at byte {}", t.name, t.offset + done), message: e.to_string() })
+            })?;
+            scan::scan(t.dtype, &buf, done / block_bytes, &mut |f| {
+                count += 1;
+                if first.len() < FIRST_FINDINGS {
+                    first.push(f);
+                }
+            });
+            done += n;
+            out.bytes_scanned += n;
+            progress(out.bytes_scanned, total);
+        }
+        out.tensors_scanned += 1;
+        if count > 0 {
+            out.findings.push((t.name.clone(), count, first));
+        }
+    }
+    Ok(out)
+}
+
+/// The deep scan as JSON: `{tensors_scanned, bytes_scanned, clean, not_scanned,
+/// non_finite: [{tensor, count, first: [{block, field, value}]}]}`.
+pub fn deep_json(d: &DeepScan) -> Json {
+    let findings: Vec<Json> = d
+        .findings
+        .iter()
+        .map(|(name, count, first)| {
+            let first: Vec<Json> = first.iter().map(|f| json!({"block": f.block, "field": f.field, "value": f.value.to_string()})).collect();
+            json!({"tensor": name, "count": count, "first": first})
+        })
+        .collect();
+    json!({"tensors_scanned": d.tensors_scanned, "bytes_scanned": d.bytes_scanned, "clean": d.is_clean(), "not_scanned": d.not_scanned, "non_finite": findings})
+}
+
+/// The deep scan as text lines.
+pub fn deep_text(d: &DeepScan) -> String {
+    use std::fmt::Write;
+    let mut s = String::new();
+    let _ = writeln!(s, "deep scan:    {} tensors, {} read, every float and block scale checked", d.tensors_scanned, human(d.bytes_scanned));
+    if !d.not_scanned.is_empty() {
+        let _ = writeln!(s, "  not scanned (format without a scan): {}", d.not_scanned.join(", "));
+    }
+    if d.is_clean() {
+        let _ = writeln!(s, "  no NaN or infinity found");
+    }
+    for (name, count, first) in &d.findings {
+        let list: Vec<String> = first.iter().map(|f| format!("block {} {} = {}", f.block, f.field, f.value)).collect();
+        let more = if *count as usize > first.len() { format!(", ... ({} more)", *count as usize - first.len()) } else { String::new() };
+        let _ = writeln!(s, "  NON-FINITE: tensor {name:?}: {count} field(s): {}{more}", list.join(", "));
+    }
+    s
+}

@@ -16,6 +16,7 @@ pub mod quant;
 pub mod rope;
 pub mod sampler;
 pub mod session;
+pub mod settings;
 pub mod source;
 pub mod streaming;
 pub mod tokenizer;

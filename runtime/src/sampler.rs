@@ -150,7 +150,9 @@ pub fn argmax(v: &[f32]) -> usize {
 
 /// Indices of the `k` largest values, largest first (ties: lower index first).
 pub fn top_k(v: &[f32], k: usize) -> Vec<usize> {
-    let order = |a: &usize, b: &usize| v[*b].total_cmp(&v[*a]).then(a.cmp(b));
+    // The device kernels' order (`backend::topk_key`): NaN and infinities first.
+    let key = |i: usize| crate::backend::topk_key(v[i]);
+    let order = |a: &usize, b: &usize| key(*b).cmp(&key(*a)).then(a.cmp(b));
     let mut idx: Vec<usize> = (0..v.len()).collect();
     let k = k.min(idx.len());
     if k == 0 {

@@ -4,13 +4,14 @@
 
 use std::time::Duration;
 
-use crate::arch::forward::{forward, Logits};
+use crate::arch::forward::{first_non_finite_layer, forward, Logits};
 use crate::clock::Clock;
 use crate::backend::{Backend, BackendError, MAX_DEVICE_TOP_K};
 use crate::kv_cache::KvCache;
 use crate::model::LoadedModel;
 use crate::rope::{RopeError, RopeTables};
 use crate::sampler::Sampler;
+use crate::settings::{check_context, SettingError};
 use crate::source::ByteSource;
 use crate::streaming::StreamPlan;
 use crate::tokenizer::{Tokenizer, TokenizerError};
@@ -28,8 +29,29 @@ pub enum SessionError {
     Tokenizer(#[from] TokenizerError),
     #[error("{tokens} tokens do not fit the context of {context} (prompt {prompt} + {requested} to generate): shorten the prompt or ask for fewer tokens")]
     ContextOverflow { tokens: usize, context: usize, prompt: usize, requested: usize },
-    #[error("empty prompt: nothing to condition on (add text, or let the model's BOS token start it)")]
+    #[error("empty prompt: it encodes to no tokens and this model adds no BOS token, so there is nothing to condition on")]
     EmptyPrompt,
+    #[error(transparent)]
+    Setting(#[from] SettingError),
+    /// NaN or infinite logits: the weights (or an input) hold non-finite values.
+    #[error("{}", non_finite_message(*position, *step, *layer))]
+    NonFinite {
+        /// The position whose logits are not finite.
+        position: usize,
+        /// The generation step (0: the prompt's), when generating.
+        step: Option<usize>,
+        /// The first layer whose output is not finite, where the backend can tell.
+        layer: Option<usize>,
+    },
+}
+
+fn non_finite_message(position: usize, step: Option<usize>, layer: Option<usize>) -> String {
+    let step = step.map_or_else(String::new, |s| if s == 0 { " (the prompt's step)".into() } else { format!(" (generation step {s})") });
+    let layer = match layer {
+        Some(l) => format!("; layer {l} is the first whose output is not finite"),
+        None => "; this backend cannot tell which layer (the cpu backend can)".into(),
+    };
+    format!("the model computed NaN or infinite logits at position {position}{step}{layer}: its weights are damaged or out of range (`strata inspect --deep MODEL` finds non-finite blocks)")
 }
 
 /// Why generation stopped.
@@ -95,7 +117,7 @@ impl<B: Backend> Session<B> {
 
     fn with_weights(backend: B, model: LoadedModel, weights: Weights<B>, context: usize) -> Result<Self, SessionError> {
         let rope = RopeTables::new(&model.config, weights.rope_factors.as_deref())?;
-        let context = context.clamp(1, model.config.context_length as usize);
+        let context = check_context(context)?.min(model.config.context_length as usize);
         let kv = KvCache::new(&backend, &model.config, context)?;
         Ok(Session { backend, model, weights, rope, kv, context })
     }
@@ -120,7 +142,21 @@ impl<B: Backend> Session<B> {
     /// Appends `ids` and returns the logits of the last one (`vocab_size` values).
     pub async fn prefill(&mut self, ids: &[u32]) -> Result<Vec<f32>, SessionError> {
         let out = self.forward_last(ids)?;
-        Ok(self.backend.read(&out, 0, self.model.config.vocab_size as usize).await?)
+        let row = self.backend.read(&out, 0, self.model.config.vocab_size as usize).await?;
+        if !row.iter().all(|v| v.is_finite()) {
+            return Err(self.explain_non_finite(ids, self.kv.len - 1, None));
+        }
+        Ok(row)
+    }
+
+    /// The error for non-finite logits at `position` after `ids` ran: reruns them with a
+    /// check after every layer where the backend can look (see `first_non_finite_layer`).
+    fn explain_non_finite(&mut self, ids: &[u32], position: usize, step: Option<usize>) -> SessionError {
+        let end = self.kv.len;
+        self.kv.len = end - ids.len();
+        let layer = first_non_finite_layer(&self.backend, &self.model.config, &self.weights, &self.rope, &mut self.kv, ids).ok().flatten();
+        self.kv.len = end;
+        SessionError::NonFinite { position, step, layer }
     }
 
     /// Appends `ids`; the last one's logits stay on the device (sample them with
@@ -134,16 +170,26 @@ impl<B: Backend> Session<B> {
     }
 
     /// Samples from logits on the device, reading back only what the sampler needs (the
-    /// device's top-k when it can, the whole row otherwise).
+    /// device's top-k when it can, the whole row otherwise). The sampler's settings are
+    /// checked first; non-finite logits are an error (`NonFinite` without step or layer:
+    /// `step` adds them), never a token: the device's top-k puts any NaN or infinity first.
     pub async fn pick(&self, logits: &B::Buf, sampler: &mut Sampler, history: &[u32]) -> Result<u32, SessionError> {
+        sampler.config.validate()?;
         let vocab = self.model.config.vocab_size as usize;
+        let non_finite = || SessionError::NonFinite { position: self.kv.len.saturating_sub(1), step: None, layer: None };
         match sampler.candidates_needed() {
             Some(k) if k <= MAX_DEVICE_TOP_K => {
                 let top = self.backend.top_k(logits, vocab, k).await?;
+                if top.first().is_some_and(|c| !c.1.is_finite()) {
+                    return Err(non_finite());
+                }
                 Ok(sampler.sample_sorted(&top))
             }
             _ => {
                 let row = self.backend.read(logits, 0, vocab).await?;
+                if !row.iter().all(|v| v.is_finite()) {
+                    return Err(non_finite());
+                }
                 Ok(sampler.sample(&row, history))
             }
         }
@@ -156,7 +202,12 @@ impl<B: Backend> Session<B> {
         }
         self.check_room(ids.len(), 0)?;
         let out = forward(&self.backend, &self.model.config, &self.weights, &self.rope, &mut self.kv, ids, Logits::All)?;
-        Ok(self.backend.read(&out, 0, ids.len() * self.model.config.vocab_size as usize).await?)
+        let rows = self.backend.read(&out, 0, ids.len() * self.model.config.vocab_size as usize).await?;
+        if let Some(bad) = rows.iter().position(|v| !v.is_finite()) {
+            let position = self.kv.len - ids.len() + bad / self.model.config.vocab_size as usize;
+            return Err(self.explain_non_finite(ids, position, None));
+        }
+        Ok(rows)
     }
 
     /// Appends one token and returns the next logits.
@@ -198,11 +249,17 @@ impl<B: Backend> Session<B> {
             return Ok(g.finish(StopReason::MaxTokens));
         }
         let clock = Clock::start();
-        let logits = match g.logits.take() {
-            None => self.forward_last(&g.history)?,
-            Some(_) => self.forward_last(&g.history[g.history.len() - 1..])?,
+        let ran = if g.logits.take().is_none() { g.history.len() } else { 1 };
+        let ids = &g.history[g.history.len() - ran..];
+        let logits = self.forward_last(ids)?;
+        let next = match self.pick(&logits, sampler, &g.history).await {
+            Err(SessionError::NonFinite { position, .. }) => {
+                g.stop = Some(StopReason::Cancelled);
+                let ids = ids.to_vec();
+                return Err(self.explain_non_finite(&ids, position, Some(g.tokens.len())));
+            }
+            r => r?,
         };
-        let next = self.pick(&logits, sampler, &g.history).await?;
         g.logits = Some(logits);
         if g.tokens.is_empty() {
             g.prefill = clock.elapsed();

@@ -63,12 +63,51 @@ impl<T: AsRef<[u8]> + Send + Sync> ByteSource for SliceSource<T> {
     }
 }
 
-/// A native file, read with positioned reads; the file is never read whole.
+/// The metadata of `path` when it is a regular file. A FIFO, a socket or a device is
+/// refused before anything opens it: opening a FIFO blocks until a writer comes, and
+/// positioned reads of a stream make no sense.
+#[cfg(any(unix, windows))]
+pub fn regular_file(path: &std::path::Path) -> crate::Result<std::fs::Metadata> {
+    let name = path.display().to_string();
+    let meta = std::fs::metadata(path).map_err(|e| crate::Error::new(&name, crate::ErrorKind::Io { op: "open".into(), message: e.to_string() }))?;
+    if meta.is_file() {
+        return Ok(meta);
+    }
+    let kind = if meta.is_dir() {
+        "directory"
+    } else {
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::FileTypeExt;
+            let t = meta.file_type();
+            if t.is_fifo() {
+                "FIFO (named pipe)"
+            } else if t.is_socket() {
+                "socket"
+            } else if t.is_block_device() {
+                "block device"
+            } else if t.is_char_device() {
+                "character device"
+            } else {
+                "special file"
+            }
+        }
+        #[cfg(not(unix))]
+        "special file"
+    };
+    Err(crate::Error::new(name, crate::ErrorKind::NotRegularFile { kind: kind.into() }))
+}
+
+/// A native file, read with positioned reads; the file is never read whole. Every read
+/// checks that the file still has the size and modification time it had when opened: a
+/// model overwritten in place while its layers stream is an error, not a silently mixed
+/// model. (A file replaced by a rename keeps the open one intact and is not an error.)
 #[cfg(any(unix, windows))]
 pub struct FileSource {
     name: String,
     file: std::fs::File,
     len: u64,
+    modified: Option<std::time::SystemTime>,
     read: AtomicU64,
 }
 
@@ -80,12 +119,32 @@ impl FileSource {
         let io_err = |op: &str, e: io::Error| {
             crate::Error::new(&name, crate::ErrorKind::Io { op: op.into(), message: e.to_string() })
         };
+        regular_file(path)?;
         let file = std::fs::File::open(path).map_err(|e| io_err("open", e))?;
         let meta = file.metadata().map_err(|e| io_err("stat", e))?;
-        if meta.is_dir() {
-            return Err(io_err("read", io::Error::other("is a directory")));
+        if !meta.is_file() {
+            return Err(regular_file(path).err().unwrap_or_else(|| io_err("read", io::Error::other("not a regular file"))));
         }
-        Ok(FileSource { name, file, len: meta.len(), read: AtomicU64::new(0) })
+        Ok(FileSource { name, file, len: meta.len(), modified: meta.modified().ok(), read: AtomicU64::new(0) })
+    }
+
+    /// An error when the file's size or modification time differs from the opened one's.
+    fn check_unchanged(&self) -> io::Result<()> {
+        let meta = self.file.metadata()?;
+        let modified = meta.modified().ok();
+        if meta.len() == self.len && modified == self.modified {
+            return Ok(());
+        }
+        let when = |t: Option<std::time::SystemTime>| {
+            t.and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()).map_or_else(|| "?".to_string(), |d| format!("{}.{:09}", d.as_secs(), d.subsec_nanos()))
+        };
+        Err(io::Error::other(format!(
+            "the file changed while the model was in use (opened: {} bytes, modified at {} s; now: {} bytes, modified at {} s): its bytes no longer belong to the model that was loaded; load it again",
+            self.len,
+            when(self.modified),
+            meta.len(),
+            when(modified)
+        )))
     }
 }
 
@@ -113,6 +172,8 @@ impl ByteSource for FileSource {
                 done += n;
             }
         }
+        // After the read: a change during it is caught too.
+        self.check_unchanged()?;
         self.read.fetch_add(buf.len() as u64, Ordering::Relaxed);
         Ok(())
     }

@@ -4,7 +4,9 @@
 //            best (key, index) pairs to out[2*(g*k) ..];
 //   stage 2 (PAIRS = 1): one block takes the k best of all candidate pairs.
 // Each of the k rounds finds the best element strictly after the previous round's winner.
-// Keys map f32 bits to a u32 whose unsigned order is total_cmp's. A missing entry (fewer
+// Keys map f32 bits to a u32 whose unsigned order is total_cmp's, except that NaN and
+// infinities take the largest key (runtime backend::topk_key): a non-finite row shows one
+// as its best candidate, which the host reports. A missing entry (fewer
 // than k values) is (0, NONE), which the host drops.
 // Defines: PAIRS (0 or 1).
 #include "common.cuh"
@@ -14,6 +16,9 @@
 
 __device__ __forceinline__ u32 key_of(float v) {
     const u32 b = __float_as_uint(v);
+    if ((b & 0x7f800000u) == 0x7f800000u) {
+        return 0xffffffffu;
+    }
     return (b & 0x80000000u) ? ~b : (b | 0x80000000u);
 }
 

@@ -4,7 +4,10 @@
 //           (key, index) pairs to C[g*k ..];
 //   STAGE2: one workgroup takes the k best of all candidates into C2[0 .. k].
 // Each of the k rounds finds the best element strictly after the previous round's winner.
-// Keys map f32 bits to a u32 whose unsigned order is total_cmp's order. A missing entry
+// Keys map f32 bits to a u32 whose unsigned order is total_cmp's order, except that NaN
+// and infinities take the largest key (runtime backend::topk_key): a non-finite row shows
+// one as its best candidate, which the host reports. The values are read as u32 bits, so
+// no float comparison (whose NaN behaviour WGSL leaves open) is involved. A missing entry
 // (fewer than k values) is (0, 0xffffffff), which the host drops.
 #include "header.wgsl"
 
@@ -15,11 +18,8 @@ struct Params {
     _p0: u32,
 }
 
-#if STAGE1
-@group(0) @binding(0) var<storage, read> X: array<f32>;
-#else
+// STAGE1: the logits' f32 bits; STAGE2: (key, index) pairs.
 @group(0) @binding(0) var<storage, read> X: array<u32>;
-#endif
 @group(0) @binding(1) var<storage, read_write> C: array<u32>;
 @group(0) @binding(2) var<uniform> p: Params;
 
@@ -28,8 +28,10 @@ const NONE: u32 = 0xffffffffu;
 var<workgroup> best_key: array<u32, {{WG}}>;
 var<workgroup> best_idx: array<u32, {{WG}}>;
 
-fn key_of(v: f32) -> u32 {
-    let b = bitcast<u32>(v);
+fn key_of(b: u32) -> u32 {
+    if ((b & 0x7f800000u) == 0x7f800000u) {
+        return 0xffffffffu;
+    }
     return select(b | 0x80000000u, ~b, (b & 0x80000000u) != 0u);
 }
 

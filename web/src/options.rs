@@ -3,6 +3,7 @@
 
 use serde::Deserialize;
 use strata::sampler::SamplerConfig;
+use strata::settings::{self, Setting, SettingError};
 
 /// Which backend runs the model.
 #[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
@@ -68,20 +69,20 @@ impl GenerateOptions {
             repetition_window: d.repetition_window,
             seed: self.seed.unwrap_or(d.seed),
         };
-        let bad = |what: &str, v: f32| Err(format!("{what} = {v} is out of range"));
-        if !(c.temperature.is_finite() && c.temperature >= 0.0) {
-            return bad("temperature", c.temperature);
-        }
-        if !(c.top_p > 0.0 && c.top_p <= 1.0) {
-            return bad("topP", c.top_p);
-        }
-        if !(0.0..=1.0).contains(&c.min_p) {
-            return bad("minP", c.min_p);
-        }
-        if !(c.repetition_penalty.is_finite() && c.repetition_penalty > 0.0) {
-            return bad("repetitionPenalty", c.repetition_penalty);
-        }
+        c.validate().map_err(|e| e.with_name(js_name(e.setting)))?;
         Ok(c)
+    }
+}
+
+/// The JavaScript option that sets `s` (the runtime's rules, this API's names).
+fn js_name(s: Setting) -> &'static str {
+    match s {
+        Setting::Temperature => "temperature",
+        Setting::TopP => "topP",
+        Setting::MinP => "minP",
+        Setting::RepetitionPenalty => "repetitionPenalty",
+        Setting::Context => "contextLength",
+        Setting::MaxMemory => "maxMemory",
     }
 }
 
@@ -92,13 +93,10 @@ fn parse<T: for<'de> Deserialize<'de>>(what: &str, json: &str) -> Result<T, Stri
 
 pub fn load_options(json: &str) -> Result<LoadOptions, String> {
     let o: LoadOptions = parse("load", json)?;
-    if o.context_length == 0 {
-        return Err("load options: contextLength must be at least 1".into());
-    }
+    let named = |e: SettingError| format!("load options: {}", e.with_name(js_name(e.setting)));
+    settings::check_context(o.context_length).map_err(named)?;
     if let Some(m) = o.max_memory {
-        if !(m.is_finite() && m > 0.0) {
-            return Err(format!("load options: maxMemory = {m} is not a positive number of bytes"));
-        }
+        settings::check_bytes(m).map_err(named)?;
     }
     Ok(o)
 }
@@ -149,6 +147,10 @@ mod tests {
         assert!(e.contains("unknown variant `cuda`"), "{e}");
         let e = generate_options(r#"{"topP":0}"#).unwrap_err();
         assert!(e.contains("topP = 0"), "{e}");
+        let e = generate_options(r#"{"repetitionPenalty":0}"#).unwrap_err();
+        assert_eq!(e, "repetitionPenalty = 0: expected a finite number > 0 (1 is off)");
+        let e = load_options(r#"{"contextLength":0}"#).unwrap_err();
+        assert_eq!(e, "load options: contextLength = 0: expected at least 1 position");
         let e = load_options(r#"{"maxMemory":-1}"#).unwrap_err();
         assert!(e.contains("maxMemory"), "{e}");
         let e = chat_messages(r#"[{"role":"user"}]"#).unwrap_err();

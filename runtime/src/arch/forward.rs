@@ -32,6 +32,39 @@ pub fn forward<B: Backend>(
     tokens: &[u32],
     logits: Logits,
 ) -> BResult<B::Buf> {
+    run(b, cfg, w, rope, kv, tokens, logits, false)
+}
+
+/// The first layer whose output holds a NaN or an infinity when `tokens` run after the
+/// `kv.len` cached positions (what `forward` just did, rerun to explain non-finite
+/// logits), or `None` when the backend cannot look at its buffers synchronously (a GPU) or
+/// every layer's output is finite. Rewrites the same KV positions `forward` wrote.
+pub fn first_non_finite_layer<B: Backend>(
+    b: &B,
+    cfg: &ModelConfig,
+    w: &Weights<B>,
+    rope: &RopeTables,
+    kv: &mut KvCache<B>,
+    tokens: &[u32],
+) -> BResult<Option<usize>> {
+    match run(b, cfg, w, rope, kv, tokens, Logits::Last, true) {
+        Ok(_) => Ok(None),
+        Err(BackendError::NonFinite { layer }) => Ok(Some(layer)),
+        Err(e) => Err(e),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run<B: Backend>(
+    b: &B,
+    cfg: &ModelConfig,
+    w: &Weights<B>,
+    rope: &RopeTables,
+    kv: &mut KvCache<B>,
+    tokens: &[u32],
+    logits: Logits,
+    probe: bool,
+) -> BResult<B::Buf> {
     let t = tokens.len();
     let past = kv.len;
     if t == 0 {
@@ -176,6 +209,9 @@ pub fn forward<B: Backend>(
             std::mem::swap(&mut proj, &mut post);
         }
         b.add(&mut x, &proj, t * h)?;
+        if probe && b.all_finite(&x, t * h) == Some(false) {
+            return Err(BackendError::NonFinite { layer: l });
+        }
     }
     kv.len = past + t;
 

@@ -306,6 +306,10 @@ impl Backend for CpuBackend {
         Ok(())
     }
 
+    fn all_finite(&self, x: &Vec<f32>, n: usize) -> Option<bool> {
+        Some(x.get(..n)?.iter().all(|v| v.is_finite()))
+    }
+
     fn softcap(&self, x: &mut Vec<f32>, n: usize, cap: f32) -> BResult<()> {
         need("softcap", "x", x.len(), n)?;
         x[..n].iter_mut().for_each(|v| *v = cap * (*v / cap).tanh());

@@ -26,6 +26,9 @@ pub enum BackendError {
     Device(String),
     #[error("streaming weights: {0}")]
     Stream(String),
+    /// A layer's output holds a NaN or an infinity (`arch::forward::first_non_finite_layer`).
+    #[error("layer {layer}'s output holds a NaN or an infinity")]
+    NonFinite { layer: usize },
 }
 
 pub type BResult<T> = Result<T, BackendError>;
@@ -197,8 +200,23 @@ pub fn kernel_dtype_define(dtype: DType) -> Option<&'static str> {
     })
 }
 
-/// Device top-k results: the kernels map an f32 to a u32 key whose unsigned order is
-/// `f32::total_cmp`'s; this is the inverse.
+/// The order of `Backend::top_k`, as the kernels compute it: an f32's bits mapped to a u32
+/// whose unsigned order is `f32::total_cmp`'s, except that every NaN and infinity maps to
+/// the largest key (read back as a NaN). A row with any non-finite value therefore has one
+/// as its best candidate, and a sampler that looks at the best one sees it
+/// (`Session::pick` turns it into an error) whichever backend computed the row.
+pub fn topk_key(v: f32) -> u32 {
+    let b = v.to_bits();
+    if b & 0x7f80_0000 == 0x7f80_0000 {
+        u32::MAX
+    } else if b & 0x8000_0000 != 0 {
+        !b
+    } else {
+        b | 0x8000_0000
+    }
+}
+
+/// Device top-k results: the inverse of [`topk_key`] (the non-finite key reads as NaN).
 pub fn topk_key_to_f32(key: u32) -> f32 {
     let bits = if key & 0x8000_0000 != 0 { key & 0x7fff_ffff } else { !key };
     f32::from_bits(bits)
@@ -293,10 +311,16 @@ pub trait Backend {
     /// `x = cap * tanh(x / cap)` over `n` values.
     fn softcap(&self, x: &mut Self::Buf, n: usize, cap: f32) -> BResult<()>;
     /// The `k` largest of `x[0..n]` as (index, value), largest first, ties to the lower
-    /// index (`f32::total_cmp` order, like [`crate::sampler::top_k`]). Computed on the
-    /// device, so a decode step reads back `k` pairs instead of the vocabulary.
-    /// `k` is at most [`MAX_DEVICE_TOP_K`].
+    /// index, non-finite values first ([`topk_key`]'s order, like
+    /// [`crate::sampler::top_k`]). Computed on the device, so a decode step reads back `k`
+    /// pairs instead of the vocabulary. `k` is at most [`MAX_DEVICE_TOP_K`].
     fn top_k(&self, x: &Self::Buf, n: usize, k: usize) -> impl Future<Output = BResult<Vec<(u32, f32)>>>;
+    /// Whether `x[0..n]` is free of NaN and infinities, when the backend can tell without
+    /// waiting for a device (host-memory backends); `None` otherwise. Used only to find the
+    /// layer behind non-finite logits, never on the normal path.
+    fn all_finite(&self, _x: &Self::Buf, _n: usize) -> Option<bool> {
+        None
+    }
 }
 
 /// The largest `k` that `Backend::top_k` accepts; sampling with a larger top-k reads the
@@ -318,22 +342,20 @@ mod tests {
     }
 
     #[test]
-    fn topk_keys_round_trip_and_order_like_total_cmp() {
-        // The kernels' key_of (shaders/wgsl/topk.wgsl, shaders/cuda/topk.cu).
-        let key = |v: f32| {
-            let b = v.to_bits();
-            if b & 0x8000_0000 != 0 {
-                !b
-            } else {
-                b | 0x8000_0000
-            }
-        };
-        let vals = [f32::NEG_INFINITY, -1e30, -1.0, -0.0, 0.0, 1e-40, 1.0, 3e38, f32::INFINITY, f32::NAN];
-        for w in vals.windows(2) {
+    fn topk_keys_round_trip_order_like_total_cmp_and_put_non_finite_first() {
+        // The kernels' key_of (shaders/wgsl/topk.wgsl, shaders/cuda/topk.cu) is `topk_key`.
+        let key = topk_key;
+        let finite = [-3.4e38, -1e30, -1.0, -0.0, 0.0, 1e-40, 1.0, 3.4e38f32];
+        for w in finite.windows(2) {
             assert_eq!(w[0].total_cmp(&w[1]), key(w[0]).cmp(&key(w[1])), "{} vs {}", w[0], w[1]);
         }
-        for v in vals {
+        for v in finite {
             assert_eq!(topk_key_to_f32(key(v)).to_bits(), v.to_bits());
+        }
+        for bad in [f32::NEG_INFINITY, f32::INFINITY, f32::NAN, -f32::NAN, f32::from_bits(0x7f80_0001)] {
+            assert_eq!(key(bad), u32::MAX, "{bad}");
+            assert!(key(bad) > key(3.4e38));
+            assert!(topk_key_to_f32(key(bad)).is_nan());
         }
         assert_eq!(topk_pairs(&[key(2.0), 7, 0, u32::MAX]), vec![(7, 2.0)]);
     }

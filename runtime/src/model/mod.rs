@@ -248,7 +248,7 @@ mod native {
     fn read_text(path: &Path) -> Result<String> {
         // config files are small; refuse anything that is not (a wrong path, say).
         const MAX: u64 = 64 << 20;
-        let len = fs::metadata(path).map_err(|e| io(path, "stat", e))?.len();
+        let len = crate::source::regular_file(path)?.len();
         if len > MAX {
             return Err(Error::new(path.display().to_string(), ErrorKind::TooLong { what: "JSON file".into(), len, max: MAX }));
         }
@@ -263,6 +263,10 @@ mod native {
     pub(super) fn open(path: &Path) -> Result<ModelFiles> {
         let name = path.display().to_string();
         let meta = fs::metadata(path).map_err(|e| io(path, "open", e))?;
+        if !meta.is_dir() {
+            // A FIFO or a device would block the open or never end: refuse it first.
+            crate::source::regular_file(path)?;
+        }
         if meta.is_dir() {
             let index = path.join("model.safetensors.index.json");
             let single = path.join("model.safetensors");
@@ -300,22 +304,24 @@ mod native {
         if dir.as_os_str().is_empty() { ".".into() } else { dir.display().to_string() }
     }
 
-    fn config_texts(dir: &Path) -> Result<(String, Option<String>)> {
+    /// config.json (and generation_config.json) in `dir`; a missing one is reported
+    /// against `about`, the file or directory the user named.
+    fn config_texts(dir: &Path, about: &Path) -> Result<(String, Option<String>)> {
         let config = dir.join("config.json");
         if !config.exists() {
-            return Err(Error::new(dir_name(dir), ErrorKind::MissingKey { key: "config.json beside the safetensors file".into() }));
+            return Err(Error::new(about.display().to_string(), ErrorKind::MissingKey { key: format!("config.json beside it ({})", Path::new(&dir_name(dir)).join("config.json").display()) }));
         }
         Ok((read_text(&config)?, optional_text(&dir.join("generation_config.json"))?))
     }
 
     fn open_safetensors_file(dir: &Path, file: &Path) -> Result<ModelFiles> {
-        let (config, generation) = config_texts(dir)?;
+        let (config, generation) = config_texts(dir, file)?;
         let src = FileSource::open(file)?;
         ModelFiles::from_safetensors(&dir_name(dir), &config, generation.as_deref(), None, &[&src])
     }
 
     fn open_safetensors(dir: &Path, index: Option<&Path>) -> Result<ModelFiles> {
-        let (config, generation) = config_texts(dir)?;
+        let (config, generation) = config_texts(dir, index.unwrap_or(dir))?;
         let Some(index) = index else {
             return open_safetensors_file(dir, &dir.join("model.safetensors"));
         };

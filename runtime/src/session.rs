@@ -14,7 +14,7 @@ use crate::sampler::Sampler;
 use crate::settings::{check_context, SettingError};
 use crate::source::ByteSource;
 use crate::streaming::StreamPlan;
-use crate::tokenizer::{Tokenizer, TokenizerError};
+use crate::tokenizer::{TextStream, Tokenizer, TokenizerError};
 use crate::weights::{WeightError, Weights};
 
 #[derive(Debug, thiserror::Error)]
@@ -226,9 +226,8 @@ impl<B: Backend> Session<B> {
             logits: None,
             history: prompt.to_vec(),
             prompt_len: prompt.len(),
-            tokens: Vec::new(),
             max_tokens,
-            text: String::new(),
+            text: TextStream::new(),
             emitted: 0,
             prefill: Duration::ZERO,
             decode: Duration::ZERO,
@@ -245,7 +244,7 @@ impl<B: Backend> Session<B> {
         if g.stop.is_some() {
             return Ok(None);
         }
-        if g.tokens.len() == g.max_tokens {
+        if g.text.tokens().len() == g.max_tokens {
             return Ok(g.finish(StopReason::MaxTokens));
         }
         let clock = Clock::start();
@@ -256,12 +255,12 @@ impl<B: Backend> Session<B> {
             Err(SessionError::NonFinite { position, .. }) => {
                 g.stop = Some(StopReason::Cancelled);
                 let ids = ids.to_vec();
-                return Err(self.explain_non_finite(&ids, position, Some(g.tokens.len())));
+                return Err(self.explain_non_finite(&ids, position, Some(g.text.tokens().len())));
             }
             r => r?,
         };
         g.logits = Some(logits);
-        if g.tokens.is_empty() {
+        if g.text.tokens().is_empty() {
             g.prefill = clock.elapsed();
         } else {
             g.decode += clock.elapsed();
@@ -269,13 +268,14 @@ impl<B: Backend> Session<B> {
         if self.model.config.eog_token_ids.contains(&next) {
             return Ok(g.finish(StopReason::EndOfGeneration));
         }
-        g.tokens.push(next);
         g.history.push(next);
-        g.text = tokenizer.decode(&g.tokens)?;
+        // Decoded incrementally (not the whole text again each token).
+        g.text.push(tokenizer, next)?;
         // Hold back a trailing replacement character: the rest of a multi-token character
         // may still come.
-        let stable = g.text.trim_end_matches('\u{fffd}').len().max(g.emitted);
-        let piece = g.text[g.emitted..stable].to_string();
+        let text = g.text.text();
+        let stable = text.trim_end_matches('\u{fffd}').len().max(g.emitted);
+        let piece = text[g.emitted..stable].to_string();
         g.emitted = stable;
         Ok(Some(piece))
     }
@@ -308,9 +308,9 @@ pub struct Stepper<Buf> {
     /// Prompt and sampled tokens (the repetition penalty's window).
     history: Vec<u32>,
     prompt_len: usize,
-    tokens: Vec<u32>,
     max_tokens: usize,
-    text: String,
+    /// The sampled tokens and their text.
+    text: TextStream,
     /// Bytes of `text` already returned.
     emitted: usize,
     prefill: Duration,
@@ -323,8 +323,9 @@ impl<Buf> Stepper<Buf> {
     fn finish(&mut self, reason: StopReason) -> Option<String> {
         self.stop = Some(reason);
         self.logits = None;
-        let rest = self.text[self.emitted..].to_string();
-        self.emitted = self.text.len();
+        let text = self.text.text();
+        let rest = text[self.emitted..].to_string();
+        self.emitted = text.len();
         (!rest.is_empty()).then_some(rest)
     }
 
@@ -339,7 +340,7 @@ impl<Buf> Stepper<Buf> {
     }
 
     pub fn tokens(&self) -> &[u32] {
-        &self.tokens
+        self.text.tokens()
     }
 
     pub fn prompt_len(&self) -> usize {
@@ -352,6 +353,6 @@ impl<Buf> Stepper<Buf> {
     }
 
     pub fn result(self) -> Generation {
-        Generation { tokens: self.tokens, text: self.text, stop: self.stop.unwrap_or(StopReason::MaxTokens), prefill: self.prefill, decode: self.decode }
+        Generation { tokens: self.text.tokens().to_vec(), text: self.text.into_text(), stop: self.stop.unwrap_or(StopReason::MaxTokens), prefill: self.prefill, decode: self.decode }
     }
 }

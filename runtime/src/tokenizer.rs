@@ -171,6 +171,75 @@ impl Tokenizer {
     }
 }
 
+/// The text of a growing token sequence, decoded incrementally: each `push` decodes only
+/// the tokens since the last character boundary, with the tokens before them that decode to
+/// some text as context (so that a decoder's start-of-text rules, such as SentencePiece's
+/// dropped leading space, apply only at the real start), instead of the whole sequence. The result equals
+/// `Tokenizer::decode` of all the tokens; where a decoder is not concatenative (the
+/// context's text is not a prefix of the longer decode) or no context is found, the whole
+/// sequence is decoded.
+/// Tokens `TextStream` looks back for context before decoding everything again.
+const MAX_CONTEXT: usize = 8;
+
+#[derive(Clone, Debug, Default)]
+pub struct TextStream {
+    tokens: Vec<u32>,
+    text: String,
+    /// Tokens (and bytes of `text`) up to the last character boundary.
+    done_tokens: usize,
+    done_bytes: usize,
+}
+
+impl TextStream {
+    pub fn new() -> Self {
+        TextStream::default()
+    }
+
+    pub fn tokens(&self) -> &[u32] {
+        &self.tokens
+    }
+
+    /// The text so far; it may end in U+FFFD while a character is split across tokens.
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
+    pub fn into_text(self) -> String {
+        self.text
+    }
+
+    pub fn push(&mut self, tokenizer: &Tokenizer, id: u32) -> Result<(), TokenizerError> {
+        self.tokens.push(id);
+        let w = self.done_tokens;
+        // Context: the fewest tokens before the window that decode to some text (a control
+        // token alone decodes to nothing and would leave the new token "first").
+        let mut tail = None;
+        if w == 0 {
+            tail = Some(tokenizer.decode(&self.tokens)?);
+        }
+        for c in (w.saturating_sub(MAX_CONTEXT)..w).rev() {
+            let context = tokenizer.decode(&self.tokens[c..w])?;
+            if !context.is_empty() {
+                let both = tokenizer.decode(&self.tokens[c..])?;
+                tail = both.strip_prefix(context.as_str()).map(str::to_owned);
+                break;
+            }
+        }
+        match tail {
+            Some(tail) => {
+                self.text.truncate(self.done_bytes);
+                self.text.push_str(&tail);
+            }
+            None => self.text = tokenizer.decode(&self.tokens)?,
+        }
+        if !self.text.ends_with('\u{fffd}') {
+            self.done_tokens = self.tokens.len();
+            self.done_bytes = self.text.len();
+        }
+        Ok(())
+    }
+}
+
 fn bpe(tokens: &[String], types: &[i32], merges: &[String], regexes: &[&str]) -> Result<tokenizers::Tokenizer, TokenizerError> {
     use tokenizers::models::bpe::BPE;
     use tokenizers::pre_tokenizers::byte_level::ByteLevel;

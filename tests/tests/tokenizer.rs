@@ -74,3 +74,50 @@ fn smollm2_tokenizer_json_matches_llama_cpp() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+/// `TextStream` (what generation streams) equals a whole decode after every token: on
+/// the fixture strings' ids (accents, CJK, emoji split across byte tokens, whitespace) and
+/// on seeded random id sequences (control, byte-fallback and multi-byte tokens in any
+/// order), for the GGUF BPE and SentencePiece tokenizers and tokenizer.json.
+#[test]
+fn incremental_decoding_equals_whole_decoding() {
+    use strata::tokenizer::TextStream;
+    let fx = fixtures::json("reference/tokenizer.json");
+    let mut tokenizers = Vec::new();
+    for (key, file) in [("smollm2", models::SMOLLM2), ("gemma3", models::GEMMA3)] {
+        let Some(path) = models::find(file) else { return };
+        let files = strata::model::open(&path).unwrap();
+        tokenizers.push((key, Tokenizer::from_gguf(files.gguf.as_ref().unwrap()).unwrap()));
+    }
+    let json = std::fs::read_to_string(fixtures::path("tokenizer/smollm2.tokenizer.json")).unwrap();
+    tokenizers.push(("smollm2", Tokenizer::from_tokenizer_json(&json, Some(1), Some(2), false).unwrap()));
+    // Gemma's vocabulary as a Llama-2-style SentencePiece that drops the text's first
+    // leading space: the case that needs the context token.
+    let mut h = strata::model::open(models::find(models::GEMMA3).unwrap()).unwrap().gguf.unwrap();
+    let key = "tokenizer.ggml.add_space_prefix";
+    let at = h.metadata.iter().position(|(k, _)| k == key).expect(key);
+    h.metadata[at].1 = strata::model::gguf::Value::Bool(true);
+    tokenizers.push(("gemma3", Tokenizer::from_gguf(&h).unwrap()));
+    let mut seed = 0x1234_5678_9abc_def0u64;
+    let mut rnd = move |n: usize| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        (seed % n as u64) as u32
+    };
+    for (key, tok) in &tokenizers {
+        let mut sequences: Vec<Vec<u32>> = fx["models"][key]["cases"].as_array().unwrap().iter().map(|c| ids(&c["ids"])).collect();
+        let vocab = tok.vocab_size();
+        for _ in 0..40 {
+            // Mostly low ids (control and byte tokens live there), some anywhere.
+            sequences.push((0..60).map(|i| if i % 3 == 0 { rnd(600) } else { rnd(vocab) }).collect());
+        }
+        for seq in &sequences {
+            let mut stream = TextStream::new();
+            for (i, &id) in seq.iter().enumerate() {
+                stream.push(tok, id).unwrap();
+                assert_eq!(stream.text(), tok.decode(&seq[..=i]).unwrap(), "{key}: after {} tokens of {seq:?}", i + 1);
+            }
+        }
+    }
+}

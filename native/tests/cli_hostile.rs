@@ -307,17 +307,23 @@ fn read_until(out: &mut impl Read, seen: &mut Vec<u8>, marker: &[u8], count: usi
     }
 }
 
-#[test]
-fn chat_reports_a_line_that_is_not_utf8_and_goes_on() {
-    let Some(model) = models::find(models::SMOLLM2) else { return };
-    let mut child = bin()
-        .args(["chat", "--temp", "0", "-n", "8", "--backend", "cpu", "-m"])
-        .arg(&model)
+/// `strata chat` greedy on the fast CPU backend with `extra` flags, every stream piped.
+fn spawn_chat(model: &Path, extra: &[&str]) -> std::process::Child {
+    bin()
+        .args(["chat", "--temp", "0", "--backend", "cpu", "-m"])
+        .arg(model)
+        .args(extra)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .unwrap();
+        .unwrap()
+}
+
+#[test]
+fn chat_reports_a_line_that_is_not_utf8_and_goes_on() {
+    let Some(model) = models::find(models::SMOLLM2) else { return };
+    let mut child = spawn_chat(&model, &["-n", "8"]);
     let mut stdin = child.stdin.take().unwrap();
     stdin.write_all(b"caf\xe9 au lait?\nWhat is the capital of France?\n\n").unwrap();
     drop(stdin);
@@ -336,14 +342,7 @@ fn a_model_overwritten_while_its_layers_stream_is_an_error() {
     let Some(src) = models::find(models::SMOLLM2) else { return };
     let dir = scratch("overwrite");
     let model = copy_model(&src, &dir);
-    let mut child = bin()
-        .args(["chat", "--temp", "0", "-n", "4", "--backend", "cpu", "--max-memory", "48M", "-m"])
-        .arg(&model)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_chat(&model, &["-n", "4", "--max-memory", "48M"]);
     let mut stdin = child.stdin.take().unwrap();
     let mut stdout = child.stdout.take().unwrap();
     let mut seen = Vec::new();

@@ -120,6 +120,13 @@ impl RopeArgs<'_> {
     /// evaluates sin of a large angle).
     pub fn cos_sin_table(&self) -> Vec<f32> {
         let mut cs = Vec::with_capacity(self.positions.len() * self.inv_freq.len() * 2);
+        self.cos_sin_into(&mut cs);
+        cs
+    }
+
+    /// [`RopeArgs::cos_sin_table`] into `cs` (cleared first, its allocation kept).
+    pub fn cos_sin_into(&self, cs: &mut Vec<f32>) {
+        cs.clear();
         for &pos in self.positions {
             for &f in self.inv_freq {
                 let (sin, cos) = (pos as f32 * f).sin_cos();
@@ -127,7 +134,49 @@ impl RopeArgs<'_> {
                 cs.push(sin * self.mscale);
             }
         }
-        cs
+    }
+}
+
+/// RoPE (cos, sin) tables of the last two (positions, frequencies) seen, in whatever form
+/// a backend keeps them (host values, a device buffer): every layer of a forward pass
+/// rotates the same positions with one of at most two frequency sets (local and global
+/// layers), so a table is made once per step, not once per layer and tensor. Entries
+/// keep their allocations (`fill` reuses the table it is given).
+#[derive(Debug, Default)]
+pub struct RopeCache<T> {
+    entries: [RopeEntry<T>; 2],
+    /// The entry to replace next.
+    next: usize,
+}
+
+#[derive(Debug, Default)]
+struct RopeEntry<T> {
+    positions: Vec<u32>,
+    freq: Vec<f32>,
+    mscale: f32,
+    table: T,
+}
+
+impl<T> RopeCache<T> {
+    /// The table for `a`, made by `fill(a, table)` when neither entry holds it.
+    pub fn table(&mut self, a: &RopeArgs, fill: impl FnOnce(&RopeArgs, &mut T)) -> &T {
+        let hit = self.entries.iter().position(|e| e.mscale.to_bits() == a.mscale.to_bits() && e.positions == a.positions && e.freq == a.inv_freq);
+        let i = match hit {
+            Some(i) => i,
+            None => {
+                let i = self.next;
+                self.next = 1 - i;
+                let e = &mut self.entries[i];
+                e.positions.clear();
+                e.positions.extend_from_slice(a.positions);
+                e.freq.clear();
+                e.freq.extend_from_slice(a.inv_freq);
+                e.mscale = a.mscale;
+                fill(a, &mut e.table);
+                i
+            }
+        };
+        &self.entries[i].table
     }
 }
 

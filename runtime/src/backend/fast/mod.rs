@@ -316,55 +316,7 @@ pub struct FastCpuBackend {
     isa: Isa,
     pool: Pool,
     bufs: std::sync::Arc<BufPool>,
-    rope: std::sync::Mutex<RopeCache>,
-}
-
-/// RoPE (cos, sin) tables of the last two (positions, frequencies) seen: every layer of a
-/// forward pass rotates the same positions with one of at most two frequency sets (local
-/// and global layers), so the angles are computed once per step, not once per layer and
-/// tensor. The values are the reference's (`RopeArgs::cos_sin_table`'s arithmetic).
-#[derive(Debug, Default)]
-struct RopeCache {
-    entries: [RopeEntry; 2],
-    /// The entry to replace next.
-    next: usize,
-}
-
-#[derive(Debug, Default)]
-struct RopeEntry {
-    positions: Vec<u32>,
-    freq: Vec<f32>,
-    mscale: f32,
-    cs: Vec<f32>,
-}
-
-impl RopeCache {
-    fn table(&mut self, a: &RopeArgs) -> &[f32] {
-        let hit = self.entries.iter().position(|e| e.mscale.to_bits() == a.mscale.to_bits() && e.positions == a.positions && e.freq == a.inv_freq);
-        let i = match hit {
-            Some(i) => i,
-            None => {
-                let i = self.next;
-                self.next = 1 - i;
-                let e = &mut self.entries[i];
-                e.positions.clear();
-                e.positions.extend_from_slice(a.positions);
-                e.freq.clear();
-                e.freq.extend_from_slice(a.inv_freq);
-                e.mscale = a.mscale;
-                e.cs.clear();
-                for &pos in a.positions {
-                    for &f in a.inv_freq {
-                        let (sin, cos) = (pos as f32 * f).sin_cos();
-                        e.cs.push(cos * a.mscale);
-                        e.cs.push(sin * a.mscale);
-                    }
-                }
-                i
-            }
-        };
-        &self.entries[i].cs
-    }
+    rope: std::sync::Mutex<super::RopeCache<Vec<f32>>>,
 }
 
 impl FastCpuBackend {
@@ -776,7 +728,7 @@ impl Backend for FastCpuBackend {
         let half = a.check(head_dim)?;
         let pairs = a.inv_freq.len();
         let mut cache = self.rope.lock().unwrap_or_else(|e| e.into_inner());
-        let table = cache.table(a);
+        let table: &[f32] = cache.table(a, |a, cs: &mut Vec<f32>| a.cos_sin_into(cs));
         struct Rope<'a> {
             x: Out,
             cs: &'a [f32],

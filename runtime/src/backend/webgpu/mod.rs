@@ -161,6 +161,9 @@ pub struct WgpuBackend {
     pending_ops: Cell<usize>,
     /// The first uncaptured error or device loss, reported by the next op.
     error: Arc<Mutex<Option<String>>>,
+    /// RoPE (cos, sin) tables on the device, uploaded once per step (a new buffer per
+    /// table: a recorded dispatch keeps the old one alive).
+    rope: RefCell<super::RopeCache<Option<wgpu::Buffer>>>,
 }
 
 fn dev_err(e: impl std::fmt::Display) -> BackendError {
@@ -259,6 +262,7 @@ impl WgpuBackend {
             pending: RefCell::new(None),
             pending_ops: Cell::new(0),
             error,
+            rope: RefCell::default(),
         })
     }
 
@@ -590,9 +594,17 @@ impl Backend for WgpuBackend {
         if tokens * heads * half == 0 {
             return Ok(());
         }
-        // cos/sin per (token, pair), computed exactly as the CPU reference computes them.
-        let cs: Vec<u8> = a.cos_sin_table().iter().flat_map(|v| v.to_le_bytes()).collect();
-        let cs_buf = self.storage("rope cos/sin", &cs);
+        // cos/sin per (token, pair), computed exactly as the CPU reference computes them,
+        // uploaded once per step (q and k of every layer share it).
+        let mut cache = self.rope.borrow_mut();
+        let cs_buf = cache
+            .table(a, |a, slot| {
+                let cs: Vec<u8> = a.cos_sin_table().iter().flat_map(|v| v.to_le_bytes()).collect();
+                *slot = Some(self.storage("rope cos/sin", &cs));
+            })
+            .clone()
+            .expect("filled on a miss");
+        drop(cache);
         let (gx, gy, stride) = self.grid("rope", tokens * heads * half, kernels::ELEMENTWISE_WG)?;
         let mut d = self.target.base_defines();
         d.insert("NEOX", u8::from(a.style == RopeStyle::Neox).to_string());

@@ -3,7 +3,6 @@
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::Instant;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -12,11 +11,10 @@ use strata::backend::fast::FastCpuBackend;
 use strata::backend::webgpu::{WgpuBackend, WgpuOptions};
 use strata::backend::Backend;
 use strata_cuda::{CudaBackend, CudaOptions};
-use strata::chat::{ChatTemplate, Message};
+use strata::chat::Message;
 use strata::sampler::{Sampler, SamplerConfig};
-use strata::session::Session;
+use strata::engine::{Engine, EngineError, EngineOptions};
 use strata::source::{ByteSource, FileSource};
-use strata::tokenizer::Tokenizer;
 
 mod demo_model;
 
@@ -135,10 +133,10 @@ impl PromptArgs {
     }
 }
 
-/// The message for a prompt that encodes to no tokens.
-fn empty_prompt_hint(e: strata::session::SessionError) -> Fail {
+/// An engine error as the CLI says it; a prompt that encodes to no tokens gets a hint.
+fn empty_prompt_hint(e: EngineError) -> Fail {
     match e {
-        strata::session::SessionError::EmptyPrompt => format!("{e}: give the prompt text as the PROMPT argument or with -f FILE (-f - reads standard input)"),
+        EngineError::Session(strata::session::SessionError::EmptyPrompt) => format!("{e}: give the prompt text as the PROMPT argument or with -f FILE (-f - reads standard input)"),
         e => e.to_string(),
     }
 }
@@ -402,8 +400,8 @@ fn devices(json: bool) -> Result<(), Fail> {
 
 /// `--profile`: streaming figures per token since `before` (totals over `tokens` forward
 /// passes taking `elapsed`).
-fn print_profile<B: Backend>(session: &Session<B>, before: &strata::streaming::StreamStats, tokens: usize, elapsed: std::time::Duration, stage: &str) {
-    let Some(now) = session.weights.stream_stats() else {
+fn print_profile<B: Backend>(engine: &Engine<B>, before: &strata::streaming::StreamStats, tokens: usize, elapsed: std::time::Duration, stage: &str) {
+    let Some(now) = engine.stream_stats() else {
         eprintln!("[profile {stage}: every layer resident, nothing streamed]");
         return;
     };
@@ -425,34 +423,20 @@ fn print_profile<B: Backend>(session: &Session<B>, before: &strata::streaming::S
 }
 
 struct Loaded<B: Backend> {
-    session: Session<B>,
+    engine: Engine<B>,
     profile: bool,
-    tokenizer: Tokenizer,
-    template: Option<ChatTemplate>,
     load_ms: f64,
 }
 
 fn load<B: Backend>(backend: B, args: &ModelArgs) -> Result<Loaded<B>, Fail> {
     let t0 = Instant::now();
     let path = model_path(&args.model)?;
-    let model = strata::model::load(&path).map_err(|e| e.to_string())?;
-    let tokenizer = match &model.files.gguf {
-        Some(h) => Tokenizer::from_gguf(h),
-        None => tokenizer_json(&path, &model.config),
-    }
-    .map_err(|e| format!("{}: {e}", path.display()))?;
-    let template = ChatTemplate::for_model(&model, &tokenizer).and_then(Result::ok);
-    let sources: Vec<Arc<dyn ByteSource>> = model
-        .files
-        .files
-        .iter()
-        .map(|f| FileSource::open(f).map(|s| Arc::new(s) as Arc<dyn ByteSource>))
-        .collect::<Result<_, _>>()
-        .map_err(|e| e.to_string())?;
     let mut bar = Progress::new("loading weights");
-    let session = Session::with_budget(backend, model, sources, args.ctx, args.max_memory, &mut |done, total| bar.update(done, total)).map_err(|e| e.to_string())?;
+    let opts = EngineOptions { context: args.ctx, max_memory: args.max_memory };
+    let engine = Engine::open(backend, &path, opts, &mut |done, total| bar.update(done, total)).map_err(|e| e.to_string())?;
+    bar.finish();
     if let Some(budget) = args.max_memory {
-        let plan = &session.weights.plan;
+        let plan = engine.plan();
         eprintln!(
             "[memory budget {:.1} MiB: {} of {} layers streamed through {} slot(s), {:.1} MiB on the device, {:.1} MiB read per token]",
             budget as f64 / 1048576.0,
@@ -463,15 +447,7 @@ fn load<B: Backend>(backend: B, args: &ModelArgs) -> Result<Loaded<B>, Fail> {
             plan.streamed_bytes() as f64 / 1048576.0
         );
     }
-    bar.finish();
-    Ok(Loaded { session, profile: args.profile, tokenizer, template, load_ms: t0.elapsed().as_secs_f64() * 1e3 })
-}
-
-fn tokenizer_json(path: &Path, cfg: &strata::ModelConfig) -> Result<Tokenizer, strata::tokenizer::TokenizerError> {
-    let dir = if path.is_dir() { path.to_path_buf() } else { path.parent().map(Path::to_path_buf).unwrap_or_default() };
-    let text = std::fs::read_to_string(dir.join("tokenizer.json"))
-        .map_err(|e| strata::tokenizer::TokenizerError::Build(format!("{}: {e}", dir.join("tokenizer.json").display())))?;
-    Tokenizer::from_tokenizer_json(&text, cfg.bos_token_id, cfg.eos_token_id, cfg.bos_token_id.is_some())
+    Ok(Loaded { engine, profile: args.profile, load_ms: t0.elapsed().as_secs_f64() * 1e3 })
 }
 
 /// A loading progress bar on stderr (only when stderr is a terminal).
@@ -505,16 +481,16 @@ impl Progress {
 }
 
 fn run<B: Backend>(mut m: Loaded<B>, sampling: &SamplingArgs, n: usize, json: bool, prompt: &str) -> Result<(), Fail> {
-    let ids = m.tokenizer.encode(prompt, true, false).map_err(|e| e.to_string())?;
+    let ids = m.engine.encode_prompt(prompt).map_err(|e| e.to_string())?;
     let mut sampler = sampling.sampler()?;
     let mut stdout = std::io::stdout();
-    let before = m.session.weights.stream_stats().unwrap_or_default();
+    let before = m.engine.stream_stats().unwrap_or_default();
     let started = Instant::now();
     if !json && !ids.is_empty() {
         let _ = write!(stdout, "{prompt}");
         let _ = stdout.flush();
     }
-    let g = pollster::block_on(m.session.generate(&m.tokenizer, &ids, n, &mut sampler, &mut |piece| {
+    let g = pollster::block_on(m.engine.generate(&ids, n, &mut sampler, &mut |piece| {
         if !json {
             let _ = write!(stdout, "{piece}");
             let _ = stdout.flush();
@@ -529,7 +505,7 @@ fn run<B: Backend>(mut m: Loaded<B>, sampling: &SamplingArgs, n: usize, json: bo
     })?;
     let (pp, tg) = (g.prefill.as_secs_f64(), g.decode.as_secs_f64());
     if m.profile {
-        print_profile(&m.session, &before, g.tokens.len().max(1), started.elapsed(), "run (prefill + decode, per forward pass)");
+        print_profile(&m.engine, &before, g.tokens.len().max(1), started.elapsed(), "run (prefill + decode, per forward pass)");
     }
     // A rate only where something was timed: `-n 0` runs nothing.
     let rate = |count: usize, secs: f64| (count > 0 && secs > 0.0).then(|| count as f64 / secs);
@@ -546,7 +522,7 @@ fn run<B: Backend>(mut m: Loaded<B>, sampling: &SamplingArgs, n: usize, json: bo
                 "prompt_tokens_per_s": rate(ids.len(), pp),
                 "generated_tokens_per_s": rate(g.tokens.len(), tg),
             },
-            "backend": m.session.backend_name(),
+            "backend": m.engine.backend_name(),
         })
         .to_string());
     } else {
@@ -566,7 +542,12 @@ fn run<B: Backend>(mut m: Loaded<B>, sampling: &SamplingArgs, n: usize, json: bo
 }
 
 fn chat<B: Backend>(mut m: Loaded<B>, sampling: &SamplingArgs, n: usize) -> Result<(), Fail> {
-    let template = m.template.take().ok_or("this model has no chat template (tokenizer.chat_template)")?;
+    // A missing or broken template is reported before the first line.
+    match m.engine.chat_template() {
+        None => return Err(EngineError::NoChatTemplate.to_string()),
+        Some(Err(e)) => return Err(e.to_string()),
+        Some(Ok(_)) => {}
+    }
     let mut sampler = sampling.sampler()?;
     let mut messages: Vec<Message> = Vec::new();
     eprintln!("strata chat: type a message, an empty line to quit.");
@@ -592,11 +573,8 @@ fn chat<B: Backend>(mut m: Loaded<B>, sampling: &SamplingArgs, n: usize) -> Resu
             return Ok(());
         }
         messages.push(Message::new("user", line.trim_end()));
-        let text = template.render(&messages, true).map_err(|e| e.to_string())?;
-        // The template writes BOS itself where the model wants one.
-        let ids = m.tokenizer.encode(&text, false, true).map_err(|e| e.to_string())?;
-        m.session.reset();
-        let g = pollster::block_on(m.session.generate(&m.tokenizer, &ids, n, &mut sampler, &mut |piece| {
+        let ids = m.engine.encode_chat(&messages).map_err(|e| e.to_string())?;
+        let g = pollster::block_on(m.engine.generate(&ids, n, &mut sampler, &mut |piece| {
             let _ = write!(stdout, "{piece}");
             let _ = stdout.flush();
             true
@@ -608,15 +586,15 @@ fn chat<B: Backend>(mut m: Loaded<B>, sampling: &SamplingArgs, n: usize) -> Resu
 }
 
 fn logits<B: Backend>(mut m: Loaded<B>, top: usize, json: bool, prompt: &str) -> Result<(), Fail> {
-    let ids = m.tokenizer.encode(prompt, true, false).map_err(|e| e.to_string())?;
-    let l = pollster::block_on(m.session.prefill(&ids)).map_err(empty_prompt_hint)?;
+    let ids = m.engine.encode_prompt(prompt).map_err(|e| e.to_string())?;
+    let l = pollster::block_on(m.engine.session_mut().prefill(&ids)).map_err(|e| empty_prompt_hint(e.into()))?;
     let order = strata::sampler::top_k(&l, top);
     if json {
         let top: Vec<_> = order.iter().map(|&i| serde_json::json!({"id": i, "logit": l[i]})).collect();
         out(&serde_json::json!({"prompt_tokens": ids, "top": top}).to_string());
     } else {
         for i in order {
-            out(&format!("{i:>8} {:>10.4}  {:?}", l[i], m.tokenizer.token_text(i as u32).unwrap_or("")));
+            out(&format!("{i:>8} {:>10.4}  {:?}", l[i], m.engine.tokenizer().token_text(i as u32).unwrap_or("")));
         }
     }
     Ok(())
@@ -637,7 +615,7 @@ fn weight_bytes_per_token(model: &strata::LoadedModel) -> u64 {
 }
 
 fn bench<B: Backend>(mut m: Loaded<B>, p: usize, n: usize, json: bool) -> Result<(), Fail> {
-    let vocab = m.session.model.config.vocab_size as u64;
+    let vocab = m.engine.model().config.vocab_size as u64;
     // Deterministic pseudo-random prompt, as llama-bench uses random tokens.
     let mut x = 0x2545_f491_4f6c_dd1du64;
     let mut next = || {
@@ -647,35 +625,37 @@ fn bench<B: Backend>(mut m: Loaded<B>, p: usize, n: usize, json: bool) -> Result
         (x % vocab) as u32
     };
     let prompt: Vec<u32> = (0..p).map(|_| next()).collect();
-    let stats = |m: &Loaded<B>| m.session.weights.stream_stats().unwrap_or_default();
+    let stats = |m: &Loaded<B>| m.engine.stream_stats().unwrap_or_default();
     let before = stats(&m);
     let t = Instant::now();
-    pollster::block_on(m.session.prefill(&prompt)).map_err(|e| e.to_string())?;
+    let session = m.engine.session_mut();
+    pollster::block_on(session.prefill(&prompt)).map_err(|e| e.to_string())?;
     let pp = t.elapsed().as_secs_f64();
     if m.profile {
-        print_profile(&m.session, &before, 1, t.elapsed(), &format!("pp{p} (one forward pass)"));
+        print_profile(&m.engine, &before, 1, t.elapsed(), &format!("pp{p} (one forward pass)"));
     }
-    m.session.reset();
+    m.engine.session_mut().reset();
     let mut tok = next();
     // Greedy decode as in generation: on-device argmax, one id read back per token.
     let mut greedy = Sampler::new(SamplerConfig::greedy());
     let before = stats(&m);
     let t = Instant::now();
     for _ in 0..n {
-        let l = m.session.forward_last(&[tok]).map_err(|e| e.to_string())?;
-        tok = pollster::block_on(m.session.pick(&l, &mut greedy, &[])).map_err(|e| e.to_string())?;
+        let session = m.engine.session_mut();
+        let l = session.forward_last(&[tok]).map_err(|e| e.to_string())?;
+        tok = pollster::block_on(session.pick(&l, &mut greedy, &[])).map_err(|e| e.to_string())?;
     }
     let tg = t.elapsed().as_secs_f64();
     if m.profile {
-        print_profile(&m.session, &before, n, t.elapsed(), &format!("tg{n}"));
+        print_profile(&m.engine, &before, n, t.elapsed(), &format!("tg{n}"));
     }
-    let model = m.session.model.files.path.clone();
+    let model = m.engine.model().files.path.clone();
     let (pp_tps, tg_tps) = (p as f64 / pp, n as f64 / tg);
-    let bytes = weight_bytes_per_token(&m.session.model);
+    let bytes = weight_bytes_per_token(m.engine.model());
     if json {
-        out(&serde_json::json!({"model": model, "backend": m.session.backend_name(), "pp": p, "tg": n, "pp_tokens_per_s": pp_tps, "tg_tokens_per_s": tg_tps, "load_ms": m.load_ms, "weight_bytes_per_token": bytes}).to_string());
+        out(&serde_json::json!({"model": model, "backend": m.engine.backend_name(), "pp": p, "tg": n, "pp_tokens_per_s": pp_tps, "tg_tokens_per_s": tg_tps, "load_ms": m.load_ms, "weight_bytes_per_token": bytes}).to_string());
     } else {
-        out(&format!("| model | backend | test | t/s |\n|---|---|---|---|\n| {model} | {} | pp{p} | {pp_tps:.2} |\n| {model} | {} | tg{n} | {tg_tps:.2} |", m.session.backend_name(), m.session.backend_name()));
+        out(&format!("| model | backend | test | t/s |\n|---|---|---|---|\n| {model} | {} | pp{p} | {pp_tps:.2} |\n| {model} | {} | tg{n} | {tg_tps:.2} |", m.engine.backend_name(), m.engine.backend_name()));
     }
     Ok(())
 }

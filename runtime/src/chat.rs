@@ -14,7 +14,7 @@ impl Message {
     }
 }
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 #[error("chat template: {0}")]
 pub struct ChatError(String);
 

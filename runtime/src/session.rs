@@ -77,13 +77,13 @@ pub struct Generation {
 
 /// A model loaded on a backend, with its KV cache.
 pub struct Session<B: Backend> {
-    pub backend: B,
-    pub model: LoadedModel,
-    pub weights: Weights<B>,
-    pub rope: RopeTables,
-    pub kv: KvCache<B>,
+    backend: B,
+    model: LoadedModel,
+    weights: Weights<B>,
+    rope: RopeTables,
+    kv: KvCache<B>,
     /// Positions the KV cache holds (`min(context_length, requested)`).
-    pub context: usize,
+    context: usize,
 }
 
 impl<B: Backend> Session<B> {
@@ -124,6 +124,28 @@ impl<B: Backend> Session<B> {
 
     pub fn backend_name(&self) -> String {
         self.backend.name()
+    }
+
+    pub fn backend(&self) -> &B {
+        &self.backend
+    }
+
+    pub fn model(&self) -> &LoadedModel {
+        &self.model
+    }
+
+    pub fn weights(&self) -> &Weights<B> {
+        &self.weights
+    }
+
+    /// Positions the KV cache holds (`min(context_length, requested)`).
+    pub fn context(&self) -> usize {
+        self.context
+    }
+
+    /// Positions cached so far.
+    pub fn position(&self) -> usize {
+        self.kv.len
     }
 
     /// Forgets the conversation (the KV cache is reused).

@@ -29,6 +29,7 @@ pub enum TokenizerError {
 const TYPE_CONTROL: i32 = 3;
 const TYPE_USER_DEFINED: i32 = 4;
 
+#[derive(Clone)]
 enum Model {
     /// Byte-level BPE through the `tokenizers` crate: (plain, parsing control tokens).
     Hf(Box<tokenizers::Tokenizer>, Box<tokenizers::Tokenizer>),
@@ -36,6 +37,7 @@ enum Model {
 }
 
 /// A text <-> token-id codec with the model's BOS/EOS conventions.
+#[derive(Clone)]
 pub struct Tokenizer {
     model: Model,
     pub bos: Option<u32>,
@@ -275,6 +277,7 @@ fn bpe(tokens: &[String], types: &[i32], merges: &[String], regexes: &[&str]) ->
 }
 
 /// llama.cpp's SentencePiece tokenizer (score-driven bigram merges, byte fallback).
+#[derive(Clone)]
 struct Spm {
     vocab: HashMap<String, u32>,
     scores: Vec<f32>,

@@ -9,37 +9,36 @@ use serde_json::{json, Value};
 use strata::backend::fast::FastCpuBackend;
 use strata::backend::webgpu::{WgpuBackend, WgpuOptions};
 use strata::backend::Backend;
-use strata::chat::{ChatError, ChatTemplate, Message};
-use strata::model::{analyze, ModelFiles};
+use strata::chat::Message;
+use strata::engine::{Engine as Model, EngineOptions};
 use strata::sampler::Sampler;
-use strata::session::{Session, Stepper};
+use strata::session::Stepper;
 use strata::source::ByteSource;
-use strata::tokenizer::Tokenizer;
 
 use crate::options::{BackendChoice, ChatMessage, GenerateOptions, LoadOptions, WASM_RESIDENT_DEFAULT};
 
-/// A model on one backend, with the generation in progress.
+/// A model on one backend (the runtime's engine), with the generation in progress.
 struct OnBackend<B: Backend> {
-    session: Session<B>,
+    model: Model<B>,
     running: Option<(Stepper<B::Buf>, Sampler)>,
 }
 
 impl<B: Backend> OnBackend<B> {
-    fn new(session: Session<B>) -> Self {
-        OnBackend { session, running: None }
+    fn new(model: Model<B>) -> Self {
+        OnBackend { model, running: None }
     }
 
     fn begin(&mut self, ids: &[u32], opts: &GenerateOptions) -> Result<(), String> {
         self.running = None;
-        self.session.reset();
-        let stepper = self.session.begin(ids, opts.max_tokens).map_err(|e| e.to_string())?;
-        self.running = Some((stepper, Sampler::new(opts.sampler()?)));
+        let sampler = Sampler::new(opts.sampler()?);
+        let stepper = self.model.begin(ids, opts.max_tokens).map_err(|e| e.to_string())?;
+        self.running = Some((stepper, sampler));
         Ok(())
     }
 
-    async fn step(&mut self, tok: &Tokenizer) -> Result<Option<String>, String> {
+    async fn step(&mut self) -> Result<Option<String>, String> {
         let Some((g, sampler)) = self.running.as_mut() else { return Ok(None) };
-        self.session.step(g, tok, sampler).await.map_err(|e| e.to_string())
+        self.model.step(g, sampler).await.map_err(|e| e.to_string())
     }
 
     fn cancel(&mut self) {
@@ -63,6 +62,20 @@ impl<B: Backend> OnBackend<B> {
             "decodeTokensPerS": if decoded > 0 { decoded as f64 / tg.as_secs_f64().max(1e-9) } else { 0.0 },
         })
     }
+
+    fn encode_prompt(&self, prompt: &str) -> Result<Vec<u32>, String> {
+        self.model.encode_prompt(prompt).map_err(|e| e.to_string())
+    }
+
+    fn encode_chat(&self, messages: &[Message]) -> Result<Vec<u32>, String> {
+        self.model.encode_chat(messages).map_err(|e| e.to_string())
+    }
+
+    /// `{deviceBytes, streamedLayers, layers}`.
+    fn memory(&self) -> Value {
+        let p = self.model.plan();
+        json!({ "deviceBytes": p.device_bytes(), "streamedLayers": p.streamed_layers(), "layers": p.resident.len() })
+    }
 }
 
 // One value per engine, moved once: the size difference between variants is harmless.
@@ -84,8 +97,6 @@ macro_rules! on {
 
 pub struct Engine {
     loaded: Loaded,
-    tokenizer: Tokenizer,
-    template: Option<Result<ChatTemplate, ChatError>>,
     info: Value,
 }
 
@@ -96,13 +107,10 @@ impl Engine {
     /// Reads the GGUF header and tokenizer from `src`, then its weights tensor by tensor
     /// onto the chosen backend (a tensor at a time passes through memory, never the file).
     pub async fn load(src: Arc<dyn ByteSource>, opts: &LoadOptions, progress: Progress<'_>) -> Result<Engine, String> {
-        let files = ModelFiles::from_gguf(src.as_ref()).map_err(|e| e.to_string())?;
-        let model = analyze(files).into_model().map_err(|e| e.to_string())?;
-        let header = model.files.gguf.as_ref().ok_or("not a GGUF file")?;
-        let tokenizer = Tokenizer::from_gguf(header).map_err(|e| format!("{}: {e}", src.name()))?;
-        let template = ChatTemplate::for_model(&model, &tokenizer);
+        let (model, tokenizer) = Model::<FastCpuBackend>::read_gguf(src.as_ref()).map_err(|e| e.to_string())?;
         let file_bytes = src.len();
         let cfg = &model.config;
+        let has_template = model.files.gguf.as_ref().is_some_and(|h| h.get("tokenizer.chat_template").is_some());
         let model_info = json!({
             "name": src.name(),
             "architecture": format!("{:?}", cfg.architecture),
@@ -110,23 +118,24 @@ impl Engine {
             "vocabSize": cfg.vocab_size,
             "contextLength": cfg.context_length,
             "bytes": file_bytes,
-            "chatTemplate": template.is_some(),
+            "chatTemplate": has_template,
         });
-        let ctx = opts.context_length;
         let budget = opts.max_memory.map(|m| m as u64);
         let mut fallback: Option<String> = None;
         if opts.backend != BackendChoice::Wasm {
             let gpu = match WgpuBackend::new(WgpuOptions::default().with_env()).await {
                 Ok(b) => {
                     let adapter = serde_json::to_value(b.adapter()).unwrap_or(Value::Null);
-                    Session::with_budget(b, model.clone(), vec![src.clone()], ctx, budget, progress).map(|s| (s, adapter)).map_err(|e| e.to_string())
+                    let eo = EngineOptions { context: opts.context_length, max_memory: budget };
+                    Model::new(b, model.clone(), vec![src.clone()], tokenizer.clone(), eo, progress).map(|m| (m, adapter)).map_err(|e| e.to_string())
                 }
                 Err(e) => Err(e.to_string()),
             };
             match gpu {
-                Ok((session, adapter)) => {
-                    let info = json!({ "backend": "webgpu", "backendName": session.backend_name(), "adapter": adapter, "fallbackReason": null, "model": model_info, "memory": memory(&session) });
-                    return Ok(Engine { loaded: Loaded::Gpu(OnBackend::new(session)), tokenizer, template, info });
+                Ok((m, adapter)) => {
+                    let m = OnBackend::new(m);
+                    let info = json!({ "backend": "webgpu", "backendName": m.model.backend_name(), "adapter": adapter, "fallbackReason": null, "model": model_info, "memory": m.memory() });
+                    return Ok(Engine { loaded: Loaded::Gpu(m), info });
                 }
                 Err(e) if opts.backend == BackendChoice::Webgpu => return Err(format!("WebGPU: {e}")),
                 Err(e) => fallback = Some(format!("WebGPU: {e}")),
@@ -135,9 +144,10 @@ impl Engine {
         // The wasm heap stops at 4 GiB: past the default budget, layers stream from the file.
         let budget = budget.or((file_bytes > WASM_RESIDENT_DEFAULT).then_some(WASM_RESIDENT_DEFAULT));
         let cpu = FastCpuBackend::new().map_err(|e| e.to_string())?;
-        let session = Session::with_budget(cpu, model, vec![src], ctx, budget, progress).map_err(|e| e.to_string())?;
-        let info = json!({ "backend": "wasm", "backendName": session.backend_name(), "adapter": null, "fallbackReason": fallback, "model": model_info, "memory": memory(&session) });
-        Ok(Engine { loaded: Loaded::Cpu(OnBackend::new(session)), tokenizer, template, info })
+        let eo = EngineOptions { context: opts.context_length, max_memory: budget };
+        let m = OnBackend::new(Model::new(cpu, model, vec![src], tokenizer, eo, progress).map_err(|e| e.to_string())?);
+        let info = json!({ "backend": "wasm", "backendName": m.model.backend_name(), "adapter": null, "fallbackReason": fallback, "model": model_info, "memory": m.memory() });
+        Ok(Engine { loaded: Loaded::Cpu(m), info })
     }
 
     /// `{backend, backendName, adapter, fallbackReason, model, memory}`.
@@ -147,27 +157,18 @@ impl Engine {
 
     /// Starts a completion of `prompt` (BOS added as the model wants; a fresh context).
     pub fn begin(&mut self, prompt: &str, opts: &GenerateOptions) -> Result<(), String> {
-        let ids = self.tokenizer.encode(prompt, true, false).map_err(|e| e.to_string())?;
-        on!(&mut self.loaded, |m| m.begin(&ids, opts))
+        on!(&mut self.loaded, |m| m.encode_prompt(prompt).and_then(|ids| m.begin(&ids, opts)))
     }
 
     /// Starts the assistant's reply to `messages`, rendered with the model's chat template.
     pub fn begin_chat(&mut self, messages: &[ChatMessage], opts: &GenerateOptions) -> Result<(), String> {
-        let template = match &self.template {
-            None => return Err("this model has no chat template (tokenizer.chat_template): use generate()".into()),
-            Some(Err(e)) => return Err(e.to_string()),
-            Some(Ok(t)) => t,
-        };
         let messages: Vec<Message> = messages.iter().map(|m| Message::new(&m.role, &m.content)).collect();
-        let text = template.render(&messages, true).map_err(|e| e.to_string())?;
-        // The template writes BOS itself where the model wants one.
-        let ids = self.tokenizer.encode(&text, false, true).map_err(|e| e.to_string())?;
-        on!(&mut self.loaded, |m| m.begin(&ids, opts))
+        on!(&mut self.loaded, |m| m.encode_chat(&messages).and_then(|ids| m.begin(&ids, opts)))
     }
 
     /// The next piece of text (possibly empty: part of a character), `None` when done.
     pub async fn step(&mut self) -> Result<Option<String>, String> {
-        on!(&mut self.loaded, |m| m.step(&self.tokenizer).await)
+        on!(&mut self.loaded, |m| m.step().await)
     }
 
     pub fn cancel(&mut self) {
@@ -178,9 +179,4 @@ impl Engine {
     pub fn stats(&self) -> Value {
         on!(&self.loaded, |m| m.stats())
     }
-}
-
-fn memory<B: Backend>(s: &Session<B>) -> Value {
-    let p = &s.weights.plan;
-    json!({ "deviceBytes": p.device_bytes(), "streamedLayers": p.streamed_layers(), "layers": p.resident.len() })
 }

@@ -15,7 +15,7 @@
 
 use strata::backend::cpu::CpuBackend;
 use strata::backend::{AttnArgs, BackendError, Backend, RopeArgs};
-use strata::model::config::{Activation, RopeStyle};
+use strata::backend::{Activation, RopeStyle};
 use strata::quant::DType;
 
 /// Values written after every output buffer; they must come back untouched.

@@ -20,7 +20,7 @@ use std::process::Command;
 
 use strata::backend::cpu::CpuBackend;
 use strata::backend::{AttnArgs, Backend, RopeArgs};
-use strata::model::config::{Activation, RopeStyle};
+use strata::backend::{Activation, RopeStyle};
 use strata::quant::DType;
 use strata_conformance::ops::{random_weight, Rng};
 use strata_cuda::kernels::{expand, Variant, WEIGHT_DTYPES};

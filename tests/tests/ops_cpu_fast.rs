@@ -75,7 +75,7 @@ fn q8_limits_catch_a_small_error() {
         fn attention(&self, q: &Self::Buf, k: &Self::Buf, v: &Self::Buf, a: &strata::backend::AttnArgs, o: &mut Self::Buf) -> strata::backend::BResult<()> {
             self.0.attention(q, k, v, a, o)
         }
-        fn gated(&self, g: &Self::Buf, u: &Self::Buf, n: usize, a: strata::model::config::Activation, o: &mut Self::Buf) -> strata::backend::BResult<()> {
+        fn gated(&self, g: &Self::Buf, u: &Self::Buf, n: usize, a: strata::backend::Activation, o: &mut Self::Buf) -> strata::backend::BResult<()> {
             self.0.gated(g, u, n, a, o)
         }
         fn add(&self, x: &mut Self::Buf, y: &Self::Buf, n: usize) -> strata::backend::BResult<()> {

@@ -6,7 +6,7 @@ use std::future::Future;
 
 use strata::backend::cpu::{CpuBackend, CpuWeight};
 use strata::backend::{AttnArgs, BResult, Backend, BackendError, RopeArgs};
-use strata::model::config::Activation;
+use strata::backend::Activation;
 use strata::quant::DType;
 use strata_conformance::ops::{cases, filter, run_all, run_case, Outcome};
 

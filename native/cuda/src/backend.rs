@@ -17,7 +17,7 @@ use cudarc::cublas::sys as blas_sys;
 use cudarc::cublas::CudaBlas;
 use cudarc::driver::{CudaContext, CudaEvent, CudaFunction, CudaSlice, CudaStream, DevicePtr, DevicePtrMut, LaunchConfig, PinnedHostSlice, PushKernelArg};
 use strata::backend::{check_copy_cols, check_copy_rows, check_token_ids, check_top_k, need, shape, topk_pairs, u32_of, AttnArgs, BResult, Backend, BackendError, RopeArgs};
-use strata::model::config::{Activation, RopeStyle};
+use strata::backend::{Activation, RopeStyle};
 use strata::quant::DType;
 
 use crate::kernels::{self, dtype_define, Variant};

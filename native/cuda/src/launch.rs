@@ -8,7 +8,7 @@
 //! (32-bit indices, grid limits).
 
 use strata::backend::{shape, u32_of, AttnArgs, BResult, BackendError};
-use strata::model::config::Activation;
+use strata::backend::Activation;
 use strata::quant::DType;
 
 use crate::kernels::{dtype_define, matmul_tile, Variant};

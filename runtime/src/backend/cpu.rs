@@ -4,7 +4,7 @@
 //! on wasm32 it runs on one thread.
 
 use super::{need, AttnArgs, BResult, Backend, BackendError, RopeArgs};
-use crate::model::config::{Activation, RopeStyle};
+use crate::backend::{Activation, RopeStyle};
 use crate::quant::dequant::dequantize;
 use crate::quant::DType;
 

@@ -13,7 +13,6 @@ pub mod webgpu;
 
 use std::future::Future;
 
-use crate::model::config::{Activation, RopeStyle};
 use crate::quant::DType;
 
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
@@ -29,6 +28,26 @@ pub enum BackendError {
     /// A layer's output holds a NaN or an infinity (`arch::forward::first_non_finite_layer`).
     #[error("layer {layer}'s output holds a NaN or an infinity")]
     NonFinite { layer: usize },
+}
+
+/// How a RoPE pairs a head's dimensions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RopeStyle {
+    /// Rotate adjacent pairs (x0,x1), (x2,x3)... (llama.cpp "normal").
+    Normal,
+    /// Rotate halves: (x_i, x_{i+d/2}) (GPT-NeoX, HF `rotate_half`).
+    Neox,
+}
+
+/// The gate's activation in a gated FFN (`gated`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Activation {
+    /// SiLU-gated FFN (SwiGLU).
+    Silu,
+    /// GELU (tanh approximation)-gated FFN (GeGLU).
+    GeluTanh,
 }
 
 pub type BResult<T> = Result<T, BackendError>;

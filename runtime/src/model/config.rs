@@ -47,14 +47,9 @@ impl fmt::Display for Source {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RopeStyle {
-    /// Rotate adjacent pairs (x0,x1), (x2,x3)... (llama.cpp "normal").
-    Normal,
-    /// Rotate halves: (x_i, x_{i+d/2}) (GPT-NeoX, HF `rotate_half`).
-    Neox,
-}
+/// The op set's vocabulary (defined with the backends, which must not depend on the
+/// model configuration).
+pub use crate::backend::{Activation, RopeStyle};
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -74,15 +69,6 @@ pub enum RopeScaling {
 #[serde(rename_all = "snake_case")]
 pub enum NormKind {
     Rms,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Activation {
-    /// SiLU-gated FFN (SwiGLU).
-    Silu,
-    /// GELU (tanh approximation)-gated FFN (GeGLU).
-    GeluTanh,
 }
 
 /// Attention kind of one layer.

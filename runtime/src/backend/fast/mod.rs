@@ -27,7 +27,7 @@ pub mod simd_x86;
 use std::cell::RefCell;
 
 use super::{need, AttnArgs, BResult, Backend, BackendError, RopeArgs};
-use crate::model::config::{Activation, RopeStyle};
+use crate::backend::{Activation, RopeStyle};
 use crate::quant::dequant::dequantize;
 use crate::quant::DType;
 use kernels::Q8Rows;

@@ -23,7 +23,7 @@ use wgpu::util::DeviceExt;
 use self::kernels::{add_sizes, dtype_define, elementwise_op, PipelineCache, Target};
 use self::preprocess::Defines;
 use super::{need, shape, u32_of, AttnArgs, BResult, Backend, BackendError, RopeArgs};
-use crate::model::config::{Activation, RopeStyle};
+use crate::backend::{Activation, RopeStyle};
 use crate::quant::DType;
 
 /// Ops recorded before a submission is forced (bounds the encoder and lets the GPU start).

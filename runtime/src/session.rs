@@ -45,6 +45,15 @@ pub enum SessionError {
     },
 }
 
+impl From<crate::arch::forward::ForwardError> for SessionError {
+    fn from(e: crate::arch::forward::ForwardError) -> Self {
+        match e {
+            crate::arch::forward::ForwardError::Backend(e) => SessionError::Backend(e),
+            crate::arch::forward::ForwardError::Weights(e) => SessionError::Weights(e),
+        }
+    }
+}
+
 fn non_finite_message(position: usize, step: Option<usize>, layer: Option<usize>) -> String {
     let step = step.map_or_else(String::new, |s| if s == 0 { " (the prompt's step)".into() } else { format!(" (generation step {s})") });
     let layer = match layer {

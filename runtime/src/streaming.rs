@@ -11,7 +11,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::backend::{Backend, StageFn};
+use crate::backend::{Backend, BackendError, StageFn};
 use crate::clock::Clock;
 use crate::model::{LoadedModel, TensorEntry};
 use crate::source::ByteSource;
@@ -115,25 +115,40 @@ pub struct StreamStats {
 /// A layer's bytes, one buffer per tensor (in `build_layer` order).
 type Staging = Vec<Vec<u8>>;
 
+/// Why a streamed layer's bytes did not arrive.
+#[derive(Debug, thiserror::Error)]
+pub enum StreamError {
+    #[error("{file}: cannot read tensor {tensor:?}: {source}")]
+    Read { file: String, tensor: String, source: std::io::Error },
+    #[error("tensor {tensor:?} is in file #{file}, which has no source")]
+    NoSource { tensor: String, file: usize },
+    #[error("tensor {tensor:?}: {source}")]
+    Stage { tensor: String, source: BackendError },
+    #[error(transparent)]
+    Shape(Box<WeightError>),
+    #[error("the prefetch thread has stopped")]
+    ReaderStopped,
+}
+
 struct Staged {
     layer: usize,
     buf: Staging,
-    result: Result<Duration, String>,
+    result: Result<Duration, StreamError>,
 }
 
 /// Reads a layer's tensors into one buffer each (reusing the buffers' allocations); with
 /// the backend's staging transform, each through `scratch` and transformed into its buffer.
-fn read_layer(sources: &[Arc<dyn ByteSource>], entries: &[TensorEntry], buf: &mut Staging, stage: Option<StageFn>, scratch: &mut Vec<u8>) -> Result<Duration, String> {
+fn read_layer(sources: &[Arc<dyn ByteSource>], entries: &[TensorEntry], buf: &mut Staging, stage: Option<StageFn>, scratch: &mut Vec<u8>) -> Result<Duration, StreamError> {
     let clock = Clock::start();
     buf.resize_with(entries.len(), Vec::new);
     for (t, b) in entries.iter().zip(buf.iter_mut()) {
-        let src = sources.get(t.file).ok_or_else(|| format!("no source for file #{} ({})", t.file, t.name))?;
+        let src = sources.get(t.file).ok_or_else(|| StreamError::NoSource { tensor: t.name.clone(), file: t.file })?;
         let target = if stage.is_some() { &mut *scratch } else { &mut *b };
         target.resize(t.nbytes as usize, 0);
-        src.read_exact_at(t.offset, target).map_err(|e| format!("{}: tensor {:?}: {e}", src.name(), t.name))?;
+        src.read_exact_at(t.offset, target).map_err(|source| StreamError::Read { file: src.name().to_owned(), tensor: t.name.clone(), source })?;
         if let Some(f) = stage {
-            let (rows, cols) = rows_cols(t).map_err(|e| e.to_string())?;
-            f(t.dtype, rows, cols, scratch, b).map_err(|e| format!("tensor {:?}: {e}", t.name))?;
+            let (rows, cols) = rows_cols(t).map_err(|e| StreamError::Shape(Box::new(e)))?;
+            f(t.dtype, rows, cols, scratch, b).map_err(|source| StreamError::Stage { tensor: t.name.clone(), source })?;
         }
     }
     Ok(clock.elapsed())
@@ -172,10 +187,10 @@ impl Reader {
     }
 
     /// Starts reading `layer` into `buf`.
-    fn request(&mut self, layer: usize, buf: Staging) -> Result<(), String> {
+    fn request(&mut self, layer: usize, buf: Staging) -> Result<(), StreamError> {
         match self {
             #[cfg(not(target_arch = "wasm32"))]
-            Reader::Thread { tx, .. } => tx.send((layer, buf)).map_err(|_| "the prefetch thread has stopped".to_string()),
+            Reader::Thread { tx, .. } => tx.send((layer, buf)).map_err(|_| StreamError::ReaderStopped),
             #[cfg(target_arch = "wasm32")]
             Reader::Direct { sources, entries, ready, stage, scratch } => {
                 let mut buf = buf;
@@ -187,12 +202,13 @@ impl Reader {
     }
 
     /// Waits for the oldest request.
-    fn wait(&mut self) -> Result<Staged, String> {
+    fn wait(&mut self) -> Result<Staged, StreamError> {
         match self {
             #[cfg(not(target_arch = "wasm32"))]
-            Reader::Thread { rx, .. } => rx.recv().map_err(|_| "the prefetch thread has stopped".to_string()),
+            Reader::Thread { rx, .. } => rx.recv().map_err(|_| StreamError::ReaderStopped),
             #[cfg(target_arch = "wasm32")]
-            Reader::Direct { ready, .. } => ready.take().ok_or_else(|| "no read in flight".to_string()),
+            // `fetch` requests before it waits: a read is always ready here.
+            Reader::Direct { ready, .. } => ready.take().ok_or(StreamError::ReaderStopped),
         }
     }
 }
@@ -254,7 +270,7 @@ impl<B: Backend> Streamer<B> {
     /// Makes `layer` resident in its slot: waits for its prefetched bytes (or reads them),
     /// starts reading the next streamed layer, and writes the bytes into the slot.
     pub fn fetch(&mut self, b: &B, layer: usize) -> Result<(), WeightError> {
-        let err = |m: String| WeightError::Read { file: "streamed weights".into(), tensor: format!("layer {layer}"), message: m };
+        let err = |source: StreamError| WeightError::Stream { layer, source };
         let si = self.slot_index(layer);
         if self.slot_layer[si] == Some(layer) {
             return Ok(());

@@ -22,6 +22,8 @@ pub enum WeightError {
     Unsupported(String),
     #[error("{0}")]
     Budget(String),
+    #[error("streaming layer {layer}: {source}")]
+    Stream { layer: usize, source: crate::streaming::StreamError },
 }
 
 /// The Q/K/V projections: separate, or one fused tensor (Phi-3).

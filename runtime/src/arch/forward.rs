@@ -6,11 +6,20 @@
 //! Activations are `[tokens, width]` for any number of tokens: a single-token decode step is
 //! the same code with `tokens = 1`. Token `i` of a call sits at position `kv.len + i`.
 
-use crate::backend::{AttnArgs, BResult, Backend, BackendError, RopeArgs};
+use crate::backend::{AttnArgs, Backend, BackendError, RopeArgs};
 use crate::kv_cache::KvCache;
 use crate::model::{LayerAttention, ModelConfig};
 use crate::rope::RopeTables;
-use crate::weights::{GateUp, Qkv, Weights};
+use crate::weights::{GateUp, Qkv, WeightError, Weights};
+
+/// Why a forward pass failed: an op, or a streamed layer's weights.
+#[derive(Debug, thiserror::Error)]
+pub enum ForwardError {
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+    #[error(transparent)]
+    Weights(#[from] WeightError),
+}
 
 /// Which positions to compute logits for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -31,7 +40,7 @@ pub fn forward<B: Backend>(
     kv: &mut KvCache<B>,
     tokens: &[u32],
     logits: Logits,
-) -> BResult<B::Buf> {
+) -> Result<B::Buf, ForwardError> {
     run(b, cfg, w, rope, kv, tokens, logits, false)
 }
 
@@ -46,10 +55,10 @@ pub fn first_non_finite_layer<B: Backend>(
     rope: &RopeTables,
     kv: &mut KvCache<B>,
     tokens: &[u32],
-) -> BResult<Option<usize>> {
+) -> Result<Option<usize>, ForwardError> {
     match run(b, cfg, w, rope, kv, tokens, Logits::Last, true) {
         Ok(_) => Ok(None),
-        Err(BackendError::NonFinite { layer }) => Ok(Some(layer)),
+        Err(ForwardError::Backend(BackendError::NonFinite { layer })) => Ok(Some(layer)),
         Err(e) => Err(e),
     }
 }
@@ -64,14 +73,14 @@ fn run<B: Backend>(
     tokens: &[u32],
     logits: Logits,
     probe: bool,
-) -> BResult<B::Buf> {
+) -> Result<B::Buf, ForwardError> {
     let t = tokens.len();
     let past = kv.len;
     if t == 0 {
-        return Err(BackendError::Shape { op: "forward", message: "no tokens".into() });
+        return Err(BackendError::Shape { op: "forward", message: "no tokens".into() }.into());
     }
     if past + t > kv.capacity {
-        return Err(BackendError::Shape { op: "forward", message: format!("{} positions exceed the KV cache capacity {}", past + t, kv.capacity) });
+        return Err(BackendError::Shape { op: "forward", message: format!("{} positions exceed the KV cache capacity {}", past + t, kv.capacity) }.into());
     }
     let h = cfg.hidden_size as usize;
     let (nh, nkv) = (cfg.n_heads as usize, cfg.n_kv_heads as usize);
@@ -114,7 +123,7 @@ fn run<B: Backend>(
     for l in 0..w.layers.len() {
         let kind = cfg.layer_attention[l];
         // Resident, or streamed into a device slot now (the next one is being read).
-        let lw = w.layer(b, l).map_err(|e| BackendError::Stream(e.to_string()))?;
+        let lw = w.layer(b, l)?;
 
         // Attention block: xn = norm(x); q, k, v projections (+ biases).
         b.rms_norm(&x, t, h, &lw.attn_norm, eps, off, &mut xn)?;
@@ -210,7 +219,7 @@ fn run<B: Backend>(
         }
         b.add(&mut x, &proj, t * h)?;
         if probe && b.all_finite(&x, t * h) == Some(false) {
-            return Err(BackendError::NonFinite { layer: l });
+            return Err(BackendError::NonFinite { layer: l }.into());
         }
     }
     kv.len = past + t;

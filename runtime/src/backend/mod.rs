@@ -23,8 +23,6 @@ pub enum BackendError {
     Shape { op: &'static str, message: String },
     #[error("device error: {0}")]
     Device(String),
-    #[error("streaming weights: {0}")]
-    Stream(String),
     /// A layer's output holds a NaN or an infinity (`arch::forward::first_non_finite_layer`).
     #[error("layer {layer}'s output holds a NaN or an infinity")]
     NonFinite { layer: usize },

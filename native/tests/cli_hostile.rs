@@ -24,12 +24,28 @@ fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
-/// A fresh directory for one test.
-fn scratch(name: &str) -> PathBuf {
+/// A fresh directory for one test, removed with everything in it when the test ends
+/// (model copies are ~100 MB each: a full disk breaks other suites).
+struct Scratch(PathBuf);
+
+impl std::ops::Deref for Scratch {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn scratch(name: &str) -> Scratch {
     let d = std::env::temp_dir().join(format!("strata-hostile-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();
-    d
+    Scratch(d)
 }
 
 /// Runs with a deadline: a command that blocks (an open on a FIFO) fails the test
@@ -84,19 +100,21 @@ fn run_json(model: &Path, backend: &str, n: &str, extra: &[&str]) -> (bool, Json
 
 /// A copy of `src` in a scratch directory `name` whose block `block` of `tensor` (of
 /// `dtype`) starts with the f16 `value` (its scale d in every format used here).
-fn damaged_copy(src: &Path, name: &str, tensor: &str, dtype: strata::quant::DType, block: u64, value: f32) -> PathBuf {
-    let model = copy_model(src, &scratch(name));
+/// The directory goes when the returned `Scratch` drops.
+fn damaged_copy(src: &Path, name: &str, tensor: &str, dtype: strata::quant::DType, block: u64, value: f32) -> (Scratch, PathBuf) {
+    let dir = scratch(name);
+    let model = copy_model(src, &dir);
     let (at, _, found) = tensor_at(&model, tensor);
     assert_eq!(found, dtype, "{tensor}");
     patch(&model, at + block * dtype.block().1, &f16(value));
-    model
+    (dir, model)
 }
 
 #[test]
 fn nan_weights_are_an_error_naming_the_step_and_the_layer_and_inspect_deep_finds_the_block() {
     let Some(src) = models::find(models::SMOLLM2) else { return };
     // Block 100 of layer 5's up projection: its f16 scale d becomes NaN.
-    let model = damaged_copy(&src, "nan", "blk.5.ffn_up.weight", strata::quant::DType::Q4_1, 100, f32::NAN);
+    let (_dir, model) = damaged_copy(&src, "nan", "blk.5.ffn_up.weight", strata::quant::DType::Q4_1, 100, f32::NAN);
     for backend in ["cpu", "ref"] {
         let (ok, v, stderr) = run_json(&model, backend, "8", &[]);
         assert!(!ok, "{backend}: exit 0 with {v}");
@@ -124,7 +142,7 @@ fn nan_weights_are_an_error_naming_the_step_and_the_layer_and_inspect_deep_finds
 #[test]
 fn gemma_with_an_inf_scale_is_an_error_not_a_run_of_pad() {
     let Some(src) = models::find(models::GEMMA3) else { return };
-    let model = damaged_copy(&src, "gemma-inf", "blk.3.attn_output.weight", strata::quant::DType::Q4K, 7, f32::INFINITY);
+    let (_dir, model) = damaged_copy(&src, "gemma-inf", "blk.3.attn_output.weight", strata::quant::DType::Q4K, 7, f32::INFINITY);
     let (ok, v, stderr) = run_json(&model, "cpu", "8", &[]);
     assert!(!ok, "exit 0 with {v}");
     assert!(stderr.contains("NaN or infinite logits") && stderr.contains("layer 3"), "{stderr}");
@@ -291,7 +309,7 @@ fn a_lone_safetensors_file_is_named_in_the_error() {
     let Some(st) = models::find(models::SMOLLM2_ST) else { return };
     let dir = scratch("lone");
     std::fs::copy(st.join("model.safetensors"), dir.join("model.safetensors")).unwrap();
-    let out = bin().current_dir(&dir).args(["inspect", "model.safetensors"]).output().unwrap();
+    let out = bin().current_dir(&*dir).args(["inspect", "model.safetensors"]).output().unwrap();
     let stderr = text(&out.stderr);
     assert!(!out.status.success());
     assert!(stderr.contains("strata inspect: model.safetensors: required config.json beside it (./config.json) is missing"), "{stderr}");

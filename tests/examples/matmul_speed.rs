@@ -1,5 +1,5 @@
 //! Matmul throughput of the fast CPU backend per weight dtype (GMAC/s), for tuning:
-//!   cargo run --release -p strata-conformance --example matmul_speed -- [ROWS] [N] [K] [THREADS]
+//!   cargo run --release -p strata-conformance --example matmul_speed -- [ROWS] [N] [K] [THREADS] [DTYPE...]
 
 use strata::backend::fast::FastCpuBackend;
 use strata::backend::Backend;
@@ -14,7 +14,11 @@ fn main() {
     let x = b.upload(&rng.vec(rows * k, 1.0)).unwrap();
     let mut out = b.alloc(rows * n).unwrap();
     println!("{} rows={rows} n={n} k={k}", b.name());
+    let only: Vec<String> = std::env::args().skip(1).filter(|x| x.parse::<usize>().is_err()).collect();
     for dt in [DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q8_0, DType::Q4K, DType::Q5K, DType::Q6K, DType::F16] {
+        if !only.is_empty() && !only.iter().any(|o| o.eq_ignore_ascii_case(&dt.to_string())) {
+            continue;
+        }
         let w = b.upload_weight(dt, n, k, &random_weight(dt, n, k, &mut rng)).unwrap();
         b.matmul(&x, rows, &w, &mut out).unwrap();
         let reps = 5;

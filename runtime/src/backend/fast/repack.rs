@@ -1,17 +1,30 @@
 //! Weights repacked once at load for the integer kernels.
 //!
 //! Every quantised compute dtype is decoded, without loss, to per-32-value sub-blocks of
-//! small integers with a scale and a min (`x = s * q + m`), and stored in one of four
-//! layouts. Rows are interleaved by groups of [`R`]: a group-block holds sub-block `b` of
-//! the group's `R` rows, quants first, then 8 f16 scale words, so the kernel streams one
-//! contiguous array and one activation block feeds `R` rows.
+//! small integers with a scale and a min (`x = s * q + m`). Rows are interleaved by groups
+//! of [`R`] = 8 with the rows in the vector lanes: the kernel multiplies one 8-byte piece
+//! of an activation row (broadcast to every lane pair) by 8 bytes of each of the group's
+//! rows at once, so there is no per-row broadcast and no horizontal sum, and one
+//! activation load feeds all 8 rows.
 //!
-//! | layout | from | quants per row | scale words | bits/weight |
+//! A group-block holds sub-block `b` of the group's rows: quants, then 8 f16 `w0` (the
+//! scale of each row) and 8 f16 `w1` (its min, or the upper half's scale). Its quants are
+//! 32-byte *units* of 4 rows x 8 bytes: unit `u` at byte `32 u`, row `4 rh + rr` of the
+//! group at bytes `8 rr .. 8 rr + 8` of the units with `u % 2 == rh`. A 256-bit vector is
+//! one unit (4 rows, lanes in pairs per row: bytes `4 l .. 4 l + 4` make lane `l`), a
+//! 512-bit vector the two units of a `kq` (all 8 rows).
+//!
+//! | layout | from | unit `u = 2 kq + rh`, byte `8 rr + j` | then | bits/weight |
 //! |---|---|---|---|---|
-//! | U4 | Q4_0, Q4_1, Q4_K | 16 B nibbles (0..16) | s[R], m[R] | 5 |
-//! | U5 | Q5_0, Q5_1, Q5_K | nibbles + 4 B of 5th bits | s[R], m[R] | 6 |
-//! | U6 | Q6_K | nibbles + 2 x 4 B bit planes | s_lo[R], s_hi[R] (per 16 values; m = -32 s) | 7 |
-//! | I8 | Q8_0 | 32 B signed | s[R], 0[R] | 9 |
+//! | U4 | Q4_0, Q4_1, Q4_K | low nibble: value `16 kq + j`, high: `16 kq + 8 + j` | | 5 |
+//! | U5 | Q5_0, Q5_1, Q5_K | as U4 | 32 B plane of 5th bits | 6 |
+//! | U6 | Q6_K | as U4 | planes of 5th and 6th bits; `w0`/`w1` per 16 values, min `-32 s` | 7 |
+//! | I8 | Q8_0 | `u = 2 kg + rh`: signed value `8 kg + j` | | 9 |
+//!
+//! A bit plane holds, per `(kq, half, rh)`, one 32-bit word at byte `4 (4 kq + 2 half +
+//! rh)` whose bit `8 rr + j` is that bit of the value in byte `8 rr + j` of the nibble
+//! vector (`half` 0: low nibbles, 1: high), so a 512-bit vector's mask is the 64 bits of
+//! `rh` 0 and 1 together.
 //!
 //! Scales are f16, as in the files: Q4_0/Q4_1/Q5_0/Q5_1/Q8_0 scales and mins (`-8 d`,
 //! `-16 d`) are exact; K-quant sub-block scales `d * sc` are rounded to f16 (relative error
@@ -27,7 +40,7 @@ use crate::quant::dequant::{f16_at, scale_min_k4};
 use crate::quant::DType;
 
 /// Rows per interleaved group.
-pub const R: usize = 4;
+pub const R: usize = 8;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Layout {
@@ -47,73 +60,35 @@ impl Layout {
             _ => return None,
         })
     }
-    /// Bytes of quants per row in a group-block.
+    /// Bit planes after the nibbles (U5: the 5th bits, U6: the 5th and 6th).
+    pub const fn planes(self) -> usize {
+        match self {
+            Layout::U4 | Layout::I8 => 0,
+            Layout::U5 => 1,
+            Layout::U6 => 2,
+        }
+    }
+    /// Bytes of quants (all `R` rows) in a group-block.
     pub const fn quant_bytes(self) -> usize {
         match self {
-            Layout::U4 => 16,
-            Layout::U5 => 20,
-            Layout::U6 => 24,
-            Layout::I8 => 32,
+            Layout::I8 => 32 * R,
+            l => 16 * R + 4 * R * l.planes(),
         }
     }
-    /// Bytes of one group-block: `R` rows of quants, then 8 f16 scale words.
+    /// Bytes of one group-block: the quants, then 2 x `R` f16 scale words.
     pub const fn group_block(self) -> usize {
-        R * self.quant_bytes() + 16
+        self.quant_bytes() + 4 * R
     }
 }
 
-/// One sub-block of 32 values decoded from a file block.
+/// One sub-block of 32 values decoded from a file block: `x = w0 * q + w1` (I8: `q`
+/// signed, `w1 = 0`; U6: `x = s * (q - 32)` with `w0` the scale of values 0..16 and `w1`
+/// of 16..32).
 #[derive(Clone, Copy, Debug, Default)]
 struct Sub {
-    /// 0..=63 unsigned.
     q: [u8; 32],
-    s_lo: f32,
-    s_hi: f32,
-    m: f32,
-}
-
-/// Decodes the file block `b` of `dtype` into its 32-value sub-blocks: the formats whose
-/// quants need decoding to reach the packed order (Q5_K, Q6_K); the others are repacked
-/// byte-wise by `pack_row_direct`.
-fn decode(dtype: DType, b: &[u8], out: &mut [Sub]) {
-    match dtype {
-        DType::Q5K => {
-            let (d, dmin) = (f16_at(b, 0), f16_at(b, 2));
-            let (scales, qh, ql) = (&b[4..16], &b[16..48], &b[48..176]);
-            for (sb, s) in out.iter_mut().enumerate().take(8) {
-                let (sc, mn) = scale_min_k4(sb, scales);
-                let (chunk, high) = (sb / 2, sb % 2 == 1);
-                *s = Sub { s_lo: d * sc, s_hi: d * sc, m: -dmin * mn, ..Sub::default() };
-                for l in 0..32 {
-                    let byte = ql[32 * chunk + l];
-                    let low = if high { byte >> 4 } else { byte & 0x0f };
-                    s.q[l] = low + if qh[l] & (1u8 << sb) != 0 { 16 } else { 0 };
-                }
-            }
-        }
-        DType::Q6K => {
-            let d = f16_at(b, 208);
-            // Values 128*half + 32*i + l (i = 0..4) come from ql/qh as in dequant.rs.
-            let mut q = [0u8; 256];
-            for half in 0..2 {
-                let ql = &b[64 * half..64 * half + 64];
-                let qh = &b[128 + 32 * half..128 + 32 * half + 32];
-                for l in 0..32 {
-                    let y = 128 * half + l;
-                    q[y] = (ql[l] & 0x0f) | ((qh[l] & 3) << 4);
-                    q[y + 32] = (ql[l + 32] & 0x0f) | (((qh[l] >> 2) & 3) << 4);
-                    q[y + 64] = (ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4);
-                    q[y + 96] = (ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4);
-                }
-            }
-            let sc = &b[192..208];
-            for (sb, s) in out.iter_mut().enumerate().take(8) {
-                *s = Sub { s_lo: d * f32::from(sc[2 * sb] as i8), s_hi: d * f32::from(sc[2 * sb + 1] as i8), m: 0.0, ..Sub::default() };
-                s.q.copy_from_slice(&q[32 * sb..32 * sb + 32]);
-            }
-        }
-        _ => unreachable!("pack_row_direct handles every other packable dtype"),
-    }
+    w0: [u8; 2],
+    w1: [u8; 2],
 }
 
 /// Why a weight cannot be repacked.
@@ -123,76 +98,148 @@ pub enum PackError {
     ScaleRange { row: usize, block: usize, value: f32 },
 }
 
-/// The legacy formats and Q4_K already hold their nibbles (and Q5's fifth bits) in the U4 /
-/// U5 order, or one re-nibbling away: their rows are copied byte-wise, without decoding
-/// values (loading and streaming speed). Returns false for the dtypes it does not handle.
-fn pack_row_direct(dtype: DType, src_row: &[u8], dst: &mut [u8], g: usize, r: usize, blocks: usize, row: usize) -> Result<bool, PackError> {
-    let layout = match Layout::of(dtype) {
-        Some(l) => l,
-        None => return Ok(false),
+fn f16_checked(v: f32, row: usize, block: usize) -> Result<[u8; 2], PackError> {
+    let h = f16::from_f32(v);
+    if v.is_finite() && !h.is_finite() {
+        return Err(PackError::ScaleRange { row, block, value: v });
+    }
+    Ok(h.to_le_bytes())
+}
+
+/// Decodes file block `blk` of `dtype` (sub-blocks `first_sub..` of its row, for errors)
+/// into `out` (one `Sub` per 32 values).
+fn decode(dtype: DType, blk: &[u8], row: usize, first_sub: usize, out: &mut [Sub]) -> Result<(), PackError> {
+    let scaled = |d: [u8; 2], c: f32| f16_checked(f16::from_le_bytes(d).to_f32() * c, row, first_sub);
+    let nibbles = |qs: &[u8], q: &mut [u8; 32]| {
+        for j in 0..16 {
+            q[j] = qs[j] & 0x0f;
+            q[j + 16] = qs[j] >> 4;
+        }
     };
-    let (gb, qb) = (layout.group_block(), layout.quant_bytes());
-    let at = |b: usize| (g * blocks + b) * gb;
-    // Scale word `w` of row r: bytes 2r (w = 0) or 2(R + r) (w = 1) after the quants.
-    let put = |dst: &mut [u8], b: usize, w: usize, bytes: [u8; 2]| {
-        let o = at(b) + R * qb + 2 * (w * R + r);
-        dst[o..o + 2].copy_from_slice(&bytes);
+    let fifth = |qh: &[u8], q: &mut [u8; 32]| {
+        let bits = u32::from_le_bytes([qh[0], qh[1], qh[2], qh[3]]);
+        for (i, v) in q.iter_mut().enumerate() {
+            *v |= (((bits >> i) & 1) as u8) << 4;
+        }
     };
-    let scaled = |d: [u8; 2], c: f32, b: usize| f16_checked(f16::from_le_bytes(d).to_f32() * c, row, b);
+    let s = &mut out[0];
     match dtype {
         DType::Q8_0 => {
-            for (b, blk) in src_row.chunks_exact(34).enumerate() {
-                let q = at(b) + r * qb;
-                dst[q..q + 32].copy_from_slice(&blk[2..34]);
-                put(dst, b, 0, [blk[0], blk[1]]);
-                put(dst, b, 1, [0, 0]);
-            }
+            s.q.copy_from_slice(&blk[2..34]);
+            s.w0 = [blk[0], blk[1]];
+            s.w1 = [0, 0];
         }
-        DType::Q4_0 | DType::Q4_1 | DType::Q5_0 | DType::Q5_1 => {
-            let bytes = dtype.block().1 as usize;
-            for (b, blk) in src_row.chunks_exact(bytes).enumerate() {
-                let d = [blk[0], blk[1]];
-                let (m, qh, qs) = match dtype {
-                    DType::Q4_0 => (scaled(d, -8.0, b)?, None, &blk[2..18]),
-                    DType::Q4_1 => ([blk[2], blk[3]], None, &blk[4..20]),
-                    DType::Q5_0 => (scaled(d, -16.0, b)?, Some(&blk[2..6]), &blk[6..22]),
-                    _ => ([blk[2], blk[3]], Some(&blk[4..8]), &blk[8..24]),
-                };
-                let q = at(b) + r * qb;
-                dst[q..q + 16].copy_from_slice(qs);
-                if let Some(qh) = qh {
-                    dst[q + 16..q + 20].copy_from_slice(qh);
+        DType::Q4_0 => {
+            nibbles(&blk[2..18], &mut s.q);
+            s.w0 = [blk[0], blk[1]];
+            s.w1 = scaled(s.w0, -8.0)?;
+        }
+        DType::Q4_1 => {
+            nibbles(&blk[4..20], &mut s.q);
+            (s.w0, s.w1) = ([blk[0], blk[1]], [blk[2], blk[3]]);
+        }
+        DType::Q5_0 => {
+            nibbles(&blk[6..22], &mut s.q);
+            fifth(&blk[2..6], &mut s.q);
+            s.w0 = [blk[0], blk[1]];
+            s.w1 = scaled(s.w0, -16.0)?;
+        }
+        DType::Q5_1 => {
+            nibbles(&blk[8..24], &mut s.q);
+            fifth(&blk[4..8], &mut s.q);
+            (s.w0, s.w1) = ([blk[0], blk[1]], [blk[2], blk[3]]);
+        }
+        DType::Q4K | DType::Q5K => {
+            let (d, dmin) = (f16_at(blk, 0), f16_at(blk, 2));
+            let scales = &blk[4..16];
+            let (qh, ql) = if dtype == DType::Q4K { (None, &blk[16..144]) } else { (Some(&blk[16..48]), &blk[48..176]) };
+            for (sb, s) in out.iter_mut().enumerate().take(8) {
+                let (sc, mn) = scale_min_k4(sb, scales);
+                let chunk = &ql[32 * (sb / 2)..32 * (sb / 2) + 32];
+                for l in 0..32 {
+                    let low = if sb % 2 == 1 { chunk[l] >> 4 } else { chunk[l] & 0x0f };
+                    let high = qh.map_or(0, |qh| ((qh[l] >> sb) & 1) << 4);
+                    s.q[l] = low | high;
                 }
-                put(dst, b, 0, d);
-                put(dst, b, 1, m);
+                s.w0 = f16_checked(d * sc, row, first_sub + sb)?;
+                s.w1 = f16_checked(-dmin * mn, row, first_sub + sb)?;
             }
         }
-        DType::Q4K => {
-            for (sbk, blk) in src_row.chunks_exact(144).enumerate() {
-                let (d, dmin) = (f16_at(blk, 0), f16_at(blk, 2));
-                for sb in 0..8 {
-                    let b = 8 * sbk + sb;
-                    let (sc, mn) = scale_min_k4(sb, &blk[4..16]);
-                    let qs = &blk[16 + 32 * (sb / 2)..16 + 32 * (sb / 2) + 32];
-                    let q = at(b) + r * qb;
-                    let out = &mut dst[q..q + 16];
-                    if sb % 2 == 0 {
-                        for j in 0..16 {
-                            out[j] = (qs[j] & 0x0f) | (qs[j + 16] << 4);
-                        }
-                    } else {
-                        for j in 0..16 {
-                            out[j] = (qs[j] >> 4) | (qs[j + 16] & 0xf0);
-                        }
-                    }
-                    put(dst, b, 0, f16_checked(d * sc, row, b)?);
-                    put(dst, b, 1, f16_checked(-dmin * mn, row, b)?);
+        DType::Q6K => {
+            let d = f16_at(blk, 208);
+            // Values 128*half + 32*i + l (i = 0..4) come from ql/qh as in dequant.rs.
+            let mut q = [0u8; 256];
+            for half in 0..2 {
+                let ql = &blk[64 * half..64 * half + 64];
+                let qh = &blk[128 + 32 * half..128 + 32 * half + 32];
+                for l in 0..32 {
+                    let y = 128 * half + l;
+                    q[y] = (ql[l] & 0x0f) | ((qh[l] & 3) << 4);
+                    q[y + 32] = (ql[l + 32] & 0x0f) | (((qh[l] >> 2) & 3) << 4);
+                    q[y + 64] = (ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4);
+                    q[y + 96] = (ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4);
                 }
             }
+            let sc = &blk[192..208];
+            for (sb, s) in out.iter_mut().enumerate().take(8) {
+                s.q.copy_from_slice(&q[32 * sb..32 * sb + 32]);
+                s.w0 = f16_checked(d * f32::from(sc[2 * sb] as i8), row, first_sub + sb)?;
+                s.w1 = f16_checked(d * f32::from(sc[2 * sb + 1] as i8), row, first_sub + sb)?;
+            }
         }
-        _ => return Ok(false),
+        _ => unreachable!("Layout::of admits only the dtypes above"),
     }
-    Ok(true)
+    Ok(())
+}
+
+/// Writes row `r` (of its group) of sub-block `s` into the group-block `gb`.
+fn place(layout: Layout, gb: &mut [u8], r: usize, s: &Sub) {
+    let (rh, rr) = (r / 4, r % 4);
+    let q = &s.q;
+    if layout == Layout::I8 {
+        for kg in 0..4 {
+            let at = 32 * (2 * kg + rh) + 8 * rr;
+            gb[at..at + 8].copy_from_slice(&q[8 * kg..8 * kg + 8]);
+        }
+    } else {
+        for kq in 0..2 {
+            let at = 32 * (2 * kq + rh) + 8 * rr;
+            for j in 0..8 {
+                gb[at + j] = (q[16 * kq + j] & 0x0f) | ((q[16 * kq + 8 + j] & 0x0f) << 4);
+            }
+        }
+        for plane in 0..layout.planes() {
+            let base = 16 * R + 4 * R * plane;
+            for kq in 0..2 {
+                for half in 0..2 {
+                    let mut byte = 0u8;
+                    for j in 0..8 {
+                        byte |= ((q[16 * kq + 8 * half + j] >> (4 + plane)) & 1) << j;
+                    }
+                    gb[base + 4 * (4 * kq + 2 * half + rh) + rr] = byte;
+                }
+            }
+        }
+    }
+    let words = layout.quant_bytes();
+    gb[words + 2 * r..words + 2 * r + 2].copy_from_slice(&s.w0);
+    gb[words + 2 * (R + r)..words + 2 * (R + r) + 2].copy_from_slice(&s.w1);
+}
+
+/// The quant of row `r` (of its group), value `kk` of a group-block: the inverse of `place`.
+fn quant_at(layout: Layout, gb: &[u8], r: usize, kk: usize) -> u8 {
+    let (rh, rr) = (r / 4, r % 4);
+    if layout == Layout::I8 {
+        return gb[32 * (2 * (kk / 8) + rh) + 8 * rr + kk % 8];
+    }
+    let (kq, half, j) = (kk / 16, (kk % 16) / 8, kk % 8);
+    let byte = gb[32 * (2 * kq + rh) + 8 * rr + j];
+    let mut q = if half == 1 { byte >> 4 } else { byte & 0x0f };
+    for plane in 0..layout.planes() {
+        let bits = gb[16 * R + 4 * R * plane + 4 * (4 * kq + 2 * half + rh) + rr];
+        q |= ((bits >> j) & 1) << (4 + plane);
+    }
+    q
 }
 
 /// Repacks the rows in `src` (whole file rows of `k` values of `dtype`) into `dst`, the
@@ -204,42 +251,17 @@ pub fn pack_into(dtype: DType, k: usize, src: &[u8], dst: &mut [u8], first_row: 
     let row_bytes = k / bvals * bbytes;
     let n = src.len() / row_bytes;
     let blocks = k / 32;
-    let gb = layout.group_block();
-    let qb = layout.quant_bytes();
+    let gbytes = layout.group_block();
+    let per = bvals / 32;
     let mut subs = [Sub::default(); 8];
     for row in 0..n {
         let src_row = &src[row * row_bytes..(row + 1) * row_bytes];
         let (g, r) = (row / R, row % R);
-        if pack_row_direct(dtype, src_row, dst, g, r, blocks, first_row + row)? {
-            continue;
-        }
         for (fb, chunk) in src_row.chunks_exact(bbytes).enumerate() {
-            let per = bvals / 32;
-            decode(dtype, chunk, &mut subs[..per]);
+            decode(dtype, chunk, first_row + row, fb * per, &mut subs[..per])?;
             for (j, s) in subs[..per].iter().enumerate() {
-                let b = fb * per + j;
-                let at = (g * blocks + b) * gb;
-                let dst = &mut dst[at..at + gb];
-                let quants = &mut dst[r * qb..(r + 1) * qb];
-                // U5 (Q5_K) or U6 (Q6_K): nibbles, then one or two bit planes.
-                for j in 0..16 {
-                    quants[j] = (s.q[j] & 0x0f) | ((s.q[j + 16] & 0x0f) << 4);
-                }
-                let plane = |bit: u32| -> [u8; 4] {
-                    let mut w = 0u32;
-                    for (i, &q) in s.q.iter().enumerate() {
-                        w |= u32::from((q >> bit) & 1) << i;
-                    }
-                    w.to_le_bytes()
-                };
-                quants[16..20].copy_from_slice(&plane(4));
-                if layout == Layout::U6 {
-                    quants[20..24].copy_from_slice(&plane(5));
-                }
-                let words = &mut dst[R * qb..];
-                let (w0, w1) = if layout == Layout::U6 { (s.s_lo, s.s_hi) } else { (s.s_lo, s.m) };
-                words[2 * r..2 * r + 2].copy_from_slice(&f16_checked(w0, first_row + row, b)?);
-                words[2 * (R + r)..2 * (R + r) + 2].copy_from_slice(&f16_checked(w1, first_row + row, b)?);
+                let at = (g * blocks + fb * per + j) * gbytes;
+                place(layout, &mut dst[at..at + gbytes], r, s);
             }
         }
     }
@@ -258,14 +280,6 @@ pub struct Packed {
     pub data: Vec<u8>,
 }
 
-fn f16_checked(v: f32, row: usize, block: usize) -> Result<[u8; 2], PackError> {
-    let h = f16::from_f32(v);
-    if v.is_finite() && !h.is_finite() {
-        return Err(PackError::ScaleRange { row, block, value: v });
-    }
-    Ok(h.to_le_bytes())
-}
-
 impl Packed {
     /// A packed weight over `data` (`Packed::bytes` long, as `pack_into` fills it).
     pub fn new(dtype: DType, n: usize, k: usize, data: Vec<u8>) -> Packed {
@@ -279,37 +293,51 @@ impl Packed {
 
     /// Row `row` as f32 (embedding lookups, norms): the values the kernels compute with.
     pub fn row_f32(&self, row: usize, out: &mut [f32]) {
-        let gb = self.layout.group_block();
-        let qb = self.layout.quant_bytes();
+        let gbytes = self.layout.group_block();
+        let words = self.layout.quant_bytes();
         let (g, r) = (row / R, row % R);
         for b in 0..self.blocks {
-            let blk = &self.data[(g * self.blocks + b) * gb..][..gb];
-            let quants = &blk[r * qb..(r + 1) * qb];
-            let words = &blk[R * qb..];
-            let (w0, w1) = (f16_at(words, 2 * r), f16_at(words, 2 * (R + r)));
-            let y = &mut out[32 * b..32 * b + 32];
-            if self.layout == Layout::I8 {
-                for (y, &q) in y.iter_mut().zip(quants) {
-                    *y = w0 * f32::from(q as i8);
-                }
-                continue;
+            let gb = &self.data[(g * self.blocks + b) * gbytes..][..gbytes];
+            let (w0, w1) = (f16_at(gb, words + 2 * r), f16_at(gb, words + 2 * (R + r)));
+            for (kk, y) in out[32 * b..32 * b + 32].iter_mut().enumerate() {
+                let q = quant_at(self.layout, gb, r, kk);
+                *y = match self.layout {
+                    Layout::I8 => w0 * f32::from(q as i8),
+                    Layout::U6 => (if kk < 16 { w0 } else { w1 }) * (f32::from(q) - 32.0),
+                    _ => w0 * f32::from(q) + w1,
+                };
             }
-            let bit = |plane: usize, i: usize| -> u8 {
-                let w = u32::from_le_bytes([quants[16 + 4 * plane], quants[17 + 4 * plane], quants[18 + 4 * plane], quants[19 + 4 * plane]]);
-                ((w >> i) & 1) as u8
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `place` and `quant_at` are inverses for every row, value and layout, and the
+    /// planes/nibbles of different rows never overlap.
+    #[test]
+    fn place_and_quant_at_round_trip() {
+        for layout in [Layout::U4, Layout::U5, Layout::U6, Layout::I8] {
+            let max = match layout {
+                Layout::U4 => 16,
+                Layout::U5 => 32,
+                Layout::U6 => 64,
+                Layout::I8 => 256,
             };
-            for (i, y) in y.iter_mut().enumerate() {
-                let nib = if i < 16 { quants[i] & 0x0f } else { quants[i - 16] >> 4 };
-                let mut q = nib;
-                if self.layout != Layout::U4 {
-                    q |= bit(0, i) << 4;
+            let mut gb = vec![0u8; layout.group_block()];
+            let val = |r: usize, kk: usize| ((r * 37 + kk * 11 + 5) % max) as u8;
+            for r in 0..R {
+                let mut s = Sub { w0: [r as u8, 1], w1: [r as u8, 2], ..Sub::default() };
+                for kk in 0..32 {
+                    s.q[kk] = val(r, kk);
                 }
-                if self.layout == Layout::U6 {
-                    q |= bit(1, i) << 5;
-                    let s = if i < 16 { w0 } else { w1 };
-                    *y = s * (f32::from(q) - 32.0);
-                } else {
-                    *y = w0 * f32::from(q) + w1;
+                place(layout, &mut gb, r, &s);
+            }
+            for r in 0..R {
+                for kk in 0..32 {
+                    assert_eq!(quant_at(layout, &gb, r, kk), val(r, kk), "{layout:?} row {r} value {kk}");
                 }
             }
         }

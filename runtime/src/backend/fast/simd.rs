@@ -2,9 +2,8 @@
 //!
 //! A `Simd` is a marker type whose associated vectors are 256 bits wide in meaning: `B`
 //! holds 32 bytes (element `i` in byte `i`), `I` 8 x i32 and `F` 8 x f32. Integer dot
-//! products sum 4 adjacent byte products per i32 lane (lane `l` = bytes `4l..4l+4`), so
-//! lanes 0..4 cover bytes 0..16 and lanes 4..8 bytes 16..32 on every instruction set: a
-//! per-16-value scale is `halves(lo, hi)`.
+//! products sum 4 adjacent byte products per i32 lane (lane `l` = bytes `4l..4l+4`) and
+//! add them to an accumulator, on every instruction set.
 //!
 //! Implementations: [`Scalar`] (portable arrays; the reference for the others and the
 //! fallback), and in sibling modules AVX2+FMA, AVX-512 VNNI (256-bit `vpdpbusd`), NEON
@@ -25,24 +24,28 @@ pub trait Simd: Copy + Send + Sync + 'static {
 
     /// 32 bytes.
     unsafe fn load_b(p: *const u8) -> Self::B;
-    /// 16 bytes of nibbles into 32 values: byte `j`'s low nibble is value `j`, its high
-    /// nibble value `j + 16`.
-    unsafe fn nibbles(p: *const u8) -> Self::B;
+    /// Byte-wise `b & 15` and `b >> 4`: the two nibble vectors of 32 packed bytes.
+    unsafe fn nib_lo(b: Self::B) -> Self::B;
+    unsafe fn nib_hi(b: Self::B) -> Self::B;
+    /// The 8 bytes at `p` in each of the four 8-byte groups.
+    unsafe fn bcast8(p: *const u8) -> Self::B;
+    /// `b ^ 0x80` per byte: a signed byte as the unsigned `b + 128`.
+    unsafe fn flip(b: Self::B) -> Self::B;
     /// `v | (bit i of the 4 bytes at p ? val : 0)` per value `i`.
     unsafe fn or_bits(v: Self::B, p: *const u8, val: u8) -> Self::B;
-    /// Sum of 4 adjacent products per lane; `w` unsigned and at most 127 (so that pairs
-    /// cannot saturate 16 bits on AVX2), `a` signed.
-    unsafe fn dot_u8i8(w: Self::B, a: Self::B) -> Self::I;
-    /// Sum of 4 adjacent products per lane, both signed (`a` in -127..=127).
-    unsafe fn dot_i8i8(w: Self::B, a: Self::B) -> Self::I;
+    unsafe fn zero_i() -> Self::I;
+    /// `acc` plus the sums of 4 adjacent products per lane; `w` unsigned, at most 127
+    /// unless [`Simd::DOT_U8_FULL`] (pairs cannot saturate 16 bits on AVX2), `a` signed.
+    unsafe fn dot_u8i8(acc: Self::I, w: Self::B, a: Self::B) -> Self::I;
+    /// As `dot_u8i8` with both signed (`a` in -127..=127).
+    unsafe fn dot_i8i8(acc: Self::I, w: Self::B, a: Self::B) -> Self::I;
+    /// `dot_u8i8` is exact for every unsigned byte (no 16-bit intermediate).
+    const DOT_U8_FULL: bool;
     unsafe fn cvt(i: Self::I) -> Self::F;
     unsafe fn splat(x: f32) -> Self::F;
-    /// Lanes 0..4 = `lo`, lanes 4..8 = `hi`.
-    unsafe fn halves(lo: f32, hi: f32) -> Self::F;
-    /// Every lane = lane `L` of `v` (`L < 4`).
-    unsafe fn bcast<const L: usize>(v: Self::F) -> Self::F;
-    /// Lanes 0..4 = lane `L`, lanes 4..8 = lane `L + 4` of `v` (`L < 4`).
-    unsafe fn bcast_halves<const L: usize>(v: Self::F) -> Self::F;
+    /// Lanes `2i` and `2i + 1` = lane `4 RH + i` of `v` (`RH` < 2, `i` < 4); with `EVEN`,
+    /// odd lanes 0. The scales of 8 rows onto the lanes of one unit of 4 rows.
+    unsafe fn pair_lanes<const RH: usize, const EVEN: bool>(v: Self::F) -> Self::F;
     /// `e^x` per lane, NaN in, NaN out. The default is libm's `exp` lane by lane; x86
     /// overrides it with Cephes' polynomial (within a few ulp), SiLU/GELU's hot path there.
     #[inline(always)]
@@ -102,14 +105,21 @@ impl Simd for Scalar {
         unsafe { std::ptr::read_unaligned(p as *const [u8; 32]) }
     }
     #[inline(always)]
-    unsafe fn nibbles(p: *const u8) -> [u8; 32] {
-        let b = unsafe { std::ptr::read_unaligned(p as *const [u8; 16]) };
-        let mut v = [0u8; 32];
-        for j in 0..16 {
-            v[j] = b[j] & 0x0f;
-            v[j + 16] = b[j] >> 4;
-        }
-        v
+    unsafe fn nib_lo(b: [u8; 32]) -> [u8; 32] {
+        b.map(|x| x & 0x0f)
+    }
+    #[inline(always)]
+    unsafe fn nib_hi(b: [u8; 32]) -> [u8; 32] {
+        b.map(|x| x >> 4)
+    }
+    #[inline(always)]
+    unsafe fn bcast8(p: *const u8) -> [u8; 32] {
+        let b = unsafe { std::ptr::read_unaligned(p as *const [u8; 8]) };
+        std::array::from_fn(|i| b[i % 8])
+    }
+    #[inline(always)]
+    unsafe fn flip(b: [u8; 32]) -> [u8; 32] {
+        b.map(|x| x ^ 0x80)
     }
     #[inline(always)]
     unsafe fn or_bits(mut v: [u8; 32], p: *const u8, val: u8) -> [u8; 32] {
@@ -122,21 +132,24 @@ impl Simd for Scalar {
         v
     }
     #[inline(always)]
-    unsafe fn dot_u8i8(w: [u8; 32], a: [u8; 32]) -> [i32; 8] {
-        let mut r = [0i32; 8];
+    unsafe fn zero_i() -> [i32; 8] {
+        [0; 8]
+    }
+    #[inline(always)]
+    unsafe fn dot_u8i8(mut r: [i32; 8], w: [u8; 32], a: [u8; 32]) -> [i32; 8] {
         for i in 0..32 {
             r[i / 4] += i32::from(w[i]) * i32::from(a[i] as i8);
         }
         r
     }
     #[inline(always)]
-    unsafe fn dot_i8i8(w: [u8; 32], a: [u8; 32]) -> [i32; 8] {
-        let mut r = [0i32; 8];
+    unsafe fn dot_i8i8(mut r: [i32; 8], w: [u8; 32], a: [u8; 32]) -> [i32; 8] {
         for i in 0..32 {
             r[i / 4] += i32::from(w[i] as i8) * i32::from(a[i] as i8);
         }
         r
     }
+    const DOT_U8_FULL: bool = true;
     #[inline(always)]
     unsafe fn cvt(i: [i32; 8]) -> [f32; 8] {
         i.map(|v| v as f32)
@@ -146,16 +159,8 @@ impl Simd for Scalar {
         [x; 8]
     }
     #[inline(always)]
-    unsafe fn halves(lo: f32, hi: f32) -> [f32; 8] {
-        [lo, lo, lo, lo, hi, hi, hi, hi]
-    }
-    #[inline(always)]
-    unsafe fn bcast<const L: usize>(v: [f32; 8]) -> [f32; 8] {
-        [v[L]; 8]
-    }
-    #[inline(always)]
-    unsafe fn bcast_halves<const L: usize>(v: [f32; 8]) -> [f32; 8] {
-        [v[L], v[L], v[L], v[L], v[L + 4], v[L + 4], v[L + 4], v[L + 4]]
+    unsafe fn pair_lanes<const RH: usize, const EVEN: bool>(v: [f32; 8]) -> [f32; 8] {
+        std::array::from_fn(|l| if EVEN && l % 2 == 1 { 0.0 } else { v[4 * RH + l / 2] })
     }
     const REGS: usize = 16;
     #[inline(always)]

@@ -40,19 +40,6 @@ unsafe fn bits16(bits: u32, val: u8) -> int8x16_t {
     }
 }
 
-/// Every lane = lane `l` of `v` (`l` is a constant at every call: the match folds away).
-#[inline(always)]
-unsafe fn lane(v: float32x4_t, l: usize) -> float32x4_t {
-    unsafe {
-        match l {
-            0 => vdupq_laneq_f32::<0>(v),
-            1 => vdupq_laneq_f32::<1>(v),
-            2 => vdupq_laneq_f32::<2>(v),
-            _ => vdupq_laneq_f32::<3>(v),
-        }
-    }
-}
-
 impl Simd for Neon {
     type B = Pb;
     type I = Pi;
@@ -63,10 +50,31 @@ impl Simd for Neon {
         unsafe { Pb(vld1q_s8(p as *const i8), vld1q_s8(p.add(16) as *const i8)) }
     }
     #[inline(always)]
-    unsafe fn nibbles(p: *const u8) -> Pb {
+    unsafe fn nib_lo(b: Pb) -> Pb {
         unsafe {
-            let x = vld1q_u8(p);
-            Pb(vreinterpretq_s8_u8(vandq_u8(x, vdupq_n_u8(0x0f))), vreinterpretq_s8_u8(vshrq_n_u8::<4>(x)))
+            let m = vdupq_n_s8(0x0f);
+            Pb(vandq_s8(b.0, m), vandq_s8(b.1, m))
+        }
+    }
+    #[inline(always)]
+    unsafe fn nib_hi(b: Pb) -> Pb {
+        unsafe {
+            let h = |x: int8x16_t| vreinterpretq_s8_u8(vshrq_n_u8::<4>(vreinterpretq_u8_s8(x)));
+            Pb(h(b.0), h(b.1))
+        }
+    }
+    #[inline(always)]
+    unsafe fn bcast8(p: *const u8) -> Pb {
+        unsafe {
+            let x = vreinterpretq_s8_u64(vdupq_n_u64(std::ptr::read_unaligned(p as *const u64)));
+            Pb(x, x)
+        }
+    }
+    #[inline(always)]
+    unsafe fn flip(b: Pb) -> Pb {
+        unsafe {
+            let m = vdupq_n_s8(-128);
+            Pb(veorq_s8(b.0, m), veorq_s8(b.1, m))
         }
     }
     #[inline(always)]
@@ -77,13 +85,18 @@ impl Simd for Neon {
         }
     }
     #[inline(always)]
-    unsafe fn dot_u8i8(w: Pb, a: Pb) -> Pi {
+    unsafe fn zero_i() -> Pi {
+        unsafe { Pi(vdupq_n_s32(0), vdupq_n_s32(0)) }
+    }
+    const DOT_U8_FULL: bool = false;
+    #[inline(always)]
+    unsafe fn dot_u8i8(acc: Pi, w: Pb, a: Pb) -> Pi {
         // w <= 127: the same bits as a signed byte.
-        unsafe { Pi(dot16(w.0, a.0), dot16(w.1, a.1)) }
+        unsafe { Pi(vaddq_s32(acc.0, dot16(w.0, a.0)), vaddq_s32(acc.1, dot16(w.1, a.1))) }
     }
     #[inline(always)]
-    unsafe fn dot_i8i8(w: Pb, a: Pb) -> Pi {
-        unsafe { Pi(dot16(w.0, a.0), dot16(w.1, a.1)) }
+    unsafe fn dot_i8i8(acc: Pi, w: Pb, a: Pb) -> Pi {
+        unsafe { Pi(vaddq_s32(acc.0, dot16(w.0, a.0)), vaddq_s32(acc.1, dot16(w.1, a.1))) }
     }
     #[inline(always)]
     unsafe fn cvt(i: Pi) -> Pf {
@@ -94,17 +107,16 @@ impl Simd for Neon {
         unsafe { Pf(vdupq_n_f32(x), vdupq_n_f32(x)) }
     }
     #[inline(always)]
-    unsafe fn halves(lo: f32, hi: f32) -> Pf {
-        unsafe { Pf(vdupq_n_f32(lo), vdupq_n_f32(hi)) }
-    }
-    #[inline(always)]
-    unsafe fn bcast<const L: usize>(v: Pf) -> Pf {
-        let x = unsafe { lane(v.0, L) };
-        Pf(x, x)
-    }
-    #[inline(always)]
-    unsafe fn bcast_halves<const L: usize>(v: Pf) -> Pf {
-        unsafe { Pf(lane(v.0, L), lane(v.1, L)) }
+    unsafe fn pair_lanes<const RH: usize, const EVEN: bool>(v: Pf) -> Pf {
+        unsafe {
+            let src = if RH == 0 { v.0 } else { v.1 };
+            if EVEN {
+                let z = vdupq_n_f32(0.0);
+                Pf(vzip1q_f32(src, z), vzip2q_f32(src, z))
+            } else {
+                Pf(vzip1q_f32(src, src), vzip2q_f32(src, src))
+            }
+        }
     }
     const REGS: usize = 32;
     #[inline(always)]

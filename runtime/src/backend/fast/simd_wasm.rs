@@ -59,12 +59,23 @@ impl Simd for Simd128 {
         unsafe { P(v128_load(p as *const v128), v128_load(p.add(16) as *const v128)) }
     }
     #[inline(always)]
-    unsafe fn nibbles(p: *const u8) -> P {
-        unsafe {
-            let x = v128_load(p as *const v128);
-            let m = u8x16_splat(0x0f);
-            P(v128_and(x, m), u8x16_shr(x, 4))
-        }
+    unsafe fn nib_lo(b: P) -> P {
+        let m = u8x16_splat(0x0f);
+        P(v128_and(b.0, m), v128_and(b.1, m))
+    }
+    #[inline(always)]
+    unsafe fn nib_hi(b: P) -> P {
+        P(u8x16_shr(b.0, 4), u8x16_shr(b.1, 4))
+    }
+    #[inline(always)]
+    unsafe fn bcast8(p: *const u8) -> P {
+        let x = u64x2_splat(unsafe { std::ptr::read_unaligned(p as *const u64) });
+        P(x, x)
+    }
+    #[inline(always)]
+    unsafe fn flip(b: P) -> P {
+        let m = u8x16_splat(0x80);
+        P(v128_xor(b.0, m), v128_xor(b.1, m))
     }
     #[inline(always)]
     unsafe fn or_bits(v: P, p: *const u8, val: u8) -> P {
@@ -74,12 +85,18 @@ impl Simd for Simd128 {
         }
     }
     #[inline(always)]
-    unsafe fn dot_u8i8(w: P, a: P) -> P {
-        P(dot16(w.0, a.0, false), dot16(w.1, a.1, false))
+    unsafe fn zero_i() -> P {
+        P(i32x4_splat(0), i32x4_splat(0))
+    }
+    // Unsigned weights are widened as unsigned 16-bit values: exact up to 255.
+    const DOT_U8_FULL: bool = true;
+    #[inline(always)]
+    unsafe fn dot_u8i8(acc: P, w: P, a: P) -> P {
+        P(i32x4_add(acc.0, dot16(w.0, a.0, false)), i32x4_add(acc.1, dot16(w.1, a.1, false)))
     }
     #[inline(always)]
-    unsafe fn dot_i8i8(w: P, a: P) -> P {
-        P(dot16(w.0, a.0, true), dot16(w.1, a.1, true))
+    unsafe fn dot_i8i8(acc: P, w: P, a: P) -> P {
+        P(i32x4_add(acc.0, dot16(w.0, a.0, true)), i32x4_add(acc.1, dot16(w.1, a.1, true)))
     }
     #[inline(always)]
     unsafe fn cvt(i: P) -> P {
@@ -90,17 +107,14 @@ impl Simd for Simd128 {
         P(f32x4_splat(x), f32x4_splat(x))
     }
     #[inline(always)]
-    unsafe fn halves(lo: f32, hi: f32) -> P {
-        P(f32x4_splat(lo), f32x4_splat(hi))
-    }
-    #[inline(always)]
-    unsafe fn bcast<const L: usize>(v: P) -> P {
-        let x = i32x4_shuffle::<L, L, L, L>(v.0, v.0);
-        P(x, x)
-    }
-    #[inline(always)]
-    unsafe fn bcast_halves<const L: usize>(v: P) -> P {
-        P(i32x4_shuffle::<L, L, L, L>(v.0, v.0), i32x4_shuffle::<L, L, L, L>(v.1, v.1))
+    unsafe fn pair_lanes<const RH: usize, const EVEN: bool>(v: P) -> P {
+        let src = if RH == 0 { v.0 } else { v.1 };
+        if EVEN {
+            let z = f32x4_splat(0.0);
+            P(i32x4_shuffle::<0, 4, 1, 5>(src, z), i32x4_shuffle::<2, 6, 3, 7>(src, z))
+        } else {
+            P(i32x4_shuffle::<0, 0, 1, 1>(src, src), i32x4_shuffle::<2, 2, 3, 3>(src, src))
+        }
     }
     const REGS: usize = 16;
     #[inline(always)]

@@ -54,12 +54,28 @@ macro_rules! common_methods {
         }
         #[inline]
         #[target_feature(enable = "avx2,fma,f16c")]
-        unsafe fn nibbles(p: *const u8) -> __m256i {
-            unsafe {
-                let x = _mm_loadu_si128(p as *const __m128i);
-                let v = _mm256_set_m128i(_mm_srli_epi16(x, 4), x);
-                _mm256_and_si256(v, _mm256_set1_epi8(0x0f))
-            }
+        unsafe fn nib_lo(b: __m256i) -> __m256i {
+            unsafe { _mm256_and_si256(b, _mm256_set1_epi8(0x0f)) }
+        }
+        #[inline]
+        #[target_feature(enable = "avx2,fma,f16c")]
+        unsafe fn nib_hi(b: __m256i) -> __m256i {
+            unsafe { _mm256_and_si256(_mm256_srli_epi16(b, 4), _mm256_set1_epi8(0x0f)) }
+        }
+        #[inline]
+        #[target_feature(enable = "avx2,fma,f16c")]
+        unsafe fn bcast8(p: *const u8) -> __m256i {
+            unsafe { _mm256_set1_epi64x(std::ptr::read_unaligned(p as *const i64)) }
+        }
+        #[inline]
+        #[target_feature(enable = "avx2,fma,f16c")]
+        unsafe fn flip(b: __m256i) -> __m256i {
+            unsafe { _mm256_xor_si256(b, _mm256_set1_epi8(-128)) }
+        }
+        #[inline]
+        #[target_feature(enable = "avx2,fma,f16c")]
+        unsafe fn zero_i() -> __m256i {
+            unsafe { _mm256_setzero_si256() }
         }
         #[inline]
         #[target_feature(enable = "avx2,fma,f16c")]
@@ -78,19 +94,12 @@ macro_rules! common_methods {
         }
         #[inline]
         #[target_feature(enable = "avx2,fma,f16c")]
-        unsafe fn halves(lo: f32, hi: f32) -> __m256 {
-            unsafe { _mm256_set_m128(_mm_set1_ps(hi), _mm_set1_ps(lo)) }
-        }
-        #[inline]
-        #[target_feature(enable = "avx2,fma,f16c")]
-        unsafe fn bcast<const L: usize>(v: __m256) -> __m256 {
-            unsafe { _mm256_permutevar8x32_ps(v, _mm256_set1_epi32(L as i32)) }
-        }
-        #[inline]
-        #[target_feature(enable = "avx2,fma,f16c")]
-        unsafe fn bcast_halves<const L: usize>(v: __m256) -> __m256 {
-            // Lane L of each 128-bit half.
-            unsafe { _mm256_permutevar_ps(v, _mm256_set1_epi32(L as i32)) }
+        unsafe fn pair_lanes<const RH: usize, const EVEN: bool>(v: __m256) -> __m256 {
+            unsafe {
+                let r = 4 * RH as i32;
+                let x = _mm256_permutevar8x32_ps(v, _mm256_setr_epi32(r, r, r + 1, r + 1, r + 2, r + 2, r + 3, r + 3));
+                if EVEN { _mm256_blend_ps::<0b1010_1010>(x, _mm256_setzero_ps()) } else { x }
+            }
         }
         #[inline]
         #[target_feature(enable = "avx2,fma,f16c")]
@@ -217,18 +226,19 @@ impl Simd for Avx2 {
     common_methods!();
     const REGS: usize = 16;
 
+    const DOT_U8_FULL: bool = false;
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c")]
-    unsafe fn dot_u8i8(w: __m256i, a: __m256i) -> __m256i {
-        unsafe { _mm256_madd_epi16(_mm256_maddubs_epi16(w, a), _mm256_set1_epi16(1)) }
+    unsafe fn dot_u8i8(acc: __m256i, w: __m256i, a: __m256i) -> __m256i {
+        unsafe { _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(w, a), _mm256_set1_epi16(1))) }
     }
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c")]
-    unsafe fn dot_i8i8(w: __m256i, a: __m256i) -> __m256i {
+    unsafe fn dot_i8i8(acc: __m256i, w: __m256i, a: __m256i) -> __m256i {
         unsafe {
             let aw = _mm256_sign_epi8(w, w);
             let sa = _mm256_sign_epi8(a, w);
-            _mm256_madd_epi16(_mm256_maddubs_epi16(aw, sa), _mm256_set1_epi16(1))
+            _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(aw, sa), _mm256_set1_epi16(1)))
         }
     }
 }
@@ -237,14 +247,15 @@ impl Simd for Avx512Vnni {
     common_methods!();
     const REGS: usize = 32;
 
+    const DOT_U8_FULL: bool = true;
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512vl,avx512vnni")]
-    unsafe fn dot_u8i8(w: __m256i, a: __m256i) -> __m256i {
-        unsafe { _mm256_dpbusd_epi32(_mm256_setzero_si256(), w, a) }
+    unsafe fn dot_u8i8(acc: __m256i, w: __m256i, a: __m256i) -> __m256i {
+        unsafe { _mm256_dpbusd_epi32(acc, w, a) }
     }
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512vl,avx512vnni")]
-    unsafe fn dot_i8i8(w: __m256i, a: __m256i) -> __m256i {
-        unsafe { _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_sign_epi8(w, w), _mm256_sign_epi8(a, w)) }
+    unsafe fn dot_i8i8(acc: __m256i, w: __m256i, a: __m256i) -> __m256i {
+        unsafe { _mm256_dpbusd_epi32(acc, _mm256_sign_epi8(w, w), _mm256_sign_epi8(a, w)) }
     }
 }

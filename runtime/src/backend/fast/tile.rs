@@ -1,0 +1,360 @@
+//! The integer matmul on repacked weights, written once: `out = x * w^T` for a group of
+//! [`R`] = 8 weight rows and a tile of tokens per pass over the blocks.
+//!
+//! The rows sit in the vector lanes (see `repack`): per 32-value block and token, four
+//! 8-byte pieces of the activation row are broadcast to every lane pair and multiplied
+//! with 8 bytes of each row by one byte dot product apiece, summed in 32-bit integers; the
+//! block's sum is converted once and scaled by the rows' scales times the token's
+//! activation scale with one multiply and one FMA, and the rows' mins fold in with one
+//! more FMA by the activation block sum (in the even lane of each pair only, since the
+//! two lanes of a pair are summed at the end). No horizontal sum, no per-row broadcast.
+//!
+//! [`TileIsa`] is the handful of vector operations this needs, over vectors of one or
+//! two 32-byte units: every [`Simd`] instruction set gives one through [`Narrow`] (one
+//! unit: 4 rows per vector, the group in two passes), AVX-512 a 512-bit one
+//! (`tile_avx512::Zmm`: both units, all 8 rows per vector). The lanes do the same
+//! arithmetic in the same order on both, so their results are the same bits.
+#![allow(unused_unsafe)]
+
+use std::marker::PhantomData;
+
+use super::kernels::Q8Rows;
+use super::repack::{Layout, Packed, R};
+use super::simd::Simd;
+
+/// The vector operations of the tile. `B` is `32 * UNITS` bytes (unit `u` in bytes
+/// `32 u ..`), `I` and `F` its `8 * UNITS` i32 / f32 lanes (unit `u` in lanes `8 u ..`).
+///
+/// # Safety
+/// All methods: pointers valid for the bytes named, and the instruction set available.
+pub(super) trait TileIsa {
+    type B: Copy;
+    type I: Copy;
+    type F: Copy;
+    /// 32-byte units per vector: 1 (4 rows) or 2 (8 rows).
+    const UNITS: usize;
+    /// Tokens per tile (the accumulators held in registers).
+    const TOKENS: usize;
+    /// The unsigned dot product is exact up to 255, so signed weights can be offset by 128.
+    const DOT_U8_FULL: bool;
+    unsafe fn load(p: *const u8) -> Self::B;
+    unsafe fn nib_lo(b: Self::B) -> Self::B;
+    unsafe fn nib_hi(b: Self::B) -> Self::B;
+    unsafe fn flip(b: Self::B) -> Self::B;
+    /// Per unit, `val` or'ed into the bytes whose bit is set in the unit's 4 bytes at `p`
+    /// (unit `u` reads `p + 4 u`).
+    unsafe fn or_bits(v: Self::B, p: *const u8, val: u8) -> Self::B;
+    /// The 8 bytes at `p` in every 8-byte group.
+    unsafe fn bcast8(p: *const u8) -> Self::B;
+    unsafe fn zero_i() -> Self::I;
+    unsafe fn dot_u8i8(acc: Self::I, w: Self::B, a: Self::B) -> Self::I;
+    unsafe fn dot_i8i8(acc: Self::I, w: Self::B, a: Self::B) -> Self::I;
+    unsafe fn zero_f() -> Self::F;
+    unsafe fn cvt(i: Self::I) -> Self::F;
+    unsafe fn splat(x: f32) -> Self::F;
+    unsafe fn mul(a: Self::F, b: Self::F) -> Self::F;
+    unsafe fn fma(a: Self::F, b: Self::F, c: Self::F) -> Self::F;
+    /// The 8 f16 row words at `p` onto the lanes of pass `rh` (rows `4 rh ..` with one
+    /// unit, all rows with two): both lanes of a row's pair, or with `EVEN` the first only.
+    unsafe fn row_lanes<const EVEN: bool>(p: *const u8, rh: usize) -> Self::F;
+    /// Each row's pair of lanes summed: `4 * UNITS` values at `out`.
+    unsafe fn store_rows(v: Self::F, out: *mut f32);
+}
+
+/// A 256-bit [`Simd`] instruction set as a one-unit tile.
+pub(super) struct Narrow<S>(PhantomData<S>);
+
+impl<S: Simd> TileIsa for Narrow<S> {
+    type B = S::B;
+    type I = S::I;
+    type F = S::F;
+    const UNITS: usize = 1;
+    const TOKENS: usize = if S::REGS >= 32 { 8 } else { 4 };
+    const DOT_U8_FULL: bool = S::DOT_U8_FULL;
+    #[inline(always)]
+    unsafe fn load(p: *const u8) -> S::B {
+        unsafe { S::load_b(p) }
+    }
+    #[inline(always)]
+    unsafe fn nib_lo(b: S::B) -> S::B {
+        unsafe { S::nib_lo(b) }
+    }
+    #[inline(always)]
+    unsafe fn nib_hi(b: S::B) -> S::B {
+        unsafe { S::nib_hi(b) }
+    }
+    #[inline(always)]
+    unsafe fn flip(b: S::B) -> S::B {
+        unsafe { S::flip(b) }
+    }
+    #[inline(always)]
+    unsafe fn or_bits(v: S::B, p: *const u8, val: u8) -> S::B {
+        unsafe { S::or_bits(v, p, val) }
+    }
+    #[inline(always)]
+    unsafe fn bcast8(p: *const u8) -> S::B {
+        unsafe { S::bcast8(p) }
+    }
+    #[inline(always)]
+    unsafe fn zero_i() -> S::I {
+        unsafe { S::zero_i() }
+    }
+    #[inline(always)]
+    unsafe fn dot_u8i8(acc: S::I, w: S::B, a: S::B) -> S::I {
+        unsafe { S::dot_u8i8(acc, w, a) }
+    }
+    #[inline(always)]
+    unsafe fn dot_i8i8(acc: S::I, w: S::B, a: S::B) -> S::I {
+        unsafe { S::dot_i8i8(acc, w, a) }
+    }
+    #[inline(always)]
+    unsafe fn zero_f() -> S::F {
+        unsafe { S::splat(0.0) }
+    }
+    #[inline(always)]
+    unsafe fn cvt(i: S::I) -> S::F {
+        unsafe { S::cvt(i) }
+    }
+    #[inline(always)]
+    unsafe fn splat(x: f32) -> S::F {
+        unsafe { S::splat(x) }
+    }
+    #[inline(always)]
+    unsafe fn mul(a: S::F, b: S::F) -> S::F {
+        unsafe { S::mul(a, b) }
+    }
+    #[inline(always)]
+    unsafe fn fma(a: S::F, b: S::F, c: S::F) -> S::F {
+        unsafe { S::fma(a, b, c) }
+    }
+    #[inline(always)]
+    unsafe fn row_lanes<const EVEN: bool>(p: *const u8, rh: usize) -> S::F {
+        unsafe {
+            let v = S::load_f16(p);
+            if rh == 0 { S::pair_lanes::<0, EVEN>(v) } else { S::pair_lanes::<1, EVEN>(v) }
+        }
+    }
+    #[inline(always)]
+    unsafe fn store_rows(v: S::F, out: *mut f32) {
+        unsafe {
+            let mut l = [0f32; 8];
+            S::store_f(l.as_mut_ptr(), v);
+            for i in 0..4 {
+                *out.add(i) = l[2 * i] + l[2 * i + 1];
+            }
+        }
+    }
+}
+
+/// How a layout's quants become byte vectors and how its scale words apply.
+pub(super) trait Quants {
+    const LAYOUT: Layout;
+    /// Signed bytes (I8), else unsigned.
+    const SIGNED: bool;
+    /// `w0` scales values 0..16 and `w1` values 16..32, the min is `-32 s` per half (U6);
+    /// otherwise `w1` is the min (U4, U5) or zero (I8).
+    const HALVES: bool;
+    /// The weight vectors `[kq][half]` of pass `rh` of a group-block: half 0 multiplies
+    /// activation bytes `16 kq .. 16 kq + 8`, half 1 the next 8.
+    unsafe fn load<M: TileIsa>(blk: *const u8, rh: usize) -> [[M::B; 2]; 2];
+}
+
+pub(super) struct U4;
+pub(super) struct U5;
+pub(super) struct U6;
+pub(super) struct I8;
+
+/// Nibbles of both `kq`, with `planes` bit planes (5th, 6th bit) or'ed in.
+#[inline(always)]
+unsafe fn nibble_vectors<M: TileIsa>(blk: *const u8, rh: usize, planes: usize) -> [[M::B; 2]; 2] {
+    unsafe {
+        let v0 = M::load(blk.add(32 * rh));
+        let v1 = M::load(blk.add(64 + 32 * rh));
+        let mut w = [[M::nib_lo(v0), M::nib_hi(v0)], [M::nib_lo(v1), M::nib_hi(v1)]];
+        for plane in 0..planes {
+            let base = blk.add(16 * R + 4 * R * plane + 4 * rh);
+            let val = 0x10u8 << plane;
+            for (kq, wk) in w.iter_mut().enumerate() {
+                for (half, wh) in wk.iter_mut().enumerate() {
+                    *wh = M::or_bits(*wh, base.add(4 * (4 * kq + 2 * half)), val);
+                }
+            }
+        }
+        w
+    }
+}
+
+impl Quants for U4 {
+    const LAYOUT: Layout = Layout::U4;
+    const SIGNED: bool = false;
+    const HALVES: bool = false;
+    #[inline(always)]
+    unsafe fn load<M: TileIsa>(blk: *const u8, rh: usize) -> [[M::B; 2]; 2] {
+        unsafe { nibble_vectors::<M>(blk, rh, 0) }
+    }
+}
+impl Quants for U5 {
+    const LAYOUT: Layout = Layout::U5;
+    const SIGNED: bool = false;
+    const HALVES: bool = false;
+    #[inline(always)]
+    unsafe fn load<M: TileIsa>(blk: *const u8, rh: usize) -> [[M::B; 2]; 2] {
+        unsafe { nibble_vectors::<M>(blk, rh, 1) }
+    }
+}
+impl Quants for U6 {
+    const LAYOUT: Layout = Layout::U6;
+    const SIGNED: bool = false;
+    const HALVES: bool = true;
+    #[inline(always)]
+    unsafe fn load<M: TileIsa>(blk: *const u8, rh: usize) -> [[M::B; 2]; 2] {
+        unsafe { nibble_vectors::<M>(blk, rh, 2) }
+    }
+}
+impl Quants for I8 {
+    const LAYOUT: Layout = Layout::I8;
+    const SIGNED: bool = true;
+    const HALVES: bool = false;
+    #[inline(always)]
+    unsafe fn load<M: TileIsa>(blk: *const u8, rh: usize) -> [[M::B; 2]; 2] {
+        // Unit 2 kg + rh holds values 8 kg .. 8 kg + 8. (No closures in kernels: one
+        // may be compiled without the instruction set.)
+        let mut w = unsafe { [[M::load(blk.add(32 * rh)), M::load(blk.add(64 + 32 * rh))], [M::load(blk.add(128 + 32 * rh)), M::load(blk.add(192 + 32 * rh))]] };
+        // Where the unsigned dot product takes 255, w + 128 is unsigned and the 128 comes
+        // back through the activation sums (a min of -128 s): one dot product per piece.
+        if M::DOT_U8_FULL {
+            for wk in w.iter_mut() {
+                for v in wk.iter_mut() {
+                    *v = unsafe { M::flip(*v) };
+                }
+            }
+        }
+        w
+    }
+}
+
+/// `i` plus the dot product of weight piece `wv` with the 8 activation bytes at `a`.
+#[inline(always)]
+unsafe fn dot<M: TileIsa, Q: Quants>(i: M::I, wv: M::B, a: *const u8) -> M::I {
+    unsafe {
+        if Q::SIGNED && !M::DOT_U8_FULL {
+            M::dot_i8i8(i, wv, M::bcast8(a))
+        } else {
+            M::dot_u8i8(i, wv, M::bcast8(a))
+        }
+    }
+}
+
+/// Rows of group `g` for tokens `t0..t0 + T`: `out[t * ldo + R g + r]` (rows below `n`).
+#[inline(always)]
+unsafe fn tile<M: TileIsa, Q: Quants, const T: usize>(w: &Packed, g: usize, x: &Q8Rows, t0: usize, out: *mut f32, ldo: usize) {
+    let gb = Q::LAYOUT.group_block();
+    let words = Q::LAYOUT.quant_bytes();
+    let blocks = w.blocks;
+    let k = x.k;
+    // I8 offset by 128 (see I8::load): unsigned arithmetic with a min of -128 s.
+    let offset = Q::SIGNED && M::DOT_U8_FULL;
+    let rows = (w.n - g * R).min(R);
+    unsafe {
+        let base = w.data.as_ptr().add(g * blocks * gb);
+        for rh in 0..2 / M::UNITS {
+            let mut acc = [M::zero_f(); T];
+            for b in 0..blocks {
+                let blk = base.add(b * gb);
+                let wv = Q::load::<M>(blk, rh);
+                let s0 = M::row_lanes::<false>(blk.add(words), rh);
+                let s1 = M::row_lanes::<false>(blk.add(words + 2 * R), rh);
+                // The mins, in the even lanes.
+                let (m0, m1) = if Q::HALVES {
+                    let c = M::splat(-32.0);
+                    (M::mul(M::row_lanes::<true>(blk.add(words), rh), c), M::mul(M::row_lanes::<true>(blk.add(words + 2 * R), rh), c))
+                } else if offset {
+                    (M::mul(M::row_lanes::<true>(blk.add(words), rh), M::splat(-128.0)), M::zero_f())
+                } else {
+                    (M::row_lanes::<true>(blk.add(words + 2 * R), rh), M::zero_f())
+                };
+                for (t, acc) in acc.iter_mut().enumerate() {
+                    let row = t0 + t;
+                    let a = x.qs.as_ptr().add(row * k + 32 * b) as *const u8;
+                    let d = M::splat(*x.d.get_unchecked(row * blocks + b));
+                    let lo = dot::<M, Q>(dot::<M, Q>(M::zero_i(), wv[0][0], a), wv[0][1], a.add(8));
+                    let hlo = *x.hs.get_unchecked(2 * (row * blocks + b));
+                    let hhi = *x.hs.get_unchecked(2 * (row * blocks + b) + 1);
+                    if Q::HALVES {
+                        let hi = dot::<M, Q>(dot::<M, Q>(M::zero_i(), wv[1][0], a.add(16)), wv[1][1], a.add(24));
+                        *acc = M::fma(M::cvt(lo), M::mul(s0, d), *acc);
+                        *acc = M::fma(M::cvt(hi), M::mul(s1, d), *acc);
+                        *acc = M::fma(m0, M::splat(hlo), *acc);
+                        *acc = M::fma(m1, M::splat(hhi), *acc);
+                    } else {
+                        let all = dot::<M, Q>(dot::<M, Q>(lo, wv[1][0], a.add(16)), wv[1][1], a.add(24));
+                        *acc = M::fma(M::cvt(all), M::mul(s0, d), *acc);
+                        if !Q::SIGNED || offset {
+                            *acc = M::fma(m0, M::splat(hlo + hhi), *acc);
+                        }
+                    }
+                }
+            }
+            for (t, acc) in acc.iter().enumerate() {
+                let mut v = [0f32; 8];
+                M::store_rows(*acc, v.as_mut_ptr());
+                for (i, &y) in v.iter().enumerate().take(4 * M::UNITS) {
+                    let r = 4 * rh + i;
+                    if r < rows {
+                        *out.add((t0 + t) * ldo + g * R + r) = y;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Activation bytes a token chunk may hold so that it stays in the core's L2 while every
+/// group of the thread's rows passes over it.
+const CHUNK_BYTES: usize = 192 << 10;
+
+#[inline(always)]
+unsafe fn groups<M: TileIsa, Q: Quants>(w: &Packed, x: &Q8Rows, g0: usize, g1: usize, out: *mut f32) {
+    let tokens = x.rows;
+    let tt = M::TOKENS;
+    let chunk = (CHUNK_BYTES / x.k.max(1) / tt * tt).max(tt);
+    let mut c0 = 0;
+    while c0 < tokens {
+        let c1 = (c0 + chunk).min(tokens);
+        for g in g0..g1 {
+            let mut t = c0;
+            while t + tt <= c1 {
+                unsafe {
+                    if tt == 8 {
+                        tile::<M, Q, 8>(w, g, x, t, out, w.n)
+                    } else {
+                        tile::<M, Q, 4>(w, g, x, t, out, w.n)
+                    }
+                };
+                t += tt;
+            }
+            while t < c1 {
+                unsafe { tile::<M, Q, 1>(w, g, x, t, out, w.n) };
+                t += 1;
+            }
+        }
+        c0 = c1;
+    }
+}
+
+/// Rows `R g0 .. R g1` of `out = x * w^T` (`out` is `[x.rows, w.n]`).
+///
+/// # Safety
+/// The instruction set of `M` must be available; `out` holds `x.rows * w.n` values and no
+/// other thread writes the same groups.
+#[inline(always)]
+pub(super) unsafe fn matmul_groups<M: TileIsa>(w: &Packed, x: &Q8Rows, g0: usize, g1: usize, out: *mut f32) {
+    unsafe {
+        match w.layout {
+            Layout::U4 => groups::<M, U4>(w, x, g0, g1, out),
+            Layout::U5 => groups::<M, U5>(w, x, g0, g1, out),
+            Layout::U6 => groups::<M, U6>(w, x, g0, g1, out),
+            Layout::I8 => groups::<M, I8>(w, x, g0, g1, out),
+        }
+    }
+}

@@ -10,7 +10,7 @@ use crate::chat::{ChatError, ChatTemplate, Message};
 use crate::model::{analyze, LoadedModel, ModelFiles};
 use crate::sampler::Sampler;
 use crate::session::{Generation, Session, SessionError, Stepper};
-use crate::settings::{check_context, SettingError};
+use crate::settings::SettingError;
 use crate::source::ByteSource;
 use crate::streaming::{StreamPlan, StreamStats};
 use crate::tokenizer::{Tokenizer, TokenizerError};
@@ -60,7 +60,6 @@ impl<B: Backend> Engine<B> {
         opts: EngineOptions,
         progress: &mut dyn FnMut(u64, u64),
     ) -> Result<Self, EngineError> {
-        check_context(opts.context)?;
         let template = ChatTemplate::for_model(&model, &tokenizer);
         let session = Session::with_budget(backend, model, sources, opts.context, opts.max_memory, progress)?;
         Ok(Engine { session, tokenizer, template })
@@ -162,13 +161,13 @@ impl<B: Backend> Engine<B> {
 
     /// One token of `g`; its new text (whole characters), `None` when done.
     pub async fn step(&mut self, g: &mut Stepper<B::Buf>, sampler: &mut Sampler) -> Result<Option<String>, EngineError> {
-        sampler.config.validate()?;
         Ok(self.session.step(g, &self.tokenizer, sampler).await?)
     }
 
     /// Generates up to `max_tokens` after `prompt` in a fresh context; `on_text` gets
     /// each new piece and returns `false` to stop.
     pub async fn generate(&mut self, prompt: &[u32], max_tokens: usize, sampler: &mut Sampler, on_text: &mut dyn FnMut(&str) -> bool) -> Result<Generation, EngineError> {
+        // Before the prompt's prefill, not after it (`Session::pick` checks again).
         sampler.config.validate()?;
         self.session.reset();
         Ok(self.session.generate(&self.tokenizer, prompt, max_tokens, sampler, on_text).await?)

@@ -105,6 +105,8 @@ impl<B: Backend> Session<B> {
         context: usize,
         progress: &mut dyn FnMut(u64, u64),
     ) -> Result<Self, SessionError> {
+        // A bad context is an error before any weight is read.
+        check_context(context)?;
         let weights = Weights::load_with_progress(&backend, &model, sources, progress)?;
         Self::with_weights(backend, model, weights, context)
     }
@@ -119,6 +121,7 @@ impl<B: Backend> Session<B> {
         max_memory: Option<u64>,
         progress: &mut dyn FnMut(u64, u64),
     ) -> Result<Self, SessionError> {
+        check_context(context)?;
         let plan = StreamPlan::new(&model, max_memory)?;
         let weights = Weights::load_planned(&backend, &model, sources, &plan, progress)?;
         Self::with_weights(backend, model, weights, context)

@@ -8,7 +8,8 @@
 use super::simd::Simd;
 
 /// Activations quantised to 8 bits per 32 values: `qs[t * k + i]`, `d[t * blocks + b]`,
-/// and `hs[2 * (t * blocks + b) + h]` = `d * sum(q)` over half `h` (values 0..16, 16..32)
+/// and `hs[3 * (t * blocks + b) + h]` = `d * sum(q)` over half `h` (values 0..16, 16..32;
+/// `h = 2`: all 32)
 /// of the block, which folds the weights' mins in.
 #[derive(Clone, Debug, Default)]
 pub struct Q8Rows {
@@ -26,7 +27,7 @@ impl Q8Rows {
         self.k = k;
         self.qs.resize(rows * k, 0);
         self.d.resize(rows * k / 32, 0.0);
-        self.hs.resize(rows * k / 16, 0.0);
+        self.hs.resize(3 * rows * k / 32, 0.0);
     }
 }
 
@@ -46,8 +47,10 @@ pub unsafe fn quantize_row<S: Simd>(x: &[f32], t: usize, qs: *mut i8, d: *mut f3
             let inv = if db > 0.0 { 1.0 / db } else { 0.0 };
             let (lo, hi) = S::quantize32(xp, inv, qs.add(t * k + 32 * b));
             *d.add(t * blocks + b) = db;
-            *hs.add(2 * (t * blocks + b)) = db * lo as f32;
-            *hs.add(2 * (t * blocks + b) + 1) = db * hi as f32;
+            let h = hs.add(3 * (t * blocks + b));
+            *h = db * lo as f32;
+            *h.add(1) = db * hi as f32;
+            *h.add(2) = db * (lo + hi) as f32;
         }
     }
 }

@@ -278,19 +278,18 @@ unsafe fn tile<M: TileIsa, Q: Quants, const T: usize>(w: &Packed, g: usize, x: &
                     let a = x.qs.as_ptr().add(row * k + 32 * b) as *const u8;
                     let d = M::splat(*x.d.get_unchecked(row * blocks + b));
                     let lo = dot::<M, Q>(dot::<M, Q>(M::zero_i(), wv[0][0], a), wv[0][1], a.add(8));
-                    let hlo = *x.hs.get_unchecked(2 * (row * blocks + b));
-                    let hhi = *x.hs.get_unchecked(2 * (row * blocks + b) + 1);
+                    let hs = x.hs.as_ptr().add(3 * (row * blocks + b));
                     if Q::HALVES {
                         let hi = dot::<M, Q>(dot::<M, Q>(M::zero_i(), wv[1][0], a.add(16)), wv[1][1], a.add(24));
                         *acc = M::fma(M::cvt(lo), M::mul(s0, d), *acc);
                         *acc = M::fma(M::cvt(hi), M::mul(s1, d), *acc);
-                        *acc = M::fma(m0, M::splat(hlo), *acc);
-                        *acc = M::fma(m1, M::splat(hhi), *acc);
+                        *acc = M::fma(m0, M::splat(*hs), *acc);
+                        *acc = M::fma(m1, M::splat(*hs.add(1)), *acc);
                     } else {
                         let all = dot::<M, Q>(dot::<M, Q>(lo, wv[1][0], a.add(16)), wv[1][1], a.add(24));
                         *acc = M::fma(M::cvt(all), M::mul(s0, d), *acc);
                         if !Q::SIGNED || offset {
-                            *acc = M::fma(m0, M::splat(hlo + hhi), *acc);
+                            *acc = M::fma(m0, M::splat(*hs.add(2)), *acc);
                         }
                     }
                 }

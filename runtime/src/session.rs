@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use crate::arch::forward::{first_non_finite_layer, forward, Logits};
+use crate::arch::forward::{Logits, Net};
 use crate::clock::Clock;
 use crate::backend::{Backend, BackendError, MAX_DEVICE_TOP_K};
 use crate::kv_cache::KvCache;
@@ -134,6 +134,11 @@ impl<B: Backend> Session<B> {
         Ok(Session { backend, model, weights, rope, kv, context })
     }
 
+    /// What a forward pass reads, and the cache it appends to.
+    fn net(&mut self) -> (Net<'_, B>, &mut KvCache<B>) {
+        (Net { backend: &self.backend, cfg: &self.model.config, weights: &self.weights, rope: &self.rope }, &mut self.kv)
+    }
+
     pub fn backend_name(&self) -> String {
         self.backend.name()
     }
@@ -188,7 +193,8 @@ impl<B: Backend> Session<B> {
     fn explain_non_finite(&mut self, ids: &[u32], position: usize, step: Option<usize>) -> SessionError {
         let end = self.kv.len;
         self.kv.len = end - ids.len();
-        let layer = first_non_finite_layer(&self.backend, &self.model.config, &self.weights, &self.rope, &mut self.kv, ids).ok().flatten();
+        let (net, kv) = self.net();
+        let layer = net.first_non_finite_layer(kv, ids).ok().flatten();
         self.kv.len = end;
         SessionError::NonFinite { position, step, layer }
     }
@@ -200,7 +206,8 @@ impl<B: Backend> Session<B> {
             return Err(SessionError::EmptyPrompt);
         }
         self.check_room(ids.len(), 0)?;
-        Ok(forward(&self.backend, &self.model.config, &self.weights, &self.rope, &mut self.kv, ids, Logits::Last)?)
+        let (net, kv) = self.net();
+        Ok(net.forward(kv, ids, Logits::Last)?)
     }
 
     /// Samples from logits on the device, reading back only what the sampler needs (the
@@ -235,7 +242,8 @@ impl<B: Backend> Session<B> {
             return Err(SessionError::EmptyPrompt);
         }
         self.check_room(ids.len(), 0)?;
-        let out = forward(&self.backend, &self.model.config, &self.weights, &self.rope, &mut self.kv, ids, Logits::All)?;
+        let (net, kv) = self.net();
+        let out = net.forward(kv, ids, Logits::All)?;
         let rows = self.backend.read(&out, 0, ids.len() * self.model.config.vocab_size as usize).await?;
         if let Some(bad) = rows.iter().position(|v| !v.is_finite()) {
             let position = self.kv.len - ids.len() + bad / self.model.config.vocab_size as usize;

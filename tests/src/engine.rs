@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use strata::arch::forward::{forward, Logits};
+use strata::arch::forward::{Logits, Net};
 use strata::backend::cpu::CpuBackend;
 use strata::kv_cache::KvCache;
 use strata::rope::RopeTables;
@@ -39,7 +39,7 @@ impl<B: strata::backend::Backend> CpuModel<B> {
 
     /// Logits (`[rows, vocab]` flattened) for `tokens` appended to `kv`.
     pub fn run(&self, kv: &mut KvCache<B>, tokens: &[u32], which: Logits) -> Vec<f32> {
-        let buf = forward(&self.b, &self.model.config, &self.weights, &self.rope, kv, tokens, which).unwrap();
+        let buf = self.net().forward(kv, tokens, which).unwrap();
         let rows = if which == Logits::All { tokens.len() } else { 1 };
         pollster::block_on(self.b.read(&buf, 0, rows * self.vocab())).unwrap()
     }
@@ -114,6 +114,11 @@ pub struct ModelOn<B: strata::backend::Backend> {
 }
 
 impl<B: strata::backend::Backend> ModelOn<B> {
+    /// What a forward pass reads.
+    pub fn net(&self) -> Net<'_, B> {
+        Net { backend: &self.b, cfg: &self.model.config, weights: &self.weights, rope: &self.rope }
+    }
+
     pub fn load(b: B, path: &Path) -> Self {
         Self::load_with_budget(b, path, None)
     }
@@ -135,7 +140,7 @@ impl<B: strata::backend::Backend> ModelOn<B> {
 
     /// The last token's logits, left on the device.
     pub fn run_last(&self, kv: &mut KvCache<B>, tokens: &[u32]) -> B::Buf {
-        forward(&self.b, &self.model.config, &self.weights, &self.rope, kv, tokens, Logits::Last).unwrap_or_else(|e| panic!("{e}"))
+        self.net().forward(kv, tokens, Logits::Last).unwrap_or_else(|e| panic!("{e}"))
     }
 
     pub fn read(&self, buf: &B::Buf) -> Vec<f32> {

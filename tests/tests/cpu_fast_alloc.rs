@@ -6,7 +6,7 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
-use strata::arch::forward::{forward, Logits};
+use strata::arch::forward::Logits;
 use strata_conformance::engine::{fast_cpu, CpuModel};
 use strata_conformance::models;
 
@@ -44,9 +44,9 @@ fn a_warm_decode_step_allocates_nothing() {
     let m = CpuModel::load_on(fast_cpu(), &path);
     let mut kv = m.cache(64);
     let step = |kv: &mut strata::kv_cache::KvCache<_>, tok: u32| {
-        drop(forward(&m.b, &m.model.config, &m.weights, &m.rope, kv, &[tok], Logits::Last).unwrap());
+        drop(m.net().forward(kv, &[tok], Logits::Last).unwrap());
     };
-    drop(forward(&m.b, &m.model.config, &m.weights, &m.rope, &mut kv, &[1, 504, 3458, 282], Logits::Last).unwrap());
+    drop(m.net().forward(&mut kv, &[1, 504, 3458, 282], Logits::Last).unwrap());
     for tok in [4649, 314, 2867] {
         step(&mut kv, tok);
     }
@@ -68,10 +68,10 @@ fn the_counter_sees_the_reference_backend_allocate() {
     let Some(path) = models::find(models::SMOLLM2) else { return };
     let m = CpuModel::load(&path);
     let mut kv = m.cache(16);
-    drop(forward(&m.b, &m.model.config, &m.weights, &m.rope, &mut kv, &[1, 504], Logits::Last).unwrap());
+    drop(m.net().forward(&mut kv, &[1, 504], Logits::Last).unwrap());
     ALLOCS.store(0, Ordering::SeqCst);
     COUNTING.store(true, Ordering::SeqCst);
-    drop(forward(&m.b, &m.model.config, &m.weights, &m.rope, &mut kv, &[3458], Logits::Last).unwrap());
+    drop(m.net().forward(&mut kv, &[3458], Logits::Last).unwrap());
     COUNTING.store(false, Ordering::SeqCst);
     assert!(ALLOCS.load(Ordering::SeqCst) > 10);
 }

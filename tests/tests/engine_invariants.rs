@@ -57,7 +57,7 @@ fn single_token_prompt_and_tied_head() {
 fn context_overflow_is_an_error_not_garbage() {
     let Some(m) = model() else { return };
     let mut kv = m.cache(4);
-    let err = strata::arch::forward::forward(&m.b, &m.model.config, &m.weights, &m.rope, &mut kv, PROMPT, Logits::Last);
+    let err = m.net().forward(&mut kv, PROMPT, Logits::Last);
     assert!(err.is_err());
     assert_eq!(kv.len, 0);
 }

@@ -30,50 +30,36 @@ pub enum Logits {
     All,
 }
 
-/// Runs `tokens` through the model, appending their K/V to `kv`, and returns the logits
-/// (`[1 or tokens, vocab]`, row-major, on the device).
-pub fn forward<B: Backend>(
-    b: &B,
-    cfg: &ModelConfig,
-    w: &Weights<B>,
-    rope: &RopeTables,
-    kv: &mut KvCache<B>,
-    tokens: &[u32],
-    logits: Logits,
-) -> Result<B::Buf, ForwardError> {
-    run(b, cfg, w, rope, kv, tokens, logits, false)
+/// What a forward pass reads: the backend, the model's configuration, its weights and its
+/// RoPE tables (everything but the KV cache, which it appends to).
+pub struct Net<'a, B: Backend> {
+    pub backend: &'a B,
+    pub cfg: &'a ModelConfig,
+    pub weights: &'a Weights<B>,
+    pub rope: &'a RopeTables,
 }
 
-/// The first layer whose output holds a NaN or an infinity when `tokens` run after the
-/// `kv.len` cached positions (what `forward` just did, rerun to explain non-finite
-/// logits), or `None` when the backend cannot look at its buffers synchronously (a GPU) or
-/// every layer's output is finite. Rewrites the same KV positions `forward` wrote.
-pub fn first_non_finite_layer<B: Backend>(
-    b: &B,
-    cfg: &ModelConfig,
-    w: &Weights<B>,
-    rope: &RopeTables,
-    kv: &mut KvCache<B>,
-    tokens: &[u32],
-) -> Result<Option<usize>, ForwardError> {
-    match run(b, cfg, w, rope, kv, tokens, Logits::Last, true) {
-        Ok(_) => Ok(None),
-        Err(ForwardError::Backend(BackendError::NonFinite { layer })) => Ok(Some(layer)),
-        Err(e) => Err(e),
+impl<B: Backend> Net<'_, B> {
+    /// Runs `tokens` through the model, appending their K/V to `kv`, and returns the
+    /// logits (`[1 or tokens, vocab]`, row-major, on the device).
+    pub fn forward(&self, kv: &mut KvCache<B>, tokens: &[u32], logits: Logits) -> Result<B::Buf, ForwardError> {
+        run(self, kv, tokens, logits, false)
+    }
+
+    /// The first layer whose output holds a NaN or an infinity when `tokens` run after the
+    /// cache's contents (`None`: every layer finite), for error reports: the same pass
+    /// with a finiteness check after each layer.
+    pub fn first_non_finite_layer(&self, kv: &mut KvCache<B>, tokens: &[u32]) -> Result<Option<usize>, ForwardError> {
+        match run(self, kv, tokens, Logits::Last, true) {
+            Ok(_) => Ok(None),
+            Err(ForwardError::Backend(BackendError::NonFinite { layer })) => Ok(Some(layer)),
+            Err(e) => Err(e),
+        }
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-fn run<B: Backend>(
-    b: &B,
-    cfg: &ModelConfig,
-    w: &Weights<B>,
-    rope: &RopeTables,
-    kv: &mut KvCache<B>,
-    tokens: &[u32],
-    logits: Logits,
-    probe: bool,
-) -> Result<B::Buf, ForwardError> {
+fn run<B: Backend>(net: &Net<'_, B>, kv: &mut KvCache<B>, tokens: &[u32], logits: Logits, probe: bool) -> Result<B::Buf, ForwardError> {
+    let Net { backend: b, cfg, weights: w, rope } = *net;
     let t = tokens.len();
     let past = kv.len;
     if t == 0 {

@@ -381,8 +381,7 @@ impl FastCpuBackend {
 
     /// Repacks on the pool, groups of rows in parallel.
     fn pack(&self, layout: Layout, dtype: DType, rows: usize, cols: usize, bytes: &[u8], mut storage: Vec<u8>) -> BResult<Packed> {
-        storage.clear();
-        storage.resize(Packed::bytes(layout, rows, cols), 0);
+        resize_weight(&mut storage, Packed::bytes(layout, rows, cols));
         self.pack_rows(dtype, cols, bytes, &mut storage, 0)?;
         Ok(Packed::new(dtype, rows, cols, storage))
     }
@@ -466,18 +465,52 @@ fn pack_error(backend: String, dtype: DType, e: repack::PackError) -> BackendErr
     BackendError::Unsupported { backend, what: format!("{dtype} weight row {row} block {block}: scale {value:e} is beyond f16 once multiplied out (use --backend ref)") }
 }
 
+/// A zeroed buffer of `len` bytes for a packed weight. On Linux one of 2 MiB or more is
+/// marked for transparent huge pages before it is touched: the kernels stream every
+/// weight once per token, and with 4 KiB pages that is a TLB miss every 4 KiB (measured on
+/// a 2-core VM: 17.1 GB/s read with 2 threads on 4 KiB pages, 19.6 on huge pages). Where
+/// the kernel says no (THP off), the pages stay small; nothing else changes.
+fn weight_buffer(len: usize) -> Vec<u8> {
+    #[cfg(target_os = "linux")]
+    if len >= HUGE_PAGE {
+        let mut v = Vec::<u8>::with_capacity(len);
+        let p = v.as_mut_ptr() as usize;
+        let a = p.next_multiple_of(HUGE_PAGE);
+        if a < p + len {
+            // SAFETY: advice on pages of this allocation only; it changes no contents.
+            unsafe { libc::madvise(a as *mut libc::c_void, p + len - a, libc::MADV_HUGEPAGE) };
+        }
+        v.resize(len, 0);
+        return v;
+    }
+    vec![0u8; len]
+}
+
+#[cfg(target_os = "linux")]
+const HUGE_PAGE: usize = 2 << 20;
+
+/// Resizes `v` to `len` zeroed bytes, through [`weight_buffer`] when it must grow.
+fn resize_weight(v: &mut Vec<u8>, len: usize) {
+    if v.capacity() < len {
+        *v = weight_buffer(len);
+    } else {
+        v.clear();
+        v.resize(len, 0);
+    }
+}
+
 /// The staging transform (`Backend::staging`): quantised weights to their packed layout
 /// (one thread: it runs beside the forward pass), float weights unchanged.
 fn stage(dtype: DType, rows: usize, cols: usize, file: &[u8], out: &mut Vec<u8>) -> BResult<()> {
     let row_bytes = dtype.row_bytes(cols as u64).ok_or_else(|| super::shape("stage", format!("{cols} columns are not whole {dtype} blocks")))? as usize;
     need("stage", "weight bytes", file.len(), rows * row_bytes)?;
-    out.clear();
     match packed_layout(dtype, cols) {
         Some(layout) => {
-            out.resize(Packed::bytes(layout, rows, cols), 0);
+            resize_weight(out, Packed::bytes(layout, rows, cols));
             repack::pack_into(dtype, cols, &file[..rows * row_bytes], out, 0).map_err(|e| pack_error("cpu".into(), dtype, e))
         }
         None => {
+            out.clear();
             out.extend_from_slice(&file[..rows * row_bytes]);
             Ok(())
         }
@@ -525,7 +558,7 @@ impl Backend for FastCpuBackend {
             return super::read_whole(self, dtype, rows, cols, read);
         };
         let row_bytes = row_bytes as usize;
-        let mut data = vec![0u8; Packed::bytes(layout, rows, cols)];
+        let mut data = weight_buffer(Packed::bytes(layout, rows, cols));
         // Rows per read: whole groups, about 4 MiB.
         let step = ((4 << 20) / row_bytes.max(1)).max(1).div_ceil(R) * R;
         let mut buf = vec![0u8; step.min(rows) * row_bytes];

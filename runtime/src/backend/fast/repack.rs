@@ -8,7 +8,7 @@
 //! activation load feeds all 8 rows.
 //!
 //! A group-block holds sub-block `b` of the group's rows: quants, then 8 f16 `w0` (the
-//! scale of each row) and 8 f16 `w1` (its min, or the upper half's scale). Its quants are
+//! scale of each row) and, except in I8, 8 f16 `w1` (its min, or the upper half's scale). Its quants are
 //! 32-byte *units* of 4 rows x 8 bytes: unit `u` at byte `32 u`, row `4 rh + rr` of the
 //! group at bytes `8 rr .. 8 rr + 8` of the units with `u % 2 == rh`. A 256-bit vector is
 //! one unit (4 rows, lanes in pairs per row: bytes `4 l .. 4 l + 4` make lane `l`), a
@@ -19,7 +19,7 @@
 //! | U4 | Q4_0, Q4_1, Q4_K | low nibble: value `16 kq + j`, high: `16 kq + 8 + j` | | 5 |
 //! | U5 | Q5_0, Q5_1, Q5_K | as U4 | 32 B plane of 5th bits | 6 |
 //! | U6 | Q6_K | as U4 | planes of 5th and 6th bits; `w0`/`w1` per 16 values, min `-32 s` | 7 |
-//! | I8 | Q8_0 | `u = 2 kg + rh`: signed value `8 kg + j` | | 9 |
+//! | I8 | Q8_0 | `u = 2 kg + rh`: signed value `8 kg + j` | no `w1` | 8.5 |
 //!
 //! A bit plane holds, per `(kq, half, rh)`, one 32-bit word at byte `4 (4 kq + 2 half +
 //! rh)` whose bit `8 rr + j` is that bit of the value in byte `8 rr + j` of the nibble
@@ -75,9 +75,16 @@ impl Layout {
             l => 16 * R + 4 * R * l.planes(),
         }
     }
-    /// Bytes of one group-block: the quants, then 2 x `R` f16 scale words.
+    /// f16 words per row in a group-block: I8 has no min, so no `w1`.
+    pub const fn words(self) -> usize {
+        match self {
+            Layout::I8 => 1,
+            _ => 2,
+        }
+    }
+    /// Bytes of one group-block: the quants, then the rows' f16 words.
     pub const fn group_block(self) -> usize {
-        self.quant_bytes() + 4 * R
+        self.quant_bytes() + 2 * R * self.words()
     }
 }
 
@@ -223,7 +230,9 @@ fn place(layout: Layout, gb: &mut [u8], r: usize, s: &Sub) {
     }
     let words = layout.quant_bytes();
     gb[words + 2 * r..words + 2 * r + 2].copy_from_slice(&s.w0);
-    gb[words + 2 * (R + r)..words + 2 * (R + r) + 2].copy_from_slice(&s.w1);
+    if layout.words() == 2 {
+        gb[words + 2 * (R + r)..words + 2 * (R + r) + 2].copy_from_slice(&s.w1);
+    }
 }
 
 /// The quant of row `r` (of its group), value `kk` of a group-block: the inverse of `place`.
@@ -298,7 +307,8 @@ impl Packed {
         let (g, r) = (row / R, row % R);
         for b in 0..self.blocks {
             let gb = &self.data[(g * self.blocks + b) * gbytes..][..gbytes];
-            let (w0, w1) = (f16_at(gb, words + 2 * r), f16_at(gb, words + 2 * (R + r)));
+            let w0 = f16_at(gb, words + 2 * r);
+            let w1 = if self.layout.words() == 2 { f16_at(gb, words + 2 * (R + r)) } else { 0.0 };
             for (kk, y) in out[32 * b..32 * b + 32].iter_mut().enumerate() {
                 let q = quant_at(self.layout, gb, r, kk);
                 *y = match self.layout {

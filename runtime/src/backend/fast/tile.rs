@@ -262,16 +262,18 @@ unsafe fn tile<M: TileIsa, Q: Quants, const T: usize>(w: &Packed, g: usize, x: &
             for b in 0..blocks {
                 let blk = base.add(b * gb);
                 let wv = Q::load::<M>(blk, rh);
-                let s0 = M::row_lanes::<false>(blk.add(words), rh);
-                let s1 = M::row_lanes::<false>(blk.add(words + 2 * R), rh);
-                // The mins, in the even lanes.
-                let (m0, m1) = if Q::HALVES {
+                // The scales, and the mins in the even lanes (I8 has no w1 words).
+                let (w0, w1) = (blk.add(words), blk.add(words + 2 * R));
+                let s0 = M::row_lanes::<false>(w0, rh);
+                let (s1, m0, m1) = if Q::HALVES {
                     let c = M::splat(-32.0);
-                    (M::mul(M::row_lanes::<true>(blk.add(words), rh), c), M::mul(M::row_lanes::<true>(blk.add(words + 2 * R), rh), c))
+                    (M::row_lanes::<false>(w1, rh), M::mul(M::row_lanes::<true>(w0, rh), c), M::mul(M::row_lanes::<true>(w1, rh), c))
                 } else if offset {
-                    (M::mul(M::row_lanes::<true>(blk.add(words), rh), M::splat(-128.0)), M::zero_f())
+                    (s0, M::mul(M::row_lanes::<true>(w0, rh), M::splat(-128.0)), s0)
+                } else if Q::SIGNED {
+                    (s0, s0, s0)
                 } else {
-                    (M::row_lanes::<true>(blk.add(words + 2 * R), rh), M::zero_f())
+                    (s0, M::row_lanes::<true>(w1, rh), s0)
                 };
                 for (t, acc) in acc.iter_mut().enumerate() {
                     let row = t0 + t;

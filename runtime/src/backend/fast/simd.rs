@@ -80,6 +80,9 @@ pub trait Simd: Copy + Send + Sync + 'static {
     }
     /// 8 bf16 (16 bytes) as an f32 vector.
     unsafe fn load_bf16(p: *const u8) -> Self::F;
+    /// A hint that the cache line at `p` is read soon (none by default).
+    #[inline(always)]
+    unsafe fn prefetch(_p: *const u8) {}
     /// `round(x[i] * inv)` as i8 for 32 values (|x * inv| <= 127.5), stored at `q`;
     /// returns the sums of values 0..16 and 16..32 of the rounded result.
     unsafe fn quantize32(x: *const f32, inv: f32, q: *mut i8) -> (i32, i32);

@@ -167,6 +167,11 @@ macro_rules! common_methods {
         }
         #[inline]
         #[target_feature(enable = "avx2,fma,f16c")]
+        unsafe fn prefetch(p: *const u8) {
+            unsafe { _mm_prefetch::<_MM_HINT_T0>(p as *const i8) }
+        }
+        #[inline]
+        #[target_feature(enable = "avx2,fma,f16c")]
         unsafe fn load_bf16(p: *const u8) -> __m256 {
             unsafe {
                 let h = _mm256_cvtepu16_epi32(_mm_loadu_si128(p as *const __m128i));

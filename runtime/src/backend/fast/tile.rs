@@ -59,6 +59,9 @@ pub(super) trait TileIsa {
     unsafe fn row_lanes<const EVEN: bool>(p: *const u8, rh: usize) -> Self::F;
     /// Each row's pair of lanes summed: `4 * UNITS` values at `out`.
     unsafe fn store_rows(v: Self::F, out: *mut f32);
+    /// A hint that the cache line at `p` is read soon (none by default).
+    #[inline(always)]
+    unsafe fn prefetch(_p: *const u8) {}
 }
 
 /// A 256-bit [`Simd`] instruction set as a one-unit tile.
@@ -133,6 +136,10 @@ impl<S: Simd> TileIsa for Narrow<S> {
             let v = S::load_f16(p);
             if rh == 0 { S::pair_lanes::<0, EVEN>(v) } else { S::pair_lanes::<1, EVEN>(v) }
         }
+    }
+    #[inline(always)]
+    unsafe fn prefetch(p: *const u8) {
+        unsafe { S::prefetch(p) }
     }
     #[inline(always)]
     unsafe fn store_rows(v: S::F, out: *mut f32) {
@@ -261,6 +268,12 @@ unsafe fn tile<M: TileIsa, Q: Quants, const T: usize>(w: &Packed, g: usize, x: &
             let mut acc = [M::zero_f(); T];
             for b in 0..blocks {
                 let blk = base.add(b * gb);
+                // Decode streams the weights once: ask for them a few blocks ahead.
+                if T == 1 {
+                    for l in (0..gb).step_by(64) {
+                        M::prefetch(blk.add(PREFETCH_BYTES + l));
+                    }
+                }
                 let wv = Q::load::<M>(blk, rh);
                 // The scales, and the mins in the even lanes (I8 has no w1 words).
                 let (w0, w1) = (blk.add(words), blk.add(words + 2 * R));
@@ -309,6 +322,11 @@ unsafe fn tile<M: TileIsa, Q: Quants, const T: usize>(w: &Packed, g: usize, x: &
         }
     }
 }
+
+/// How far ahead of the block being multiplied decode prefetches the weights (measured on
+/// a 2-core Xeon VM, 1 x 131072 x 4096 Q4_K: 25 ms without, 19 at 1.3 KiB, 13 at 5 KiB; the
+/// hardware prefetchers alone keep too few lines in flight).
+const PREFETCH_BYTES: usize = 8192;
 
 /// Activation bytes a token chunk may hold so that it stays in the core's L2 while every
 /// group of the thread's rows passes over it.

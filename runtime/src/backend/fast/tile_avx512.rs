@@ -85,6 +85,9 @@ impl TileIsa for Zmm {
                 if EVEN { _mm512_maskz_permutexvar_ps(0x5555, idx, v) } else { _mm512_permutexvar_ps(idx, v) }
             }
         }
+        unsafe fn prefetch(p: *const u8) {
+            unsafe { _mm_prefetch::<_MM_HINT_T0>(p as *const i8) }
+        }
         unsafe fn store_rows(v: __m512, out: *mut f32) {
             unsafe {
                 let mut l = [0f32; 16];

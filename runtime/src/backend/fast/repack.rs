@@ -88,14 +88,48 @@ impl Layout {
     }
 }
 
-/// One sub-block of 32 values decoded from a file block: `x = w0 * q + w1` (I8: `q`
-/// signed, `w1 = 0`; U6: `x = s * (q - 32)` with `w0` the scale of values 0..16 and `w1`
-/// of 16..32).
+/// One sub-block of 32 values in its packed form: the two `kq` pieces of 8 nibble bytes
+/// (low nibble value `16 kq + j`, high `16 kq + 8 + j`), the bit planes (bit `i`: that
+/// bit of value `i`), and the f16 words `w0`/`w1` (`x = w0 * q + w1`; U6: the scales of
+/// values 0..16 and 16..32, `x = s * (q - 32)`).
 #[derive(Clone, Copy, Debug, Default)]
 struct Sub {
-    q: [u8; 32],
+    units: [[u8; 8]; 2],
+    planes: [u32; 2],
     w0: [u8; 2],
     w1: [u8; 2],
+}
+
+impl Sub {
+    /// From 32 unsigned quants of up to 6 bits.
+    fn of(q: &[u8; 32], w0: [u8; 2], w1: [u8; 2]) -> Sub {
+        let mut s = Sub { w0, w1, ..Sub::default() };
+        for kq in 0..2 {
+            for j in 0..8 {
+                s.units[kq][j] = (q[16 * kq + j] & 0x0f) | ((q[16 * kq + 8 + j] & 0x0f) << 4);
+            }
+        }
+        for (plane, m) in s.planes.iter_mut().enumerate() {
+            for (i, &v) in q.iter().enumerate() {
+                *m |= u32::from((v >> (4 + plane)) & 1) << i;
+            }
+        }
+        s
+    }
+
+    /// From the legacy formats' 16 bytes (low nibble value `j`, high `j + 16`): byte-wise,
+    /// without decoding values (loading and streaming speed).
+    fn legacy(qs: &[u8], qh: Option<&[u8]>, w0: [u8; 2], w1: [u8; 2]) -> Sub {
+        let mut s = Sub { w0, w1, ..Sub::default() };
+        for j in 0..8 {
+            s.units[0][j] = (qs[j] & 0x0f) | (qs[8 + j] << 4);
+            s.units[1][j] = (qs[j] >> 4) | (qs[8 + j] & 0xf0);
+        }
+        if let Some(qh) = qh {
+            s.planes[0] = u32::from_le_bytes([qh[0], qh[1], qh[2], qh[3]]);
+        }
+        s
+    }
 }
 
 /// Why a weight cannot be repacked.
@@ -113,63 +147,39 @@ fn f16_checked(v: f32, row: usize, block: usize) -> Result<[u8; 2], PackError> {
     Ok(h.to_le_bytes())
 }
 
-/// Decodes file block `blk` of `dtype` (sub-blocks `first_sub..` of its row, for errors)
-/// into `out` (one `Sub` per 32 values).
-fn decode(dtype: DType, blk: &[u8], row: usize, first_sub: usize, out: &mut [Sub]) -> Result<(), PackError> {
+/// Packs file block `blk` of `dtype` (row `row`, sub-blocks `first_sub..`, for errors)
+/// into row `r` of the group-blocks `gbs[0..]` (one per 32 values, `gbytes` apart).
+fn pack_block(dtype: DType, layout: Layout, blk: &[u8], row: usize, first_sub: usize, r: usize, gbs: &mut [u8], gbytes: usize) -> Result<(), PackError> {
     let scaled = |d: [u8; 2], c: f32| f16_checked(f16::from_le_bytes(d).to_f32() * c, row, first_sub);
-    let nibbles = |qs: &[u8], q: &mut [u8; 32]| {
-        for j in 0..16 {
-            q[j] = qs[j] & 0x0f;
-            q[j + 16] = qs[j] >> 4;
-        }
-    };
-    let fifth = |qh: &[u8], q: &mut [u8; 32]| {
-        let bits = u32::from_le_bytes([qh[0], qh[1], qh[2], qh[3]]);
-        for (i, v) in q.iter_mut().enumerate() {
-            *v |= (((bits >> i) & 1) as u8) << 4;
-        }
-    };
-    let s = &mut out[0];
+    let mut put = |j: usize, s: &Sub| place(layout, &mut gbs[j * gbytes..(j + 1) * gbytes], r, s);
+    let d = [blk[0], blk[1]];
     match dtype {
-        DType::Q8_0 => {
-            s.q.copy_from_slice(&blk[2..34]);
-            s.w0 = [blk[0], blk[1]];
-            s.w1 = [0, 0];
-        }
-        DType::Q4_0 => {
-            nibbles(&blk[2..18], &mut s.q);
-            s.w0 = [blk[0], blk[1]];
-            s.w1 = scaled(s.w0, -8.0)?;
-        }
-        DType::Q4_1 => {
-            nibbles(&blk[4..20], &mut s.q);
-            (s.w0, s.w1) = ([blk[0], blk[1]], [blk[2], blk[3]]);
-        }
-        DType::Q5_0 => {
-            nibbles(&blk[6..22], &mut s.q);
-            fifth(&blk[2..6], &mut s.q);
-            s.w0 = [blk[0], blk[1]];
-            s.w1 = scaled(s.w0, -16.0)?;
-        }
-        DType::Q5_1 => {
-            nibbles(&blk[8..24], &mut s.q);
-            fifth(&blk[4..8], &mut s.q);
-            (s.w0, s.w1) = ([blk[0], blk[1]], [blk[2], blk[3]]);
-        }
+        DType::Q8_0 => place_i8(&mut gbs[..gbytes], r, &blk[2..34], d),
+        DType::Q4_0 => put(0, &Sub::legacy(&blk[2..18], None, d, scaled(d, -8.0)?)),
+        DType::Q4_1 => put(0, &Sub::legacy(&blk[4..20], None, d, [blk[2], blk[3]])),
+        DType::Q5_0 => put(0, &Sub::legacy(&blk[6..22], Some(&blk[2..6]), d, scaled(d, -16.0)?)),
+        DType::Q5_1 => put(0, &Sub::legacy(&blk[8..24], Some(&blk[4..8]), d, [blk[2], blk[3]])),
         DType::Q4K | DType::Q5K => {
             let (d, dmin) = (f16_at(blk, 0), f16_at(blk, 2));
             let scales = &blk[4..16];
             let (qh, ql) = if dtype == DType::Q4K { (None, &blk[16..144]) } else { (Some(&blk[16..48]), &blk[48..176]) };
-            for (sb, s) in out.iter_mut().enumerate().take(8) {
+            for sb in 0..8 {
                 let (sc, mn) = scale_min_k4(sb, scales);
                 let chunk = &ql[32 * (sb / 2)..32 * (sb / 2) + 32];
-                for l in 0..32 {
-                    let low = if sb % 2 == 1 { chunk[l] >> 4 } else { chunk[l] & 0x0f };
-                    let high = qh.map_or(0, |qh| ((qh[l] >> sb) & 1) << 4);
-                    s.q[l] = low | high;
+                let shift = if sb % 2 == 1 { 4 } else { 0 };
+                let mut s = Sub { w0: f16_checked(d * sc, row, first_sub + sb)?, w1: f16_checked(-dmin * mn, row, first_sub + sb)?, ..Sub::default() };
+                for kq in 0..2 {
+                    for j in 0..8 {
+                        let (lo, hi) = ((chunk[16 * kq + j] >> shift) & 0x0f, (chunk[16 * kq + 8 + j] >> shift) & 0x0f);
+                        s.units[kq][j] = lo | (hi << 4);
+                    }
                 }
-                s.w0 = f16_checked(d * sc, row, first_sub + sb)?;
-                s.w1 = f16_checked(-dmin * mn, row, first_sub + sb)?;
+                if let Some(qh) = qh {
+                    for (l, &h) in qh.iter().enumerate() {
+                        s.planes[0] |= u32::from((h >> sb) & 1) << l;
+                    }
+                }
+                put(sb, &s);
             }
         }
         DType::Q6K => {
@@ -188,10 +198,10 @@ fn decode(dtype: DType, blk: &[u8], row: usize, first_sub: usize, out: &mut [Sub
                 }
             }
             let sc = &blk[192..208];
-            for (sb, s) in out.iter_mut().enumerate().take(8) {
-                s.q.copy_from_slice(&q[32 * sb..32 * sb + 32]);
-                s.w0 = f16_checked(d * f32::from(sc[2 * sb] as i8), row, first_sub + sb)?;
-                s.w1 = f16_checked(d * f32::from(sc[2 * sb + 1] as i8), row, first_sub + sb)?;
+            for sb in 0..8 {
+                let sub: &[u8; 32] = q[32 * sb..32 * sb + 32].try_into().expect("32 values");
+                let (w0, w1) = (f16_checked(d * f32::from(sc[2 * sb] as i8), row, first_sub + sb)?, f16_checked(d * f32::from(sc[2 * sb + 1] as i8), row, first_sub + sb)?);
+                put(sb, &Sub::of(sub, w0, w1));
             }
         }
         _ => unreachable!("Layout::of admits only the dtypes above"),
@@ -202,37 +212,34 @@ fn decode(dtype: DType, blk: &[u8], row: usize, first_sub: usize, out: &mut [Sub
 /// Writes row `r` (of its group) of sub-block `s` into the group-block `gb`.
 fn place(layout: Layout, gb: &mut [u8], r: usize, s: &Sub) {
     let (rh, rr) = (r / 4, r % 4);
-    let q = &s.q;
-    if layout == Layout::I8 {
-        for kg in 0..4 {
-            let at = 32 * (2 * kg + rh) + 8 * rr;
-            gb[at..at + 8].copy_from_slice(&q[8 * kg..8 * kg + 8]);
-        }
-    } else {
+    for kq in 0..2 {
+        let at = 32 * (2 * kq + rh) + 8 * rr;
+        gb[at..at + 8].copy_from_slice(&s.units[kq]);
+    }
+    for plane in 0..layout.planes() {
+        // Byte 2 kq + half of the plane holds the bits of values 16 kq + 8 half + j.
+        let bytes = s.planes[plane].to_le_bytes();
+        let base = 16 * R + 4 * R * plane;
         for kq in 0..2 {
-            let at = 32 * (2 * kq + rh) + 8 * rr;
-            for j in 0..8 {
-                gb[at + j] = (q[16 * kq + j] & 0x0f) | ((q[16 * kq + 8 + j] & 0x0f) << 4);
-            }
-        }
-        for plane in 0..layout.planes() {
-            let base = 16 * R + 4 * R * plane;
-            for kq in 0..2 {
-                for half in 0..2 {
-                    let mut byte = 0u8;
-                    for j in 0..8 {
-                        byte |= ((q[16 * kq + 8 * half + j] >> (4 + plane)) & 1) << j;
-                    }
-                    gb[base + 4 * (4 * kq + 2 * half + rh) + rr] = byte;
-                }
+            for half in 0..2 {
+                gb[base + 4 * (4 * kq + 2 * half + rh) + rr] = bytes[2 * kq + half];
             }
         }
     }
     let words = layout.quant_bytes();
     gb[words + 2 * r..words + 2 * r + 2].copy_from_slice(&s.w0);
-    if layout.words() == 2 {
-        gb[words + 2 * (R + r)..words + 2 * (R + r) + 2].copy_from_slice(&s.w1);
+    gb[words + 2 * (R + r)..words + 2 * (R + r) + 2].copy_from_slice(&s.w1);
+}
+
+/// Writes row `r` of a Q8_0 sub-block (32 signed quants, scale `d`) into `gb` (I8).
+fn place_i8(gb: &mut [u8], r: usize, q: &[u8], d: [u8; 2]) {
+    let (rh, rr) = (r / 4, r % 4);
+    for kg in 0..4 {
+        let at = 32 * (2 * kg + rh) + 8 * rr;
+        gb[at..at + 8].copy_from_slice(&q[8 * kg..8 * kg + 8]);
     }
+    let words = Layout::I8.quant_bytes();
+    gb[words + 2 * r..words + 2 * r + 2].copy_from_slice(&d);
 }
 
 /// The quant of row `r` (of its group), value `kk` of a group-block: the inverse of `place`.
@@ -262,16 +269,12 @@ pub fn pack_into(dtype: DType, k: usize, src: &[u8], dst: &mut [u8], first_row: 
     let blocks = k / 32;
     let gbytes = layout.group_block();
     let per = bvals / 32;
-    let mut subs = [Sub::default(); 8];
     for row in 0..n {
         let src_row = &src[row * row_bytes..(row + 1) * row_bytes];
         let (g, r) = (row / R, row % R);
         for (fb, chunk) in src_row.chunks_exact(bbytes).enumerate() {
-            decode(dtype, chunk, first_row + row, fb * per, &mut subs[..per])?;
-            for (j, s) in subs[..per].iter().enumerate() {
-                let at = (g * blocks + fb * per + j) * gbytes;
-                place(layout, &mut dst[at..at + gbytes], r, s);
-            }
+            let at = (g * blocks + fb * per) * gbytes;
+            pack_block(dtype, layout, chunk, first_row + row, fb * per, r, &mut dst[at..at + per * gbytes], gbytes)?;
         }
     }
     Ok(())
@@ -325,8 +328,8 @@ impl Packed {
 mod tests {
     use super::*;
 
-    /// `place` and `quant_at` are inverses for every row, value and layout, and the
-    /// planes/nibbles of different rows never overlap.
+    /// `place` (through `Sub::of`) / `place_i8` and `quant_at` are inverses for every row,
+    /// value and layout, and the planes/nibbles of different rows never overlap.
     #[test]
     fn place_and_quant_at_round_trip() {
         for layout in [Layout::U4, Layout::U5, Layout::U6, Layout::I8] {
@@ -339,11 +342,12 @@ mod tests {
             let mut gb = vec![0u8; layout.group_block()];
             let val = |r: usize, kk: usize| ((r * 37 + kk * 11 + 5) % max) as u8;
             for r in 0..R {
-                let mut s = Sub { w0: [r as u8, 1], w1: [r as u8, 2], ..Sub::default() };
-                for kk in 0..32 {
-                    s.q[kk] = val(r, kk);
+                let q: [u8; 32] = std::array::from_fn(|kk| val(r, kk));
+                if layout == Layout::I8 {
+                    place_i8(&mut gb, r, &q, [r as u8, 1]);
+                } else {
+                    place(layout, &mut gb, r, &Sub::of(&q, [r as u8, 1], [r as u8, 2]));
                 }
-                place(layout, &mut gb, r, &s);
             }
             for r in 0..R {
                 for kk in 0..32 {
@@ -351,5 +355,23 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// The byte-wise legacy path equals decoding the values first.
+    #[test]
+    fn legacy_bytes_equal_decoded_values() {
+        let qs: Vec<u8> = (0..16).map(|i| (i * 73 + 19) as u8).collect();
+        let qh = [0xa5u8, 0x3c, 0x0f, 0xf0];
+        let mut q = [0u8; 32];
+        for j in 0..16 {
+            q[j] = qs[j] & 0x0f;
+            q[j + 16] = qs[j] >> 4;
+        }
+        let bits = u32::from_le_bytes(qh);
+        for (i, v) in q.iter_mut().enumerate() {
+            *v |= (((bits >> i) & 1) as u8) << 4;
+        }
+        let (a, b) = (Sub::legacy(&qs, Some(&qh), [1, 2], [3, 4]), Sub::of(&q, [1, 2], [3, 4]));
+        assert_eq!((a.units, a.planes[0]), (b.units, b.planes[0]));
     }
 }

@@ -150,15 +150,14 @@ fn f16_checked(v: f32, row: usize, block: usize) -> Result<[u8; 2], PackError> {
 /// Packs file block `blk` of `dtype` (row `row`, sub-blocks `first_sub..`, for errors)
 /// into row `r` of the group-blocks `gbs[0..]` (one per 32 values, `gbytes` apart).
 fn pack_block(dtype: DType, layout: Layout, blk: &[u8], row: usize, first_sub: usize, r: usize, gbs: &mut [u8], gbytes: usize) -> Result<(), PackError> {
-    let scaled = |d: [u8; 2], c: f32| f16_checked(f16::from_le_bytes(d).to_f32() * c, row, first_sub);
-    let mut put = |j: usize, s: &Sub| place(layout, &mut gbs[j * gbytes..(j + 1) * gbytes], r, s);
+    let scaled = |d: [u8; 2], log2: u16| scale_f16(d, log2).map_or_else(|| f16_checked(-f16::from_le_bytes(d).to_f32() * f32::from(1u16 << log2), row, first_sub), Ok);
     let d = [blk[0], blk[1]];
     match dtype {
         DType::Q8_0 => place_i8(&mut gbs[..gbytes], r, &blk[2..34], d),
-        DType::Q4_0 => put(0, &Sub::legacy(&blk[2..18], None, d, scaled(d, -8.0)?)),
-        DType::Q4_1 => put(0, &Sub::legacy(&blk[4..20], None, d, [blk[2], blk[3]])),
-        DType::Q5_0 => put(0, &Sub::legacy(&blk[6..22], Some(&blk[2..6]), d, scaled(d, -16.0)?)),
-        DType::Q5_1 => put(0, &Sub::legacy(&blk[8..24], Some(&blk[4..8]), d, [blk[2], blk[3]])),
+        DType::Q4_0 => place(layout, gbs, r, &Sub::legacy(&blk[2..18], None, d, scaled(d, 3)?)),
+        DType::Q4_1 => place(layout, gbs, r, &Sub::legacy(&blk[4..20], None, d, [blk[2], blk[3]])),
+        DType::Q5_0 => place(layout, gbs, r, &Sub::legacy(&blk[6..22], Some(&blk[2..6]), d, scaled(d, 4)?)),
+        DType::Q5_1 => place(layout, gbs, r, &Sub::legacy(&blk[8..24], Some(&blk[4..8]), d, [blk[2], blk[3]])),
         DType::Q4K | DType::Q5K => {
             let (d, dmin) = (f16_at(blk, 0), f16_at(blk, 2));
             let scales = &blk[4..16];
@@ -179,7 +178,7 @@ fn pack_block(dtype: DType, layout: Layout, blk: &[u8], row: usize, first_sub: u
                         s.planes[0] |= u32::from((h >> sb) & 1) << l;
                     }
                 }
-                put(sb, &s);
+                place(layout, &mut gbs[sb * gbytes..], r, &s);
             }
         }
         DType::Q6K => {
@@ -201,7 +200,7 @@ fn pack_block(dtype: DType, layout: Layout, blk: &[u8], row: usize, first_sub: u
             for sb in 0..8 {
                 let sub: &[u8; 32] = q[32 * sb..32 * sb + 32].try_into().expect("32 values");
                 let (w0, w1) = (f16_checked(d * f32::from(sc[2 * sb] as i8), row, first_sub + sb)?, f16_checked(d * f32::from(sc[2 * sb + 1] as i8), row, first_sub + sb)?);
-                put(sb, &Sub::of(sub, w0, w1));
+                place(layout, &mut gbs[sb * gbytes..], r, &Sub::of(sub, w0, w1));
             }
         }
         _ => unreachable!("Layout::of admits only the dtypes above"),
@@ -209,7 +208,19 @@ fn pack_block(dtype: DType, layout: Layout, blk: &[u8], row: usize, first_sub: u
     Ok(())
 }
 
-/// Writes row `r` (of its group) of sub-block `s` into the group-block `gb`.
+/// `-d * 2^log2` in f16 by its exponent bits (exact), or `None` where that does not apply
+/// (zero, subnormal, infinite/NaN, or a result past f16's range).
+fn scale_f16(d: [u8; 2], log2: u16) -> Option<[u8; 2]> {
+    let b = u16::from_le_bytes(d);
+    let e = (b >> 10) & 0x1f;
+    if e == 0 || e + log2 >= 0x1f {
+        return None;
+    }
+    Some(((b ^ 0x8000) + (log2 << 10)).to_le_bytes())
+}
+
+/// Writes row `r` (of its group) of sub-block `s` into the group-block at the start of `gb`.
+#[inline(always)]
 fn place(layout: Layout, gb: &mut [u8], r: usize, s: &Sub) {
     let (rh, rr) = (r / 4, r % 4);
     for kq in 0..2 {
@@ -232,6 +243,7 @@ fn place(layout: Layout, gb: &mut [u8], r: usize, s: &Sub) {
 }
 
 /// Writes row `r` of a Q8_0 sub-block (32 signed quants, scale `d`) into `gb` (I8).
+#[inline(always)]
 fn place_i8(gb: &mut [u8], r: usize, q: &[u8], d: [u8; 2]) {
     let (rh, rr) = (r / 4, r % 4);
     for kg in 0..4 {
@@ -352,6 +364,19 @@ mod tests {
             for r in 0..R {
                 for kk in 0..32 {
                     assert_eq!(quant_at(layout, &gb, r, kk), val(r, kk), "{layout:?} row {r} value {kk}");
+                }
+            }
+        }
+    }
+
+    /// The exponent shortcut equals the float product wherever it applies.
+    #[test]
+    fn scale_f16_equals_the_float_product() {
+        for bits in 0..=u16::MAX {
+            for log2 in [3u16, 4] {
+                if let Some(got) = scale_f16(bits.to_le_bytes(), log2) {
+                    let want = f16::from_f32(-f16::from_bits(bits).to_f32() * f32::from(1u16 << log2));
+                    assert_eq!(f16::from_le_bytes(got).to_bits(), want.to_bits(), "{bits:#x} * -2^{log2}");
                 }
             }
         }

@@ -148,8 +148,10 @@ fn f16_checked(v: f32, row: usize, block: usize) -> Result<[u8; 2], PackError> {
 }
 
 /// Packs file block `blk` of `dtype` (row `row`, sub-blocks `first_sub..`, for errors)
-/// into row `r` of the group-blocks `gbs[0..]` (one per 32 values, `gbytes` apart).
-fn pack_block(dtype: DType, layout: Layout, blk: &[u8], row: usize, first_sub: usize, r: usize, gbs: &mut [u8], gbytes: usize) -> Result<(), PackError> {
+/// into row `r` of the group-blocks `gbs[0..]` (one per 32 values).
+fn pack_block(dtype: DType, blk: &[u8], row: usize, first_sub: usize, r: usize, gbs: &mut [u8]) -> Result<(), PackError> {
+    let layout = Layout::of(dtype).expect("packable dtype");
+    let gbytes = layout.group_block();
     let scaled = |d: [u8; 2], log2: u16| scale_f16(d, log2).map_or_else(|| f16_checked(-f16::from_le_bytes(d).to_f32() * f32::from(1u16 << log2), row, first_sub), Ok);
     let d = [blk[0], blk[1]];
     match dtype {
@@ -286,7 +288,7 @@ pub fn pack_into(dtype: DType, k: usize, src: &[u8], dst: &mut [u8], first_row: 
         let (g, r) = (row / R, row % R);
         for (fb, chunk) in src_row.chunks_exact(bbytes).enumerate() {
             let at = (g * blocks + fb * per) * gbytes;
-            pack_block(dtype, layout, chunk, first_row + row, fb * per, r, &mut dst[at..at + per * gbytes], gbytes)?;
+            pack_block(dtype, chunk, first_row + row, fb * per, r, &mut dst[at..at + per * gbytes])?;
         }
     }
     Ok(())

@@ -157,13 +157,17 @@ impl<S: Simd> TileIsa for Narrow<S> {
 pub(super) trait Quants {
     const LAYOUT: Layout;
     /// Signed bytes (I8), else unsigned.
-    const SIGNED: bool;
+    const SIGNED: bool = matches!(Self::LAYOUT, Layout::I8);
     /// `w0` scales values 0..16 and `w1` values 16..32, the min is `-32 s` per half (U6);
-    /// otherwise `w1` is the min (U4, U5) or zero (I8).
-    const HALVES: bool;
+    /// otherwise `w1` is the min (U4, U5) or absent (I8).
+    const HALVES: bool = matches!(Self::LAYOUT, Layout::U6);
     /// The weight vectors `[kq][half]` of pass `rh` of a group-block: half 0 multiplies
-    /// activation bytes `16 kq .. 16 kq + 8`, half 1 the next 8.
-    unsafe fn load<M: TileIsa>(blk: *const u8, rh: usize) -> [[M::B; 2]; 2];
+    /// activation bytes `16 kq .. 16 kq + 8`, half 1 the next 8. By default the nibble
+    /// layouts' (U4, U5, U6: nibbles with the layout's bit planes).
+    #[inline(always)]
+    unsafe fn load<M: TileIsa>(blk: *const u8, rh: usize) -> [[M::B; 2]; 2] {
+        unsafe { nibble_vectors::<M>(blk, rh, Self::LAYOUT.planes()) }
+    }
 }
 
 pub(super) struct U4;
@@ -193,35 +197,15 @@ unsafe fn nibble_vectors<M: TileIsa>(blk: *const u8, rh: usize, planes: usize) -
 
 impl Quants for U4 {
     const LAYOUT: Layout = Layout::U4;
-    const SIGNED: bool = false;
-    const HALVES: bool = false;
-    #[inline(always)]
-    unsafe fn load<M: TileIsa>(blk: *const u8, rh: usize) -> [[M::B; 2]; 2] {
-        unsafe { nibble_vectors::<M>(blk, rh, 0) }
-    }
 }
 impl Quants for U5 {
     const LAYOUT: Layout = Layout::U5;
-    const SIGNED: bool = false;
-    const HALVES: bool = false;
-    #[inline(always)]
-    unsafe fn load<M: TileIsa>(blk: *const u8, rh: usize) -> [[M::B; 2]; 2] {
-        unsafe { nibble_vectors::<M>(blk, rh, 1) }
-    }
 }
 impl Quants for U6 {
     const LAYOUT: Layout = Layout::U6;
-    const SIGNED: bool = false;
-    const HALVES: bool = true;
-    #[inline(always)]
-    unsafe fn load<M: TileIsa>(blk: *const u8, rh: usize) -> [[M::B; 2]; 2] {
-        unsafe { nibble_vectors::<M>(blk, rh, 2) }
-    }
 }
 impl Quants for I8 {
     const LAYOUT: Layout = Layout::I8;
-    const SIGNED: bool = true;
-    const HALVES: bool = false;
     #[inline(always)]
     unsafe fn load<M: TileIsa>(blk: *const u8, rh: usize) -> [[M::B; 2]; 2] {
         // Unit 2 kg + rh holds values 8 kg .. 8 kg + 8. (No closures in kernels: one
@@ -271,7 +255,8 @@ unsafe fn tile<M: TileIsa, Q: Quants, const T: usize>(w: &Packed, g: usize, x: &
                 // Decode streams the weights once: ask for them a few blocks ahead.
                 if T == 1 {
                     for l in (0..gb).step_by(64) {
-                        M::prefetch(blk.add(PREFETCH_BYTES + l));
+                        // (wrapping: past the last block the address is only a hint.)
+                        M::prefetch(blk.wrapping_add(PREFETCH_BYTES + l));
                     }
                 }
                 let wv = Q::load::<M>(blk, rh);

@@ -20,7 +20,7 @@ impl<B: Backend> KvCache<B> {
         let k_width = (cfg.n_kv_heads * cfg.head_dim) as usize;
         let v_width = (cfg.n_kv_heads * cfg.head_dim_v) as usize;
         let layers = (0..cfg.n_layers)
-            .map(|_| Ok((b.alloc(capacity * k_width)?, b.alloc(capacity * v_width)?)))
+            .map(|_| Ok((b.alloc_cache(capacity * k_width)?, b.alloc_cache(capacity * v_width)?)))
             .collect::<BResult<Vec<_>>>()?;
         Ok(KvCache { layers, capacity, len: 0, k_width, v_width })
     }

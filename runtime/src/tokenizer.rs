@@ -12,9 +12,10 @@
 //! tokens (type 3: `<|im_start|>`, `<start_of_turn>`) only when `parse_special` is set, as
 //! llama.cpp does.
 
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::BinaryHeap;
+use std::sync::{Arc, Mutex};
 
-use crate::model::gguf::{Array, GgufHeader, Value};
+use crate::model::gguf::{Array, GgufHeader, Strings, Value};
 
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
 pub enum TokenizerError {
@@ -31,8 +32,10 @@ const TYPE_USER_DEFINED: i32 = 4;
 
 #[derive(Clone)]
 enum Model {
-    /// Byte-level BPE through the `tokenizers` crate: (plain, parsing control tokens).
-    Hf(Box<tokenizers::Tokenizer>, Box<tokenizers::Tokenizer>),
+    /// Byte-level BPE through the `tokenizers` crate: one copy of its vocabulary and
+    /// merges (several MB), its `encode_special_tokens` switch set per call under the lock
+    /// (control-token texts as text, or as their ids).
+    Hf(Arc<Mutex<tokenizers::Tokenizer>>),
     Spm(Box<Spm>),
 }
 
@@ -44,7 +47,7 @@ pub struct Tokenizer {
     pub eos: Option<u32>,
     /// Prepend BOS when encoding a prompt (`tokenizer.ggml.add_bos_token`).
     pub add_bos: bool,
-    tokens: Vec<String>,
+    tokens: Arc<Strings>,
 }
 
 impl std::fmt::Debug for Tokenizer {
@@ -57,7 +60,7 @@ impl std::fmt::Debug for Tokenizer {
     }
 }
 
-fn strings<'a>(h: &'a GgufHeader, key: &str) -> Result<&'a [String], TokenizerError> {
+fn strings<'a>(h: &'a GgufHeader, key: &str) -> Result<&'a Strings, TokenizerError> {
     match h.get(key) {
         Some(Value::Array(Array::String(v))) => Ok(v),
         _ => Err(TokenizerError::Missing(key.into())),
@@ -89,7 +92,7 @@ impl Tokenizer {
     /// From GGUF metadata (`tokenizer.ggml.*`).
     pub fn from_gguf(h: &GgufHeader) -> Result<Self, TokenizerError> {
         let kind = h.get("tokenizer.ggml.model").and_then(Value::as_str).ok_or_else(|| TokenizerError::Missing("tokenizer.ggml.model".into()))?;
-        let tokens = strings(h, "tokenizer.ggml.tokens")?.to_vec();
+        let tokens = Arc::new(strings(h, "tokenizer.ggml.tokens")?.clone());
         let types: Vec<i32> = match h.get("tokenizer.ggml.token_type") {
             Some(Value::Array(Array::I32(v))) if v.len() == tokens.len() => v.clone(),
             Some(Value::Array(a)) if a.len() == tokens.len() => a.to_u64s().map(|v| v.into_iter().map(|x| x as i32).collect()).unwrap_or_else(|| vec![1; tokens.len()]),
@@ -103,12 +106,7 @@ impl Tokenizer {
                 let merges = strings(h, "tokenizer.ggml.merges")?;
                 let pre = h.get("tokenizer.ggml.pre").and_then(Value::as_str).unwrap_or("default");
                 let regexes = pre_regexes(pre).ok_or_else(|| TokenizerError::Unsupported(format!("pre-tokenizer {pre:?}")))?;
-                let plain = bpe(&tokens, &types, merges, &regexes)?;
-                let mut special = plain.clone();
-                special.set_encode_special_tokens(false);
-                let mut plain = plain;
-                plain.set_encode_special_tokens(true);
-                Model::Hf(Box::new(plain), Box::new(special))
+                Model::Hf(Arc::new(Mutex::new(bpe(&tokens, &types, merges, &regexes)?)))
             }
             "llama" => {
                 let scores: Vec<f32> = match h.get("tokenizer.ggml.scores") {
@@ -116,7 +114,7 @@ impl Tokenizer {
                     _ => return Err(TokenizerError::Missing("tokenizer.ggml.scores".into())),
                 };
                 let add_space_prefix = h.get("tokenizer.ggml.add_space_prefix").and_then(Value::as_bool).unwrap_or(true);
-                Model::Spm(Box::new(Spm::new(&tokens, &scores, &types, add_space_prefix, id_key(h, "tokenizer.ggml.unknown_token_id"))))
+                Model::Spm(Box::new(Spm::new(tokens.clone(), scores, &types, add_space_prefix, id_key(h, "tokenizer.ggml.unknown_token_id"))))
             }
             other => return Err(TokenizerError::Unsupported(format!("tokenizer model {other:?} (supported: gpt2, llama)"))),
         };
@@ -132,9 +130,8 @@ impl Tokenizer {
                 *slot = s;
             }
         }
-        let mut plain = t.clone();
-        plain.set_encode_special_tokens(true);
-        Ok(Tokenizer { model: Model::Hf(Box::new(plain), Box::new(t)), bos, eos, add_bos, tokens })
+        let tokens = Arc::new(tokens.iter().collect::<Strings>());
+        Ok(Tokenizer { model: Model::Hf(Arc::new(Mutex::new(t))), bos, eos, add_bos, tokens })
     }
 
     pub fn vocab_size(&self) -> usize {
@@ -142,7 +139,7 @@ impl Tokenizer {
     }
 
     pub fn token_text(&self, id: u32) -> Option<&str> {
-        self.tokens.get(id as usize).map(String::as_str)
+        self.tokens.get(id as usize)
     }
 
     /// Token ids of `text`; with `add_bos` (and the model asking for it) BOS comes first.
@@ -153,8 +150,9 @@ impl Tokenizer {
             ids.extend(self.bos);
         }
         match &self.model {
-            Model::Hf(plain, special) => {
-                let t = if parse_special { special } else { plain };
+            Model::Hf(t) => {
+                let mut t = t.lock().unwrap_or_else(|e| e.into_inner());
+                t.set_encode_special_tokens(!parse_special);
                 let enc = t.encode(text, false).map_err(|e| TokenizerError::Build(e.to_string()))?;
                 ids.extend_from_slice(enc.get_ids());
             }
@@ -167,7 +165,7 @@ impl Tokenizer {
     /// (a character split across tokens) is replaced, so decode whole sequences.
     pub fn decode(&self, ids: &[u32]) -> Result<String, TokenizerError> {
         match &self.model {
-            Model::Hf(_, t) => t.decode(ids, true).map_err(|e| TokenizerError::Build(e.to_string())),
+            Model::Hf(t) => t.lock().unwrap_or_else(|e| e.into_inner()).decode(ids, true).map_err(|e| TokenizerError::Build(e.to_string())),
             Model::Spm(spm) => Ok(spm.decode(ids)),
         }
     }
@@ -242,7 +240,7 @@ impl TextStream {
     }
 }
 
-fn bpe(tokens: &[String], types: &[i32], merges: &[String], regexes: &[&str]) -> Result<tokenizers::Tokenizer, TokenizerError> {
+fn bpe(tokens: &Strings, types: &[i32], merges: &Strings, regexes: &[&str]) -> Result<tokenizers::Tokenizer, TokenizerError> {
     use tokenizers::models::bpe::BPE;
     use tokenizers::pre_tokenizers::byte_level::ByteLevel;
     use tokenizers::pre_tokenizers::sequence::Sequence;
@@ -250,7 +248,7 @@ fn bpe(tokens: &[String], types: &[i32], merges: &[String], regexes: &[&str]) ->
     use tokenizers::pre_tokenizers::PreTokenizerWrapper;
     use tokenizers::{AddedToken, SplitDelimiterBehavior};
 
-    let vocab: tokenizers::models::bpe::Vocab = tokens.iter().enumerate().map(|(i, t)| (t.clone(), i as u32)).collect();
+    let vocab: tokenizers::models::bpe::Vocab = tokens.iter().enumerate().map(|(i, t)| (t.to_owned(), i as u32)).collect();
     let merges: Vec<(String, String)> = merges
         .iter()
         .map(|m| m.split_once(' ').map(|(a, b)| (a.to_owned(), b.to_owned())).ok_or_else(|| TokenizerError::Build(format!("bad merge {m:?}"))))
@@ -269,7 +267,7 @@ fn bpe(tokens: &[String], types: &[i32], merges: &[String], regexes: &[&str]) ->
         .iter()
         .zip(types)
         .filter(|(_, &ty)| ty == TYPE_CONTROL || ty == TYPE_USER_DEFINED)
-        .map(|(s, &ty)| AddedToken::from(s.clone(), ty == TYPE_CONTROL))
+        .map(|(s, &ty)| AddedToken::from(s.to_owned(), ty == TYPE_CONTROL))
         .collect();
     t.add_tokens(added.iter().filter(|a| !a.special).cloned()).map_err(|e| TokenizerError::Build(e.to_string()))?;
     t.add_special_tokens(added.iter().filter(|a| a.special).cloned()).map_err(|e| TokenizerError::Build(e.to_string()))?;
@@ -279,9 +277,11 @@ fn bpe(tokens: &[String], types: &[i32], merges: &[String], regexes: &[&str]) ->
 /// llama.cpp's SentencePiece tokenizer (score-driven bigram merges, byte fallback).
 #[derive(Clone)]
 struct Spm {
-    vocab: HashMap<String, u32>,
+    /// Token ids ordered by text (then id): text -> id by binary search, at 4 bytes per
+    /// token instead of a map of owned strings (17 MB for a 262k vocabulary).
+    by_text: Vec<u32>,
     scores: Vec<f32>,
-    tokens: Vec<String>,
+    tokens: Arc<Strings>,
     /// Always split out (user-defined), longest first.
     user_defined: Vec<(String, u32)>,
     /// Split out with `parse_special` (control), longest first.
@@ -299,11 +299,12 @@ enum Frag<'a> {
 }
 
 impl Spm {
-    fn new(tokens: &[String], scores: &[f32], types: &[i32], add_space_prefix: bool, unk: Option<u32>) -> Self {
-        let vocab = tokens.iter().enumerate().map(|(i, t)| (t.clone(), i as u32)).collect();
+    fn new(tokens: Arc<Strings>, scores: Vec<f32>, types: &[i32], add_space_prefix: bool, unk: Option<u32>) -> Self {
+        let mut by_text: Vec<u32> = (0..tokens.len() as u32).collect();
+        by_text.sort_by(|&a, &b| tokens.get(a as usize).cmp(&tokens.get(b as usize)).then(a.cmp(&b)));
         let pick = |ty: i32| {
             let mut v: Vec<(String, u32)> =
-                tokens.iter().zip(types).enumerate().filter(|(_, (t, &k))| k == ty && !t.is_empty()).map(|(i, (t, _))| (t.clone(), i as u32)).collect();
+                tokens.iter().zip(types).enumerate().filter(|(_, (t, &k))| k == ty && !t.is_empty()).map(|(i, (t, _))| (t.to_owned(), i as u32)).collect();
             v.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then(a.1.cmp(&b.1)));
             v
         };
@@ -315,12 +316,13 @@ impl Spm {
                 }
             }
         }
+        let (user_defined, control) = (pick(TYPE_USER_DEFINED), pick(TYPE_CONTROL));
         Spm {
-            vocab,
-            scores: scores.to_vec(),
-            tokens: tokens.to_vec(),
-            user_defined: pick(TYPE_USER_DEFINED),
-            control: pick(TYPE_CONTROL),
+            by_text,
+            scores,
+            tokens,
+            user_defined,
+            control,
             bytes,
             add_space_prefix,
             unk,
@@ -416,7 +418,7 @@ impl Spm {
             let (Some(l), Some(r)) = (left, right) else { return };
             let start = syms[l].start;
             let len = syms[l].len + syms[r].len;
-            if let Some(&id) = self.vocab.get(&text[start..start + len]) {
+            if let Some(id) = self.id(&text[start..start + len]) {
                 heap.push(Bigram { score: self.scores[id as usize], left: l, right: r, len });
             }
         };
@@ -441,8 +443,8 @@ impl Spm {
         let mut i = if syms.is_empty() { None } else { Some(0) };
         while let Some(s) = i {
             let piece = &text[syms[s].start..syms[s].start + syms[s].len];
-            match self.vocab.get(piece) {
-                Some(&id) => out.push(id),
+            match self.id(piece) {
+                Some(id) => out.push(id),
                 None => {
                     for b in piece.bytes() {
                         out.extend(self.bytes[b as usize].or(self.unk));
@@ -451,6 +453,14 @@ impl Spm {
             }
             i = syms[s].next;
         }
+    }
+
+    /// The id of a token text; the last of equal texts (as a map built in id order).
+    fn id(&self, text: &str) -> Option<u32> {
+        let text = Some(text);
+        let end = self.by_text.partition_point(|&i| self.tokens.get(i as usize) <= text);
+        let id = *self.by_text.get(end.checked_sub(1)?)?;
+        (self.tokens.get(id as usize) == text).then_some(id)
     }
 
     fn decode(&self, ids: &[u32]) -> String {

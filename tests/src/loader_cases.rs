@@ -539,11 +539,11 @@ fn every_metadata_type_round_trips() -> CaseResult {
         ("u64", Value::U64(u64::MAX)),
         ("i64", Value::I64(i64::MIN)),
         ("f64", Value::F64(-2.5e300)),
-        ("arr_str", Value::Array(Array::String(vec!["a".into(), "".into(), "ü".into()]))),
+        ("arr_str", Value::Array(Array::String(["a", "", "ü"].into_iter().collect()))),
         ("arr_f32", Value::Array(Array::F32(vec![1.0, -0.5]))),
         ("arr_bool", Value::Array(Array::Bool(vec![true, false]))),
         ("arr_i64", Value::Array(Array::I64(vec![-1, 1]))),
-        ("arr_nested", Value::Array(Array::Array(vec![Array::U16(vec![1, 2]), Array::String(vec!["x".into()])]))),
+        ("arr_nested", Value::Array(Array::Array(vec![Array::U16(vec![1, 2]), Array::String(["x"].into_iter().collect())]))),
         ("arr_empty", Value::Array(Array::U8(vec![]))),
     ];
     let mut w = GgufWriter::new();

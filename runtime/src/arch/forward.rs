@@ -58,6 +58,14 @@ impl<B: Backend> Net<'_, B> {
     }
 }
 
+/// The buffer in `slot`, allocated (`len` values) on first use.
+fn scratch<'a, B: Backend>(b: &B, slot: &'a mut Option<B::Buf>, len: usize) -> Result<&'a mut B::Buf, BackendError> {
+    match slot {
+        Some(buf) => Ok(buf),
+        None => Ok(slot.insert(b.alloc(len)?)),
+    }
+}
+
 fn run<B: Backend>(net: &Net<'_, B>, kv: &mut KvCache<B>, tokens: &[u32], logits: Logits, probe: bool) -> Result<B::Buf, ForwardError> {
     let Net { backend: b, cfg, weights: w, rope } = *net;
     let t = tokens.len();
@@ -92,11 +100,10 @@ fn run<B: Backend>(net: &Net<'_, B>, kv: &mut KvCache<B>, tokens: &[u32], logits
     let mut q = b.alloc(t * nh * hd)?;
     let mut k = b.alloc(t * nkv * hd)?;
     let mut v = b.alloc(t * nkv * hdv)?;
-    let mut qn = b.alloc(t * nh * hd)?;
-    let mut kn = b.alloc(t * nkv * hd)?;
     let mut attn = b.alloc(t * nh * hdv)?;
     let mut proj = b.alloc(t * h)?;
-    let mut post = b.alloc(t * h)?;
+    // Only for QK-norm and post-norms (Gemma): allocated when a layer first needs them.
+    let (mut qn, mut kn, mut post) = (None, None, None);
     let mut gate = b.alloc(t * ff)?;
     let mut up = b.alloc(t * ff)?;
     let mut act = b.alloc(t * ff)?;
@@ -138,10 +145,11 @@ fn run<B: Backend>(net: &Net<'_, B>, kv: &mut KvCache<B>, tokens: &[u32], logits
         }
         // QK-norm: RMS norm over each head's head_dim values.
         if let (Some(qw), Some(kw)) = (&lw.q_norm, &lw.k_norm) {
-            b.rms_norm(&q, t * nh, hd, qw, eps, off, &mut qn)?;
-            b.rms_norm(&k, t * nkv, hd, kw, eps, off, &mut kn)?;
-            std::mem::swap(&mut q, &mut qn);
-            std::mem::swap(&mut k, &mut kn);
+            let (qn, kn) = (scratch(b, &mut qn, t * nh * hd)?, scratch(b, &mut kn, t * nkv * hd)?);
+            b.rms_norm(&q, t * nh, hd, qw, eps, off, qn)?;
+            b.rms_norm(&k, t * nkv, hd, kw, eps, off, kn)?;
+            std::mem::swap(&mut q, qn);
+            std::mem::swap(&mut k, kn);
         }
         // RoPE at the tokens' absolute positions, with this layer's frequencies.
         let rope_args = RopeArgs {
@@ -178,8 +186,9 @@ fn run<B: Backend>(net: &Net<'_, B>, kv: &mut KvCache<B>, tokens: &[u32], logits
             b.add_bias(&mut proj, t, bias)?;
         }
         if let Some(pn) = &lw.attn_post_norm {
-            b.rms_norm(&proj, t, h, pn, eps, off, &mut post)?;
-            std::mem::swap(&mut proj, &mut post);
+            let post = scratch(b, &mut post, t * h)?;
+            b.rms_norm(&proj, t, h, pn, eps, off, post)?;
+            std::mem::swap(&mut proj, post);
         }
         b.add(&mut x, &proj, t * h)?;
 
@@ -200,8 +209,9 @@ fn run<B: Backend>(net: &Net<'_, B>, kv: &mut KvCache<B>, tokens: &[u32], logits
         b.gated(&gate, &up, t * ff, cfg.activation, &mut act)?;
         b.matmul(&act, t, &lw.down, &mut proj)?;
         if let Some(pn) = &lw.ffn_post_norm {
-            b.rms_norm(&proj, t, h, pn, eps, off, &mut post)?;
-            std::mem::swap(&mut proj, &mut post);
+            let post = scratch(b, &mut post, t * h)?;
+            b.rms_norm(&proj, t, h, pn, eps, off, post)?;
+            std::mem::swap(&mut proj, post);
         }
         b.add(&mut x, &proj, t * h)?;
         if probe && b.all_finite(&x, t * h) == Some(false) {

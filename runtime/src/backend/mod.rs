@@ -350,6 +350,12 @@ pub trait Backend {
         Ok(bytes)
     }
     fn alloc(&self, len: usize) -> BResult<Self::Buf>;
+    /// A K or V cache of `len` values: written only by `copy_rows` (as its destination),
+    /// read by `attention` (and `read`). A backend may keep it in lower precision (the
+    /// fast CPU backend: f16, llama.cpp's default); any other op given it is an error.
+    fn alloc_cache(&self, len: usize) -> BResult<Self::Buf> {
+        self.alloc(len)
+    }
     fn upload(&self, data: &[f32]) -> BResult<Self::Buf>;
     /// Copies `len` values from `offset` back to the host.
     fn read(&self, buf: &Self::Buf, offset: usize, len: usize) -> impl Future<Output = BResult<Vec<f32>>>;

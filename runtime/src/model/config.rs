@@ -13,7 +13,7 @@ use serde_json::Value as Json;
 
 use crate::arch::{activation_from_hf, Arch, SlidingPattern};
 use crate::error::{Error, ErrorKind};
-use crate::model::gguf::{GgufHeader, Value};
+use crate::model::gguf::{Array, GgufHeader, Value};
 use crate::quant::DType;
 
 /// Where a config value came from.
@@ -383,15 +383,14 @@ pub(crate) fn from_gguf(h: &GgufHeader, arch_key: &str, errs: &mut Errs) -> Para
         }
     }
     match h.get("tokenizer.ggml.tokens") {
-        Some(Value::Array(a)) if a.as_strings().is_some() => {
-            let tokens = a.as_strings().unwrap_or_default();
+        Some(Value::Array(Array::String(tokens))) => {
             if let Ok(n) = u32::try_from(tokens.len()) {
                 if n > 0 {
                     p.tokenizer_vocab = Some((n, Source::GgufKey("tokenizer.ggml.tokens (length)".into())));
                 }
             }
             for (id, text) in tokens.iter().enumerate() {
-                if EOG_TEXTS.contains(&text.as_str()) {
+                if EOG_TEXTS.contains(&text) {
                     let src = Source::GgufKey(format!("tokenizer.ggml.tokens[{id}] = {text:?}"));
                     p.eog_token_ids.push((id as u32, src));
                 }

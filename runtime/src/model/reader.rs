@@ -102,15 +102,21 @@ impl<'a> Reader<'a> {
 
     /// A GGUF string: u64 length, then that many UTF-8 bytes (at most `max`).
     pub fn string(&mut self, max: u64, what: &dyn Fn() -> String) -> Result<String> {
+        self.str(max, what).map(str::to_owned)
+    }
+
+    /// As `string`, borrowed from the read window (valid until the next read).
+    pub fn str(&mut self, max: u64, what: &dyn Fn() -> String) -> Result<&str> {
         let len = self.u64(&|| format!("length of {}", what()))?;
         if len > max {
             return Err(self.err(ErrorKind::TooLong { what: what(), len, max }));
         }
         let offset = self.pos;
-        let bytes = self.bytes(len, what)?;
-        match std::str::from_utf8(bytes) {
-            Ok(s) => Ok(s.to_owned()),
-            Err(_) => Err(self.err(ErrorKind::BadUtf8 { what: what(), offset })),
+        if std::str::from_utf8(self.bytes(len, what)?).is_err() {
+            return Err(self.err(ErrorKind::BadUtf8 { what: what(), offset }));
         }
+        // The bytes just read end the window at `pos`.
+        let start = (offset - self.window_start) as usize;
+        Ok(std::str::from_utf8(&self.window[start..start + len as usize]).unwrap_or_default())
     }
 }

@@ -88,20 +88,54 @@ pub unsafe fn dot_f32<S: Simd>(a: &[f32], b: &[f32]) -> f32 {
 /// # Safety
 /// The instruction set `S` must be available.
 #[inline(always)]
-pub unsafe fn axpy<S: Simd>(y: &mut [f32], p: f32, x: &[f32]) {
+pub unsafe fn axpy<S: Simd, E: KvElem>(y: &mut [f32], p: f32, x: &[E]) {
     let n = y.len().min(x.len());
     let mut i = 0;
     unsafe {
         let pv = S::splat(p);
         while i + 8 <= n {
             let yp = y.as_mut_ptr().add(i);
-            S::store_f(yp, S::fma(pv, S::load_f(x.as_ptr().add(i)), S::load_f(yp)));
+            S::store_f(yp, S::fma(pv, E::load8::<S>(x.as_ptr().add(i)), S::load_f(yp)));
             i += 8;
         }
     }
     while i < n {
-        y[i] += p * x[i];
+        y[i] += p * x[i].f32();
         i += 1;
+    }
+}
+
+/// An element of a K or V cache row: f32, or f16 (the fast backend's own caches, as
+/// llama.cpp keeps them by default: half the memory and half the bytes attention reads,
+/// at a rounding error of 2^-11 relative, far below the 8-bit activations' 2^-8).
+pub trait KvElem: Copy {
+    /// 8 values as an f32 vector.
+    ///
+    /// # Safety
+    /// The instruction set `S` must be available; `p` points at 8 values.
+    unsafe fn load8<S: Simd>(p: *const Self) -> S::F;
+    fn f32(self) -> f32;
+}
+
+impl KvElem for f32 {
+    #[inline(always)]
+    unsafe fn load8<S: Simd>(p: *const f32) -> S::F {
+        unsafe { S::load_f(p) }
+    }
+    #[inline(always)]
+    fn f32(self) -> f32 {
+        self
+    }
+}
+
+impl KvElem for half::f16 {
+    #[inline(always)]
+    unsafe fn load8<S: Simd>(p: *const half::f16) -> S::F {
+        unsafe { S::load_f16(p as *const u8) }
+    }
+    #[inline(always)]
+    fn f32(self) -> f32 {
+        self.to_f32()
     }
 }
 
@@ -138,10 +172,10 @@ pub unsafe fn scale<S: Simd>(y: &mut [f32], c: f32) {
 /// The instruction set `S` must be available; `k`/`v` hold rows `first..=last`.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
-pub unsafe fn attend_group<S: Simd>(
+pub unsafe fn attend_group<S: Simd, E: KvElem>(
     q: &[f32],
-    k: &[f32],
-    v: &[f32],
+    k: &[E],
+    v: &[E],
     (ks, koff, vs, voff): (usize, usize, usize, usize),
     (first, last): (usize, usize),
     scale_qk: f32,
@@ -168,7 +202,7 @@ pub unsafe fn attend_group<S: Simd>(
             let qs = [qh(0), qh(1), qh(2), qh(3)];
             for j in j0..=j1 {
                 let kr = &k[j * ks + koff..j * ks + koff + hd];
-                let dots = unsafe { dot4_f32::<S>(qs, kr) };
+                let dots = unsafe { dot4::<S, E>(qs, kr) };
                 for (i, &d) in dots.iter().enumerate().take(hc) {
                     let mut x = d * scale_qk;
                     if let Some(cap) = softcap {
@@ -196,9 +230,9 @@ pub unsafe fn attend_group<S: Simd>(
         // out_h += p_hj * v_j, register-blocked: a slice of every head's output stays in
         // registers over the block's keys.
         if S::REGS >= 32 {
-            unsafe { accumulate_pv::<S, 4>(out, scores, v, (vs, voff), (j0, j1), g, hdv) };
+            unsafe { accumulate_pv::<S, E, 4>(out, scores, v, (vs, voff), (j0, j1), g, hdv) };
         } else {
-            unsafe { accumulate_pv::<S, 2>(out, scores, v, (vs, voff), (j0, j1), g, hdv) };
+            unsafe { accumulate_pv::<S, E, 2>(out, scores, v, (vs, voff), (j0, j1), g, hdv) };
         }
         j0 = j1 + 1;
     }
@@ -209,13 +243,13 @@ pub unsafe fn attend_group<S: Simd>(
 
 /// Four dot products of `q[i]` with `k` (`k.len()` values each), `k` loaded once.
 #[inline(always)]
-unsafe fn dot4_f32<S: Simd>(q: [&[f32]; 4], k: &[f32]) -> [f32; 4] {
+unsafe fn dot4<S: Simd, E: KvElem>(q: [&[f32]; 4], k: &[E]) -> [f32; 4] {
     let n = k.len();
     let mut d = 0;
     unsafe {
         let mut acc = [S::splat(0.0); 4];
         while d + 8 <= n {
-            let kv = S::load_f(k.as_ptr().add(d));
+            let kv = E::load8::<S>(k.as_ptr().add(d));
             acc[0] = S::fma(S::load_f(q[0].as_ptr().add(d)), kv, acc[0]);
             acc[1] = S::fma(S::load_f(q[1].as_ptr().add(d)), kv, acc[1]);
             acc[2] = S::fma(S::load_f(q[2].as_ptr().add(d)), kv, acc[2]);
@@ -225,7 +259,7 @@ unsafe fn dot4_f32<S: Simd>(q: [&[f32]; 4], k: &[f32]) -> [f32; 4] {
         let mut out = [S::hsum(acc[0]), S::hsum(acc[1]), S::hsum(acc[2]), S::hsum(acc[3])];
         for (o, qi) in out.iter_mut().zip(q) {
             for i in d..n {
-                *o += qi[i] * k[i];
+                *o += qi[i] * k[i].f32();
             }
         }
         out
@@ -237,7 +271,7 @@ unsafe fn dot4_f32<S: Simd>(q: [&[f32]; 4], k: &[f32]) -> [f32; 4] {
 /// registers while the keys go by.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
-unsafe fn accumulate_pv<S: Simd, const U: usize>(out: &mut [f32], scores: &[f32], v: &[f32], (vs, voff): (usize, usize), (j0, j1): (usize, usize), g: usize, hdv: usize) {
+unsafe fn accumulate_pv<S: Simd, E: KvElem, const U: usize>(out: &mut [f32], scores: &[f32], v: &[E], (vs, voff): (usize, usize), (j0, j1): (usize, usize), g: usize, hdv: usize) {
     let w = 8 * U;
     let mut h0 = 0;
     while h0 < g {
@@ -256,7 +290,7 @@ unsafe fn accumulate_pv<S: Simd, const U: usize>(out: &mut [f32], scores: &[f32]
                     // (A loop, not `from_fn`: a closure would lose the instruction set.)
                     let mut vv = [S::splat(0.0); U];
                     for u in 0..U {
-                        vv[u] = S::load_f(vr.add(8 * u));
+                        vv[u] = E::load8::<S>(vr.add(8 * u));
                     }
                     for i in 0..hc {
                         let p = S::splat(*scores.get_unchecked((h0 + i) * KEY_BLOCK + j - j0));
@@ -278,7 +312,7 @@ unsafe fn accumulate_pv<S: Simd, const U: usize>(out: &mut [f32], scores: &[f32]
                 let vr = &v[j * vs + voff + d..j * vs + voff + hdv];
                 for i in 0..hc {
                     let h = h0 + i;
-                    unsafe { axpy::<S>(&mut out[h * hdv + d..(h + 1) * hdv], scores[h * KEY_BLOCK + j - j0], vr) };
+                    unsafe { axpy::<S, E>(&mut out[h * hdv + d..(h + 1) * hdv], scores[h * KEY_BLOCK + j - j0], vr) };
                 }
             }
         }

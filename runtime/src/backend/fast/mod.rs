@@ -26,6 +26,7 @@ mod tile;
 mod tile_avx512;
 
 use std::cell::RefCell;
+use half::slice::{HalfBitsSliceExt, HalfFloatSliceExt};
 
 use super::{need, AttnArgs, BResult, Backend, BackendError, RopeArgs};
 use crate::backend::{Activation, RopeStyle};
@@ -190,6 +191,9 @@ impl Out {
 #[derive(Debug, Default)]
 pub struct FastBuf {
     data: Vec<f32>,
+    /// A K or V cache's values as f16 bits (`alloc_cache`; `data` is then empty, so any
+    /// op but `copy_rows` into it, `attention` and `read` fails its length check).
+    half: Vec<u16>,
     q8: RefCell<Option<Q8Rows>>,
     q8_valid: std::cell::Cell<bool>,
     home: Option<std::sync::Arc<BufPool>>,
@@ -207,6 +211,23 @@ impl FastBuf {
     pub fn is_empty(&self) -> bool {
         self.data.is_empty()
     }
+    /// As a K or V cache: its values in whichever precision it holds.
+    fn cache(&self) -> Cache<'_> {
+        if self.half.is_empty() {
+            Cache::F32(&self.data)
+        } else {
+            Cache::F16(self.half.reinterpret_cast())
+        }
+    }
+    fn cache_len(&self) -> usize {
+        self.data.len().max(self.half.len())
+    }
+}
+
+/// A K or V cache as attention reads it.
+enum Cache<'a> {
+    F32(&'a [f32]),
+    F16(&'a [half::f16]),
 }
 
 impl Drop for FastBuf {
@@ -610,7 +631,18 @@ impl Backend for FastCpuBackend {
 
     fn alloc(&self, len: usize) -> BResult<FastBuf> {
         let (data, q8) = self.bufs.take(len).unwrap_or_else(|| (vec![0f32; len], None));
-        Ok(FastBuf { data, q8: RefCell::new(q8), q8_valid: std::cell::Cell::new(false), home: Some(self.bufs.clone()) })
+        Ok(FastBuf { data, half: Vec::new(), q8: RefCell::new(q8), q8_valid: std::cell::Cell::new(false), home: Some(self.bufs.clone()) })
+    }
+
+    /// f16 natively (half the cache's memory and of the bytes attention reads; the x86
+    /// and NEON sets convert in one instruction); f32 on wasm32, where SIMD128 has no
+    /// f16 conversion and a per-lane one would slow attention down.
+    fn alloc_cache(&self, len: usize) -> BResult<FastBuf> {
+        if cfg!(target_arch = "wasm32") || len == 0 {
+            return self.alloc(len);
+        }
+        // Zeroed pages come from the OS untouched: a cache costs memory as it fills.
+        Ok(FastBuf { data: Vec::new(), half: vec![0u16; len], q8: RefCell::new(None), q8_valid: std::cell::Cell::new(false), home: None })
     }
 
     fn upload(&self, data: &[f32]) -> BResult<FastBuf> {
@@ -620,8 +652,11 @@ impl Backend for FastCpuBackend {
     }
 
     async fn read(&self, buf: &FastBuf, offset: usize, len: usize) -> BResult<Vec<f32>> {
-        need("read", "buffer", buf.data.len(), offset + len)?;
-        Ok(buf.data[offset..offset + len].to_vec())
+        need("read", "buffer", buf.cache_len(), offset + len)?;
+        Ok(match buf.cache() {
+            Cache::F32(v) => v[offset..offset + len].to_vec(),
+            Cache::F16(v) => v[offset..offset + len].iter().map(|h| h.to_f32()).collect(),
+        })
     }
 
     fn embed(&self, table: &FastWeight, ids: &[u32], scale: f32, out: &mut FastBuf) -> BResult<()> {
@@ -800,7 +835,12 @@ impl Backend for FastCpuBackend {
     }
 
     fn copy_rows(&self, dst: &mut FastBuf, dst_row: usize, src: &FastBuf, src_row: usize, rows: usize, width: usize) -> BResult<()> {
-        super::check_copy_rows(dst.len(), dst_row, src.len(), src_row, rows, width)?;
+        super::check_copy_rows(dst.cache_len(), dst_row, src.len(), src_row, rows, width)?;
+        if !dst.half.is_empty() {
+            let d: &mut [half::f16] = dst.half.reinterpret_cast_mut();
+            d[dst_row * width..(dst_row + rows) * width].convert_from_f32_slice(&src.data[src_row * width..(src_row + rows) * width]);
+            return Ok(());
+        }
         dst.w()[dst_row * width..(dst_row + rows) * width].copy_from_slice(&src.data[src_row * width..(src_row + rows) * width]);
         Ok(())
     }
@@ -815,16 +855,16 @@ impl Backend for FastCpuBackend {
     }
 
     fn attention(&self, q: &FastBuf, k: &FastBuf, v: &FastBuf, a: &AttnArgs, out: &mut FastBuf) -> BResult<()> {
-        a.check(q.len(), k.len(), v.len(), out.len())?;
-        struct Att<'a> {
+        a.check(q.len(), k.cache_len(), v.cache_len(), out.len())?;
+        struct Att<'a, E> {
             q: &'a [f32],
-            k: &'a [f32],
-            v: &'a [f32],
+            k: &'a [E],
+            v: &'a [E],
             a: &'a AttnArgs,
             per: usize,
             out: Out,
         }
-        impl Job for Att<'_> {
+        impl<E: kernels::KvElem + Sync> Job for Att<'_, E> {
             #[inline(always)]
             unsafe fn run<S: Simd>(&self, c: usize) {
                 let a = self.a;
@@ -842,14 +882,24 @@ impl Backend for FastCpuBackend {
                     // SAFETY: each (token, kv head) writes its own heads' outputs.
                     let o = unsafe { std::slice::from_raw_parts_mut(self.out.get().add(h0 * hdv), group * hdv) };
                     let strides = (a.n_kv_heads * hd, kvh * hd, a.n_kv_heads * hdv, kvh * hdv);
-                    unsafe { kernels::attend_group::<S>(qv, self.k, self.v, strides, (first, pos), a.scale, a.softcap, scratch, o) };
+                    unsafe { kernels::attend_group::<S, E>(qv, self.k, self.v, strides, (first, pos), a.scale, a.softcap, scratch, o) };
                 }
             }
         }
         let total = a.tokens * a.n_kv_heads;
         let chunks = self.chunks(total);
-        let job = Att { q: &q.data, k: &k.data, v: &v.data, a, per: total.div_ceil(chunks), out: Out(out.w().as_mut_ptr()) };
-        self.pool.run(chunks, &|c| dispatch(self.isa, &job, c));
+        let (per, o) = (total.div_ceil(chunks), Out(out.w().as_mut_ptr()));
+        match (k.cache(), v.cache()) {
+            (Cache::F32(k), Cache::F32(v)) => {
+                let job = Att { q: &q.data, k, v, a, per, out: o };
+                self.pool.run(chunks, &|c| dispatch(self.isa, &job, c));
+            }
+            (Cache::F16(k), Cache::F16(v)) => {
+                let job = Att { q: &q.data, k, v, a, per, out: o };
+                self.pool.run(chunks, &|c| dispatch(self.isa, &job, c));
+            }
+            _ => return Err(super::shape("attention", "the K and V caches differ in precision (f32 and f16)".into())),
+        }
         Ok(())
     }
 
@@ -913,6 +963,7 @@ mod tests {
     //! tests/tests/ops_cpu_fast.rs.
     use super::*;
     use crate::backend::cpu::CpuBackend;
+    use std::future::Future;
 
     fn rng(seed: &mut u64) -> u64 {
         *seed = seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
@@ -999,6 +1050,25 @@ mod tests {
             let mut got = b.alloc(2 * 4 * 64).unwrap();
             b.attention(&b.upload(&q).unwrap(), &b.upload(&kc).unwrap(), &b.upload(&vc).unwrap(), &a, &mut got).unwrap();
             assert!(nmse(&got.data, &want) <= 1e-9, "{} attention", isa.name());
+            // The same over caches made by `alloc_cache` (f16 natively) and filled by
+            // `copy_rows`: equal to the reference given the f16-rounded keys and values.
+            let round = |v: &[f32]| if cfg!(target_arch = "wasm32") { v.to_vec() } else { v.iter().map(|x| half::f16::from_f32(*x).to_f32()).collect::<Vec<f32>>() };
+            let (kr, vr) = (round(&kc), round(&vc));
+            let (mut k16, mut v16) = (b.alloc_cache(72 * 2 * 64).unwrap(), b.alloc_cache(72 * 2 * 64).unwrap());
+            b.copy_rows(&mut k16, 0, &b.upload(&kc[..40 * 128]).unwrap(), 0, 40, 128).unwrap();
+            b.copy_rows(&mut k16, 40, &b.upload(&kc[40 * 128..]).unwrap(), 0, 32, 128).unwrap();
+            b.copy_rows(&mut v16, 0, &b.upload(&vc).unwrap(), 0, 72, 128).unwrap();
+            {
+                let read = std::pin::pin!(b.read(&k16, 0, 72 * 128));
+                let std::task::Poll::Ready(read) = read.poll(&mut std::task::Context::from_waker(std::task::Waker::noop())) else { panic!("a CPU read is ready at once") };
+                assert_eq!(read.unwrap(), kr, "{} cache read", isa.name());
+            }
+            reference.attention(&q, &kr, &vr, &a, &mut want).unwrap();
+            b.attention(&b.upload(&q).unwrap(), &k16, &v16, &a, &mut got).unwrap();
+            assert!(nmse(&got.data, &want) <= 1e-9, "{} attention over alloc_cache caches", isa.name());
+            // A cache is no operand of any other op: a length error, not a panic.
+            assert!(b.add(&mut k16, &b.upload(&kc).unwrap(), 72 * 128).is_err(), "{} add into a cache", isa.name());
+            assert!(b.attention(&b.upload(&q).unwrap(), &k16, &b.upload(&vc).unwrap(), &a, &mut got).is_err() || cfg!(target_arch = "wasm32"), "{} mixed caches", isa.name());
             for act in [Activation::Silu, Activation::GeluTanh] {
                 let (g, u) = (len(1000), len(1000));
                 let mut want = vec![0f32; 1000];

@@ -256,3 +256,89 @@ pub fn assert_streamed_identical<B: strata::backend::Backend>(resident: &ModelOn
     assert_eq!(stats.layers_streamed as usize, streamed_layers * (steps + 1), "each streamed layer read once per forward pass");
     assert!(streamed.weights.is_tied() && std::ptr::eq(streamed.weights.output(), &streamed.weights.embed), "tied head: the resident embedding");
 }
+
+/// One sequence of a batched-forward case: the chunks it appends, in order (prompt chunks,
+/// then decoded tokens one at a time), and each chunk's logits when run alone.
+struct Script {
+    chunks: Vec<Vec<u32>>,
+    logits: Vec<Logits>,
+    alone: Vec<Vec<f32>>,
+}
+
+/// Runs `prefill` chunks then `decodes` greedy tokens alone through a fresh cache, noting
+/// each step's chunk and logits (the batched run is teacher-forced with these tokens, so
+/// one flipped near-tie cannot make the two runs diverge).
+fn script_alone<B: strata::backend::Backend>(m: &ModelOn<B>, prefill: &[(&[u32], Logits)], decodes: usize) -> Script {
+    let v = m.model.config.vocab_size as usize;
+    let mut kv = m.cache(64);
+    let mut s = Script { chunks: vec![], logits: vec![], alone: vec![] };
+    let mut step = |s: &mut Script, chunk: Vec<u32>, which: Logits| {
+        let buf = m.net().forward(&mut kv, &chunk, which).unwrap_or_else(|e| panic!("{e}"));
+        let rows = if which == Logits::All { chunk.len() } else { 1 };
+        s.alone.push(pollster::block_on(m.b.read(&buf, 0, rows * v)).unwrap());
+        s.chunks.push(chunk);
+        s.logits.push(which);
+    };
+    for &(chunk, which) in prefill {
+        step(&mut s, chunk.to_vec(), which);
+    }
+    for _ in 0..decodes {
+        let last = s.alone.last().unwrap();
+        let next = argmax(&last[last.len() - v..]) as u32;
+        step(&mut s, vec![next], Logits::Last);
+    }
+    s
+}
+
+/// A batched forward gives each sequence what it gets alone. Three sequences of different
+/// prompt lengths (`prompt` cut three ways; A's prefill returns every row's logits, C's
+/// prompt arrives in two chunks) run through a schedule of batches that covers what
+/// continuous batching does: two prefills together; decodes beside a prefill; a prefill
+/// placed first; all decoding; one sequence finished and gone; a batch of one. Every
+/// sequence's logits at every step must be within `tol` of its run alone (0: bit for bit).
+/// Returns the worst difference seen.
+pub fn assert_batched_equals_alone<B: strata::backend::Backend>(m: &ModelOn<B>, prompt: &[u32], tol: f32) -> f32 {
+    use strata::arch::forward::Seq;
+    assert!(prompt.len() >= 8, "the case cuts the prompt into chunks of 3 and more");
+    let v = m.model.config.vocab_size as usize;
+    let scripts = [
+        script_alone(m, &[(prompt, Logits::All)], 4),
+        script_alone(m, &[(&prompt[2..5], Logits::Last)], 3),
+        script_alone(m, &[(&prompt[..3], Logits::Last), (&prompt[3..], Logits::Last)], 3),
+    ];
+    // (sequence, chunk) per batch; each sequence's chunks in order.
+    let schedule: &[&[(usize, usize)]] = &[
+        &[(0, 0), (1, 0)],
+        &[(0, 1), (1, 1), (2, 0)],
+        &[(2, 1), (0, 2), (1, 2)],
+        &[(0, 3), (1, 3), (2, 2)],
+        &[(2, 3), (0, 4)],
+        &[(2, 4)],
+    ];
+    let mut caches: Vec<KvCache<B>> = (0..3).map(|_| m.cache(64)).collect();
+    let mut worst = 0f32;
+    for (step, batch) in schedule.iter().enumerate() {
+        let mut free: Vec<Option<&mut KvCache<B>>> = caches.iter_mut().map(Some).collect();
+        let mut seqs: Vec<Seq<'_, B>> = batch
+            .iter()
+            .map(|&(s, c)| Seq { kv: free[s].take().expect("a sequence once per batch"), tokens: &scripts[s].chunks[c], logits: scripts[s].logits[c] })
+            .collect();
+        let rows: usize = seqs.iter().map(Seq::logit_rows).sum();
+        let buf = m.net().forward_batch(&mut seqs).unwrap_or_else(|e| panic!("step {step}: {e}"));
+        let got = pollster::block_on(m.b.read(&buf, 0, rows * v)).unwrap();
+        let mut at = 0;
+        for &(s, c) in batch.iter() {
+            let want = &scripts[s].alone[c];
+            let d = max_abs_diff(&got[at..at + want.len()], want);
+            assert!(d <= tol, "{}: step {step}, sequence {s} chunk {c}: max |dlogit| {d} batched vs alone (tol {tol})", m.b.name());
+            worst = worst.max(d);
+            at += want.len();
+        }
+        assert_eq!(at, got.len());
+    }
+    for (s, kv) in caches.iter().enumerate() {
+        assert_eq!(kv.len, scripts[s].chunks.iter().map(Vec::len).sum::<usize>(), "sequence {s}'s cache holds all of its tokens");
+    }
+    println!("{}: batched vs alone: max |dlogit| = {worst:e}", m.b.name());
+    worst
+}

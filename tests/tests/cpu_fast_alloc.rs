@@ -61,6 +61,44 @@ fn a_warm_decode_step_allocates_nothing() {
     assert_eq!(n, 0, "{n} heap allocations in 5 warm decode steps");
 }
 
+/// Continuous batching's steady state: three sequences decoding together, warm, allocate
+/// nothing either (their ids and positions fit the forward's stack rows; the per-sequence
+/// attention scratch comes from the pool).
+#[test]
+fn a_warm_batched_decode_step_allocates_nothing() {
+    use strata::arch::forward::Seq;
+    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(path) = models::find(models::SMOLLM2) else { return };
+    let m = CpuModel::load_on(fast_cpu(), &path);
+    let mut kvs: Vec<_> = (0..3).map(|_| m.cache(64)).collect();
+    let prompts: [&[u32]; 3] = [&[1, 504, 3458, 282], &[1, 4649], &[1, 314, 2867]];
+    for (kv, p) in kvs.iter_mut().zip(prompts) {
+        drop(m.net().forward(kv, p, Logits::Last).unwrap());
+    }
+    let step = |kvs: &mut [strata::kv_cache::KvCache<_>], tok: u32| {
+        let toks = [tok, tok + 1, tok + 2];
+        let [a, b, c] = kvs else { unreachable!("three caches") };
+        let mut batch = [
+            Seq { kv: a, tokens: &toks[0..1], logits: Logits::Last },
+            Seq { kv: b, tokens: &toks[1..2], logits: Logits::Last },
+            Seq { kv: c, tokens: &toks[2..3], logits: Logits::Last },
+        ];
+        drop(m.net().forward_batch(&mut batch).unwrap());
+    };
+    for tok in [30, 378, 2396] {
+        step(&mut kvs, tok);
+    }
+    ALLOCS.store(0, Ordering::SeqCst);
+    COUNTING.store(true, Ordering::SeqCst);
+    for tok in [1536, 42, 99, 7, 600] {
+        step(&mut kvs, tok);
+    }
+    COUNTING.store(false, Ordering::SeqCst);
+    let n = ALLOCS.load(Ordering::SeqCst);
+    assert_eq!([kvs[0].len, kvs[1].len, kvs[2].len], [12, 10, 11], "every step appended to every cache");
+    assert_eq!(n, 0, "{n} heap allocations in 5 warm batched decode steps of 3 sequences");
+}
+
 /// The counter works: the same steps on the reference backend do allocate.
 #[test]
 fn the_counter_sees_the_reference_backend_allocate() {

@@ -3,8 +3,13 @@
 //! differs between them is data in `ModelConfig` (fused projections, biases, QK-norm, post-norms, activation,
 //! embedding scale, soft-caps, local/global layers with their RoPE base).
 //!
-//! Activations are `[tokens, width]` for any number of tokens: a single-token decode step is
-//! the same code with `tokens = 1`. Token `i` of a call sits at position `kv.len + i`.
+//! Activations are `[rows, width]` for any number of rows: a single-token decode step is
+//! the same code with one row. A forward pass takes a *batch*: one or more sequences, each
+//! with its own KV cache and its tokens at that cache's next positions (token `i` of a
+//! sequence sits at `kv.len + i`). Their rows are stacked, so every projection, norm and
+//! FFN reads its weights once for the whole batch; only the KV append and attention run per
+//! sequence, so attention never crosses sequences. One batch may prefill one sequence while
+//! others decode a token each.
 
 use crate::backend::{AttnArgs, Backend, BackendError, RopeArgs};
 use crate::kv_cache::KvCache;
@@ -39,23 +44,124 @@ pub struct Net<'a, B: Backend> {
     pub rope: &'a RopeTables,
 }
 
+/// One sequence's part of a batch: its KV cache, the tokens to append to it, and which of
+/// their logits to return.
+pub struct Seq<'a, B: Backend> {
+    pub kv: &'a mut KvCache<B>,
+    pub tokens: &'a [u32],
+    pub logits: Logits,
+}
+
+impl<B: Backend> Seq<'_, B> {
+    /// Logit rows this sequence contributes to the batch's output.
+    pub fn logit_rows(&self) -> usize {
+        match self.logits {
+            Logits::All => self.tokens.len(),
+            Logits::Last => 1,
+        }
+    }
+}
+
 impl<B: Backend> Net<'_, B> {
     /// Runs `tokens` through the model, appending their K/V to `kv`, and returns the
     /// logits (`[1 or tokens, vocab]`, row-major, on the device).
     pub fn forward(&self, kv: &mut KvCache<B>, tokens: &[u32], logits: Logits) -> Result<B::Buf, ForwardError> {
-        run(self, kv, tokens, logits, false)
+        run(self, &mut [Seq { kv, tokens, logits }], false)
+    }
+
+    /// Runs a batch of sequences in one pass and returns their logits stacked in batch
+    /// order (`[sum of logit_rows, vocab]`). Each sequence's result equals what `forward`
+    /// gives it alone (bit for bit on the reference backend). On an error no cache advances.
+    pub fn forward_batch(&self, batch: &mut [Seq<'_, B>]) -> Result<B::Buf, ForwardError> {
+        run(self, batch, false)
     }
 
     /// The first layer whose output holds a NaN or an infinity when `tokens` run after the
     /// cache's contents (`None`: every layer finite), for error reports: the same pass
     /// with a finiteness check after each layer.
     pub fn first_non_finite_layer(&self, kv: &mut KvCache<B>, tokens: &[u32]) -> Result<Option<usize>, ForwardError> {
-        match run(self, kv, tokens, Logits::Last, true) {
+        match run(self, &mut [Seq { kv, tokens, logits: Logits::Last }], true) {
             Ok(_) => Ok(None),
             Err(ForwardError::Backend(BackendError::NonFinite { layer })) => Ok(Some(layer)),
             Err(e) => Err(e),
         }
     }
+}
+
+/// Rows a batch holds on the stack (token ids and positions) before it needs a vector:
+/// batched decode steps of up to this many sequences allocate nothing.
+const STACK_ROWS: usize = 64;
+
+/// A batch's stacked token ids and positions, on the stack when they fit.
+struct Rows {
+    ids: [u32; STACK_ROWS],
+    positions: [u32; STACK_ROWS],
+    heap: Option<(Vec<u32>, Vec<u32>)>,
+    len: usize,
+}
+
+impl Rows {
+    fn new<B: Backend>(batch: &[Seq<'_, B>]) -> Rows {
+        let len = batch.iter().map(|s| s.tokens.len()).sum();
+        let mut r = Rows { ids: [0; STACK_ROWS], positions: [0; STACK_ROWS], heap: None, len };
+        let (ids, positions): (&mut [u32], &mut [u32]) = if len <= STACK_ROWS {
+            (&mut r.ids, &mut r.positions)
+        } else {
+            let (i, p) = r.heap.insert((vec![0; len], vec![0; len]));
+            (i, p)
+        };
+        let mut row = 0;
+        for s in batch {
+            for (i, &id) in s.tokens.iter().enumerate() {
+                ids[row] = id;
+                positions[row] = (s.kv.len + i) as u32;
+                row += 1;
+            }
+        }
+        r
+    }
+    fn ids(&self) -> &[u32] {
+        match &self.heap {
+            Some((i, _)) => i,
+            None => &self.ids[..self.len],
+        }
+    }
+    fn positions(&self) -> &[u32] {
+        match &self.heap {
+            Some((_, p)) => p,
+            None => &self.positions[..self.len],
+        }
+    }
+}
+
+/// The checks a batch must pass before anything runs: sequences present, each with tokens
+/// that fit its cache. Errors name the sequence by its index in the batch.
+fn check_batch<B: Backend>(batch: &[Seq<'_, B>], cfg: &ModelConfig) -> Result<(), BackendError> {
+    let shape = |message: String| BackendError::Shape { op: "forward", message };
+    if batch.is_empty() {
+        return Err(shape("an empty batch (no sequences)".into()));
+    }
+    let name = |i: usize| if batch.len() == 1 { String::new() } else { format!("sequence {i} of the batch: ") };
+    for (i, s) in batch.iter().enumerate() {
+        if s.tokens.is_empty() {
+            return Err(shape(format!("{}no tokens", name(i))));
+        }
+        let (k_width, v_width) = ((cfg.n_kv_heads * cfg.head_dim) as usize, (cfg.n_kv_heads * cfg.head_dim_v) as usize);
+        if s.kv.layers.len() != cfg.n_layers as usize || s.kv.k_width != k_width || s.kv.v_width != v_width {
+            return Err(shape(format!(
+                "{}a KV cache of {} layers of K/V rows {}/{} wide, for a model of {} layers of {k_width}/{v_width}: a cache made for another model",
+                name(i),
+                s.kv.layers.len(),
+                s.kv.k_width,
+                s.kv.v_width,
+                cfg.n_layers
+            )));
+        }
+        if s.kv.len + s.tokens.len() > s.kv.capacity {
+            return Err(shape(format!("{}{} positions exceed the KV cache capacity {}", name(i), s.kv.len + s.tokens.len(), s.kv.capacity)));
+        }
+    }
+    Ok(())
 }
 
 /// The buffer in `slot`, allocated (`len` values) on first use.
@@ -66,35 +172,25 @@ fn scratch<'a, B: Backend>(b: &B, slot: &'a mut Option<B::Buf>, len: usize) -> R
     }
 }
 
-fn run<B: Backend>(net: &Net<'_, B>, kv: &mut KvCache<B>, tokens: &[u32], logits: Logits, probe: bool) -> Result<B::Buf, ForwardError> {
+fn run<B: Backend>(net: &Net<'_, B>, batch: &mut [Seq<'_, B>], probe: bool) -> Result<B::Buf, ForwardError> {
     let Net { backend: b, cfg, weights: w, rope } = *net;
-    let t = tokens.len();
-    let past = kv.len;
-    if t == 0 {
-        return Err(BackendError::Shape { op: "forward", message: "no tokens".into() }.into());
-    }
-    if past + t > kv.capacity {
-        return Err(BackendError::Shape { op: "forward", message: format!("{} positions exceed the KV cache capacity {}", past + t, kv.capacity) }.into());
-    }
+    check_batch(batch, cfg)?;
+    let rows = Rows::new(batch);
+    let t = rows.len;
+    // Rows of the widest sequence: the per-sequence attention scratch holds that many.
+    let widest = batch.iter().map(|s| s.tokens.len()).max().unwrap_or(0);
+    let alone = batch.len() == 1;
     let h = cfg.hidden_size as usize;
     let (nh, nkv) = (cfg.n_heads as usize, cfg.n_kv_heads as usize);
     let (hd, hdv) = (cfg.head_dim as usize, cfg.head_dim_v as usize);
     let ff = cfg.intermediate_size as usize;
     let eps = cfg.norm_eps;
     let off = cfg.norm_weight_offset;
-    // (A decode step's one position needs no allocation.)
-    let (one, many): ([u32; 1], Vec<u32>);
-    let positions: &[u32] = if t == 1 {
-        one = [past as u32];
-        &one
-    } else {
-        many = (past..past + t).map(|p| p as u32).collect();
-        &many
-    };
+    let positions = rows.positions();
 
     // Token embeddings: x [t, h] (Gemma scales them by sqrt(hidden)).
     let mut x = b.alloc(t * h)?;
-    b.embed(&w.embed, tokens, cfg.embedding_scale.unwrap_or(1.0), &mut x)?;
+    b.embed(&w.embed, rows.ids(), cfg.embedding_scale.unwrap_or(1.0), &mut x)?;
 
     let mut xn = b.alloc(t * h)?;
     let mut q = b.alloc(t * nh * hd)?;
@@ -112,6 +208,9 @@ fn run<B: Backend>(net: &Net<'_, B>, kv: &mut KvCache<B>, tokens: &[u32], logits
     let (fused_qkv, fused_ffn) = (cfg.fused_qkv, cfg.fused_gate_up);
     let mut wide_qkv = if fused_qkv { Some(b.alloc(t * qkv_width)?) } else { None };
     let mut wide_ffn = if fused_ffn { Some(b.alloc(t * 2 * ff)?) } else { None };
+    // A batch of several sequences attends one sequence at a time: its queries are copied
+    // out of the stacked rows and its outputs back (a batch of one attends in place).
+    let (mut q_one, mut attn_one) = (None, None);
 
     for l in 0..w.layers.len() {
         let kind = cfg.layer_attention[l];
@@ -162,25 +261,39 @@ fn run<B: Backend>(net: &Net<'_, B>, kv: &mut KvCache<B>, tokens: &[u32], logits
         b.rope(&mut q, nh, hd, &rope_args)?;
         b.rope(&mut k, nkv, hd, &rope_args)?;
 
-        // Append this step's K/V to the cache, then attend over everything cached.
-        let (kc, vc) = &mut kv.layers[l];
-        b.copy_rows(kc, past, &k, 0, t, nkv * hd)?;
-        b.copy_rows(vc, past, &v, 0, t, nkv * hdv)?;
-        let args = AttnArgs {
-            tokens: t,
-            past,
-            n_heads: nh,
-            n_kv_heads: nkv,
-            head_dim: hd,
-            head_dim_v: hdv,
-            scale: cfg.attention_scale,
-            window: match kind {
-                LayerAttention::Local => cfg.sliding_window.map(|w| w as usize),
-                LayerAttention::Global => None,
-            },
-            softcap: cfg.attn_logit_softcap,
+        // Per sequence: append its K/V to its cache, then attend over everything it has
+        // cached (never another sequence's rows).
+        let window = match kind {
+            LayerAttention::Local => cfg.sliding_window.map(|w| w as usize),
+            LayerAttention::Global => None,
         };
-        b.attention(&q, kc, vc, &args, &mut attn)?;
+        let mut r0 = 0;
+        for s in batch.iter_mut() {
+            let (n, past) = (s.tokens.len(), s.kv.len);
+            let (kc, vc) = &mut s.kv.layers[l];
+            b.copy_rows(kc, past, &k, r0, n, nkv * hd)?;
+            b.copy_rows(vc, past, &v, r0, n, nkv * hdv)?;
+            let args = AttnArgs {
+                tokens: n,
+                past,
+                n_heads: nh,
+                n_kv_heads: nkv,
+                head_dim: hd,
+                head_dim_v: hdv,
+                scale: cfg.attention_scale,
+                window,
+                softcap: cfg.attn_logit_softcap,
+            };
+            if alone {
+                b.attention(&q, kc, vc, &args, &mut attn)?;
+            } else {
+                let (qs, out) = (scratch(b, &mut q_one, widest * nh * hd)?, scratch(b, &mut attn_one, widest * nh * hdv)?);
+                b.copy_rows(qs, 0, &q, r0, n, nh * hd)?;
+                b.attention(qs, kc, vc, &args, out)?;
+                b.copy_rows(&mut attn, r0, out, 0, n, nh * hdv)?;
+            }
+            r0 += n;
+        }
         b.matmul(&attn, t, &lw.o, &mut proj)?;
         if let Some(bias) = &lw.o_bias {
             b.add_bias(&mut proj, t, bias)?;
@@ -218,21 +331,26 @@ fn run<B: Backend>(net: &Net<'_, B>, kv: &mut KvCache<B>, tokens: &[u32], logits
             return Err(BackendError::NonFinite { layer: l }.into());
         }
     }
-    kv.len = past + t;
+    for s in batch.iter_mut() {
+        s.kv.len += s.tokens.len();
+    }
 
-    // Final norm and output head, for the rows asked for.
-    let rows = match logits {
-        Logits::All => t,
-        Logits::Last => 1,
-    };
-    let mut last = b.alloc(rows * h)?;
-    b.copy_rows(&mut last, 0, &x, t - rows, rows, h)?;
-    b.rms_norm(&last, rows, h, &w.output_norm, eps, off, &mut xn)?;
+    // Final norm and output head, for the rows asked for (each sequence's last row, or
+    // all of its rows), stacked in batch order.
+    let out_rows: usize = batch.iter().map(Seq::logit_rows).sum();
+    let mut last = b.alloc(out_rows * h)?;
+    let (mut r0, mut o) = (0, 0);
+    for s in batch.iter() {
+        let (n, m) = (s.tokens.len(), s.logit_rows());
+        b.copy_rows(&mut last, o, &x, r0 + n - m, m, h)?;
+        (r0, o) = (r0 + n, o + m);
+    }
+    b.rms_norm(&last, out_rows, h, &w.output_norm, eps, off, &mut xn)?;
     let vocab = cfg.vocab_size as usize;
-    let mut out = b.alloc(rows * vocab)?;
-    b.matmul(&xn, rows, w.output(), &mut out)?;
+    let mut out = b.alloc(out_rows * vocab)?;
+    b.matmul(&xn, out_rows, w.output(), &mut out)?;
     if let Some(cap) = cfg.final_logit_softcap {
-        b.softcap(&mut out, rows * vocab, cap)?;
+        b.softcap(&mut out, out_rows * vocab, cap)?;
     }
     Ok(out)
 }

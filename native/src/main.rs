@@ -17,6 +17,7 @@ use strata::engine::{Engine, EngineError, EngineOptions};
 use strata::source::{ByteSource, FileSource};
 
 mod demo_model;
+mod serve;
 
 #[derive(Parser)]
 #[command(name = "strata", version, about = "strata: LLM inference for the browser and native")]
@@ -84,6 +85,15 @@ enum Command {
     Devices {
         #[arg(long)]
         json: bool,
+    },
+    /// An OpenAI-compatible HTTP server (`/v1/chat/completions`, `/v1/completions`,
+    /// `/v1/models`, `/health`, `/tokenize`, `/detokenize`) batching every running request
+    /// into each forward pass. `--ctx` is shared by the slots, as llama-server's `-c`.
+    Serve {
+        #[command(flatten)]
+        model: ModelArgs,
+        #[command(flatten)]
+        serve: ServeArgs,
     },
     /// Prompt processing and generation speed, like llama-bench (pp, tg).
     Bench {
@@ -184,6 +194,32 @@ struct ModelArgs {
     profile: bool,
 }
 
+#[derive(Args)]
+struct ServeArgs {
+    /// Address to listen on (loopback unless told otherwise).
+    #[arg(long, default_value = "127.0.0.1")]
+    host: String,
+    /// Port (0: any free one; the address is printed on stderr).
+    #[arg(long, default_value_t = 8080)]
+    port: u16,
+    /// Sequences decoded together (slots), each with its own KV cache of ctx / parallel.
+    #[arg(long, visible_alias = "np", default_value_t = 4)]
+    parallel: usize,
+    /// Requests that may wait for a slot; past it a request gets 503 with Retry-After.
+    #[arg(long, default_value_t = 64)]
+    queue: usize,
+    /// Require `Authorization: Bearer KEY` (every endpoint but /health).
+    #[arg(long)]
+    api_key: Option<String>,
+    /// Largest request body (bigger: 413).
+    #[arg(long, value_parser = parse_size, default_value = "8M")]
+    max_body: u64,
+    /// Tokens one forward pass runs at most: a token per decoding slot, then chunks of the
+    /// prompts being prefilled.
+    #[arg(long, default_value_t = 512)]
+    batch_tokens: usize,
+}
+
 /// `strata::settings::parse_size`: `40M`, `40MiB`, `40MB`, `1.5G`, `1.5GiB`.
 fn parse_size(s: &str) -> Result<u64, String> {
     strata::settings::parse_size(s).map_err(|e| e.with_name("--max-memory"))
@@ -267,6 +303,7 @@ fn main() -> ExitCode {
         Command::Logits { model, top, json, prompt } => {
             checked(&model, None).and_then(|_| prompt.text()).and_then(|text| on_backend!(&model, |m| logits(m, top, json, &text)))
         }
+        Command::Serve { model, serve } => checked(&model, None).and_then(|_| serve_cmd(model, serve)),
         Command::Bench { model, p, n, json } => checked(&model, None).and_then(|_| on_backend!(&model, |m| bench(m, p, n, json))),
     };
     match result {
@@ -738,4 +775,29 @@ fn inspect(path: &Path, json: bool, deep: bool) -> ExitCode {
         }
         ExitCode::FAILURE
     }
+}
+
+fn serve_cmd(mut model: ModelArgs, args: ServeArgs) -> Result<(), Fail> {
+    if args.parallel == 0 || args.batch_tokens == 0 {
+        return Err("--parallel and --batch-tokens: at least 1".into());
+    }
+    let path = model_path(&model.model)?;
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| path.display().to_string());
+    let stem = path.file_stem().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| name.clone());
+    let opts = serve::ServeOptions {
+        host: args.host,
+        port: args.port,
+        slots: args.parallel,
+        context: model.ctx,
+        queue: args.queue,
+        api_key: args.api_key,
+        max_body: usize::try_from(args.max_body).unwrap_or(usize::MAX),
+        batch_tokens: args.batch_tokens,
+        model_id: stem.clone(),
+        model_names: vec![stem, name, path.display().to_string()],
+    };
+    // The slots' caches are the server's: the engine's own single-sequence cache is
+    // never used, so it gets one position.
+    model.ctx = 1;
+    serve::serve(opts, move |worker| on_backend!(&model, |m| serve::scheduler::run(m.engine, worker)))
 }

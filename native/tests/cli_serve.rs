@@ -1,0 +1,294 @@
+//! `strata serve` end to end over real HTTP on SmolLM2: what a completion returns equals
+//! what `strata run` (the single-sequence path, itself checked against Hugging Face)
+//! generates for the same prompt, alone or with other requests batched beside it; streamed
+//! equals non-streamed; stop strings cut the text where they first appear and are never
+//! sent; a conversation's next turn reuses its slot's cache; every bad request is an
+//! OpenAI-shaped error with the right status; SIGTERM exits 0. The server runs on the CPU
+//! reference backend so that batched and alone are bit-identical (engine_sequences.rs).
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use strata_conformance::models;
+
+struct Server {
+    child: Child,
+    addr: String,
+}
+
+impl Server {
+    fn start(extra: &[&str]) -> Option<Server> {
+        let path = models::find(models::SMOLLM2)?;
+        let mut child = Command::new(env!("CARGO_BIN_EXE_strata"))
+            .args(["serve", "--backend", "ref", "--port", "0", "--parallel", "3", "--ctx", "768", "-m", path.to_str().unwrap()])
+            .args(extra)
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let addr = loop {
+            let line = lines.next().expect("the server prints its address").unwrap();
+            if let Some(a) = line.strip_prefix("strata serve: listening on http://") {
+                break a.to_owned();
+            }
+        };
+        // Keep draining stderr so the server never blocks on it.
+        std::thread::spawn(move || lines.for_each(drop));
+        let s = Server { child, addr };
+        let t0 = Instant::now();
+        while s.get("/health").0 != 200 {
+            assert!(t0.elapsed() < Duration::from_secs(120), "the model loads");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Some(s)
+    }
+
+    /// `(status, headers, body)` of one request on its own connection.
+    fn request(&self, method: &str, path: &str, headers: &[&str], body: &[u8]) -> (u16, String, Vec<u8>) {
+        let mut c = TcpStream::connect(&self.addr).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(300))).unwrap();
+        let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {}\r\nContent-Length: {}\r\nConnection: close\r\n", self.addr, body.len());
+        for h in headers {
+            head.push_str(h);
+            head.push_str("\r\n");
+        }
+        head.push_str("\r\n");
+        c.write_all(head.as_bytes()).unwrap();
+        c.write_all(body).unwrap();
+        let mut raw = Vec::new();
+        c.read_to_end(&mut raw).unwrap();
+        let split = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("a response head");
+        let head = String::from_utf8(raw[..split].to_vec()).unwrap();
+        let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+        let mut body = raw[split + 4..].to_vec();
+        if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+            body = dechunk(&body);
+        }
+        (status, head, body)
+    }
+
+    fn get(&self, path: &str) -> (u16, Value) {
+        let (status, _, body) = self.request("GET", path, &[], b"");
+        (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
+    }
+
+    fn post(&self, path: &str, v: &Value) -> (u16, Value) {
+        let (status, _, body) = self.request("POST", path, &["Content-Type: application/json"], v.to_string().as_bytes());
+        (status, serde_json::from_slice(&body).unwrap_or_else(|_| json!({"raw": String::from_utf8_lossy(&body)})))
+    }
+
+    /// A streamed request's `data:` payloads, in order.
+    fn stream(&self, path: &str, v: &Value) -> Vec<String> {
+        let (status, head, body) = self.request("POST", path, &["Content-Type: application/json"], v.to_string().as_bytes());
+        assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+        assert!(head.to_ascii_lowercase().contains("content-type: text/event-stream"), "{head}");
+        String::from_utf8(body).unwrap().split("\n\n").filter_map(|e| e.strip_prefix("data: ").map(str::to_owned)).collect()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn dechunk(mut b: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let line = b.windows(2).position(|w| w == b"\r\n").expect("a chunk size line");
+        let size = usize::from_str_radix(std::str::from_utf8(&b[..line]).unwrap().trim(), 16).unwrap();
+        if size == 0 {
+            return out;
+        }
+        out.extend_from_slice(&b[line + 2..line + 2 + size]);
+        b = &b[line + 2 + size + 2..];
+    }
+}
+
+/// `strata run`'s greedy text for `prompt` on the same backend.
+fn run_alone(prompt: &str, n: usize) -> String {
+    let path = models::find(models::SMOLLM2).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_strata")).args(["run", "--backend", "ref", "--json", "--temp", "0", "-n", &n.to_string(), "-m", path.to_str().unwrap(), prompt]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    v["text"].as_str().unwrap().to_owned()
+}
+
+fn completion(prompt: &str, n: usize) -> Value {
+    json!({"model": "SmolLM2-135M-Instruct.Q4_1", "prompt": prompt, "temperature": 0, "max_tokens": n})
+}
+
+const PROMPTS: [&str; 3] = ["The capital of France is", "Once upon a time, there was a", "The three primary colors are"];
+
+#[test]
+fn completions_alone_and_batched_equal_strata_run() {
+    let Some(s) = Server::start(&[]) else { return };
+    let want: Vec<String> = PROMPTS.iter().map(|p| run_alone(p, 16)).collect();
+    let (status, v) = s.post("/v1/completions", &completion(PROMPTS[0], 16));
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["object"], "text_completion");
+    assert_eq!(v["choices"][0]["text"], want[0].as_str());
+    assert_eq!(v["choices"][0]["finish_reason"], "length");
+    assert_eq!(v["usage"]["completion_tokens"], 16);
+    assert_eq!(v["usage"]["total_tokens"], v["usage"]["prompt_tokens"].as_u64().unwrap() + 16);
+
+    // All three at once, several times: they share slots and forward passes.
+    for round in 0..2 {
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = PROMPTS.iter().map(|p| scope.spawn(|| s.post("/v1/completions", &completion(p, 16)))).collect();
+            for (i, h) in handles.into_iter().enumerate() {
+                let (status, v) = h.join().unwrap();
+                assert_eq!(status, 200, "{v}");
+                assert_eq!(v["choices"][0]["text"], want[i].as_str(), "round {round}, prompt {i} batched");
+            }
+        });
+    }
+}
+
+#[test]
+fn streamed_equals_whole_and_stop_strings_cut() {
+    let Some(s) = Server::start(&[]) else { return };
+    let ask = json!({"messages": [{"role": "user", "content": "Name three fruits."}], "temperature": 0, "max_tokens": 24});
+    let (status, whole) = s.post("/v1/chat/completions", &ask);
+    assert_eq!(status, 200, "{whole}");
+    assert_eq!(whole["object"], "chat.completion");
+    let text = whole["choices"][0]["message"]["content"].as_str().unwrap().to_owned();
+    assert!(!text.is_empty());
+
+    let mut streamed = ask.clone();
+    streamed["stream"] = json!(true);
+    streamed["stream_options"] = json!({"include_usage": true});
+    let events = s.stream("/v1/chat/completions", &streamed);
+    assert_eq!(events.last().map(String::as_str), Some("[DONE]"));
+    let chunks: Vec<Value> = events[..events.len() - 1].iter().map(|e| serde_json::from_str(e).unwrap()).collect();
+    assert_eq!(chunks[0]["choices"][0]["delta"]["role"], "assistant", "the first chunk opens the assistant's turn");
+    assert!(chunks.iter().all(|c| c["id"] == chunks[0]["id"] && c["object"] == "chat.completion.chunk"), "one id for all chunks");
+    let joined: String = chunks.iter().filter_map(|c| c["choices"][0]["delta"]["content"].as_str()).collect();
+    assert_eq!(joined, text, "streamed text == whole text");
+    let finish = &chunks[chunks.len() - 2];
+    assert_eq!(finish["choices"][0]["finish_reason"], whole["choices"][0]["finish_reason"]);
+    let usage = &chunks[chunks.len() - 1];
+    assert_eq!(usage["choices"], json!([]));
+    assert_eq!(usage["usage"]["completion_tokens"], whole["usage"]["completion_tokens"]);
+
+    // A stop string from the middle of the reply, long enough to span tokens (so that
+    // its first tokens arrive before it is complete): the text ends right before it.
+    let want = run_alone(PROMPTS[0], 16);
+    let cut = want.char_indices().nth(want.chars().count() / 3).unwrap().0;
+    let stop: String = want[cut..].chars().take(12).collect();
+    assert_eq!(stop.chars().count(), 12, "{want:?}");
+    let at = want.find(&stop).unwrap();
+    let mut ask = completion(PROMPTS[0], 16);
+    ask["stop"] = json!(["never appears", stop]);
+    let (status, v) = s.post("/v1/completions", &ask);
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["choices"][0]["text"], &want[..at], "cut before the stop string {stop:?}");
+    assert_eq!(v["choices"][0]["finish_reason"], "stop");
+    ask["stream"] = json!(true);
+    let joined: String = s.stream("/v1/completions", &ask).iter().filter_map(|e| serde_json::from_str::<Value>(e).ok()).filter_map(|c| c["choices"][0]["text"].as_str().map(str::to_owned)).collect();
+    assert_eq!(joined, &want[..at], "streamed: the stop string is never sent, even in pieces");
+}
+
+#[test]
+fn the_next_turn_reuses_the_conversation() {
+    let Some(s) = Server::start(&[]) else { return };
+    let mut messages = vec![json!({"role": "user", "content": "Write a haiku about the sea."})];
+    let (status, first) = s.post("/v1/chat/completions", &json!({"messages": messages, "temperature": 0, "max_tokens": 20}));
+    assert_eq!(status, 200, "{first}");
+    assert_eq!(first["usage"]["prompt_tokens_details"]["cached_tokens"], 0);
+    messages.push(first["choices"][0]["message"].clone());
+    messages.push(json!({"role": "user", "content": "Now one about the mountains."}));
+    let (status, second) = s.post("/v1/chat/completions", &json!({"messages": messages, "temperature": 0, "max_tokens": 8}));
+    assert_eq!(status, 200, "{second}");
+    let cached = second["usage"]["prompt_tokens_details"]["cached_tokens"].as_u64().unwrap();
+    let first_prompt = first["usage"]["prompt_tokens"].as_u64().unwrap();
+    assert!(cached >= first_prompt, "the second turn reuses at least the first turn's prompt: {cached} of {}", second["usage"]);
+}
+
+#[test]
+fn bad_requests_are_openai_errors() {
+    let Some(s) = Server::start(&["--max-body", "4K"]) else { return };
+    let check = |what: &str, (status, v): (u16, Value), want_status: u16, param: Option<&str>, code: Option<&str>| {
+        assert_eq!(status, want_status, "{what}: {v}");
+        let e = &v["error"];
+        assert!(e["message"].as_str().is_some_and(|m| !m.is_empty()), "{what}: {v}");
+        assert!(e["type"].is_string(), "{what}: {v}");
+        if let Some(p) = param {
+            assert_eq!(e["param"], p, "{what}: {v}");
+        }
+        if let Some(c) = code {
+            assert_eq!(e["code"], c, "{what}: {v}");
+        }
+    };
+    let raw = s.request("POST", "/v1/chat/completions", &["Content-Type: application/json"], b"{\"messages\": [");
+    check("malformed JSON", (raw.0, serde_json::from_slice(&raw.2).unwrap()), 400, Some("body"), None);
+    let msgs = json!([{"role": "user", "content": "hi"}]);
+    check("n = 2", s.post("/v1/chat/completions", &json!({"messages": msgs, "n": 2})), 400, Some("n"), None);
+    check("a wrong type", s.post("/v1/chat/completions", &json!({"messages": msgs, "temperature": "hot"})), 400, Some("temperature"), None);
+    check("out of range", s.post("/v1/chat/completions", &json!({"messages": msgs, "top_p": 2})), 400, Some("top_p"), None);
+    check("no messages", s.post("/v1/chat/completions", &json!({"model": "SmolLM2-135M-Instruct.Q4_1"})), 400, Some("messages"), None);
+    check("a bad role", s.post("/v1/chat/completions", &json!({"messages": [{"role": "wizard", "content": "hi"}]})), 400, Some("messages[0].role"), None);
+    check("an unknown model", s.post("/v1/chat/completions", &json!({"model": "gpt-9", "messages": msgs})), 400, Some("model"), Some("model_not_found"));
+    check("stop of a number", s.post("/v1/completions", &json!({"prompt": "a", "stop": 3})), 400, Some("stop"), None);
+    // 768 positions over 3 slots: 256 each; this prompt is about 600 tokens.
+    check("a prompt past the context", s.post("/v1/completions", &json!({"prompt": "word ".repeat(300)})), 400, None, Some("context_length_exceeded"));
+    check("a body past --max-body", s.post("/v1/completions", &json!({"prompt": "x".repeat(5000)})), 413, None, None);
+    check("an unknown endpoint", s.get("/v1/nothing"), 404, None, None);
+    check("a token past the vocabulary", s.post("/detokenize", &json!({"tokens": [1, 99999999]})), 400, Some("tokens"), None);
+    // The server is still well after all of that.
+    let (status, v) = s.post("/tokenize", &json!({"content": "The capital of France is"}));
+    assert_eq!(status, 200, "{v}");
+    let (status, back) = s.post("/detokenize", &json!({"tokens": v["tokens"]}));
+    assert_eq!((status, back["content"].as_str()), (200, Some("The capital of France is")), "{back}");
+    let (status, v) = s.get("/v1/models");
+    assert_eq!((status, v["data"][0]["id"].as_str()), (200, Some("SmolLM2-135M-Instruct.Q4_1")), "{v}");
+}
+
+#[test]
+fn api_key_and_sigterm() {
+    let Some(mut s) = Server::start(&["--api-key", "sesame"]) else { return };
+    let ask = completion(PROMPTS[0], 2).to_string();
+    let (status, _, body) = s.request("POST", "/v1/completions", &["Content-Type: application/json"], ask.as_bytes());
+    assert_eq!(status, 401, "{}", String::from_utf8_lossy(&body));
+    let (status, _, _) = s.request("POST", "/v1/completions", &["Authorization: Bearer wrong"], ask.as_bytes());
+    assert_eq!(status, 401);
+    let (status, _, body) = s.request("POST", "/v1/completions", &["Authorization: Bearer sesame"], ask.as_bytes());
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(s.get("/health").0, 200, "health needs no key");
+
+    let kill = Command::new("kill").args(["-TERM", &s.child.id().to_string()]).status().unwrap();
+    assert!(kill.success());
+    let t0 = Instant::now();
+    let status = loop {
+        if let Some(st) = s.child.try_wait().unwrap() {
+            break st;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(30), "SIGTERM stops the server");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "SIGTERM exits 0: {status}");
+}
+
+/// The unmodified OpenAI Python client (PyPI `openai`, in the venv scripts/test.sh keeps):
+/// completions, chat, streaming with usage, the model list, typed errors.
+#[test]
+fn the_openai_python_client_works_unmodified() {
+    let python = std::env::var("STRATA_PYTHON").unwrap_or_else(|_| "python3".into());
+    let has_client = Command::new(&python).args(["-c", "import openai"]).output().is_ok_and(|o| o.status.success());
+    if !has_client {
+        assert!(std::env::var("STRATA_REQUIRE_OPENAI").as_deref() != Ok("1"), "{python} has no `openai` package (scripts/test.sh installs it)");
+        eprintln!("skipping: {python} has no `openai` package");
+        return;
+    }
+    let Some(s) = Server::start(&[]) else { return };
+    let want = run_alone(PROMPTS[0], 16);
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/openai_client.py");
+    let out = Command::new(&python).arg(script).args([&format!("http://{}", s.addr), "SmolLM2-135M-Instruct.Q4_1", PROMPTS[0], &want]).output().unwrap();
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(stdout.contains("openai client: ok"), "{stdout}");
+}

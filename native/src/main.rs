@@ -238,6 +238,12 @@ struct SamplingArgs {
     min_p: f32,
     #[arg(allow_negative_numbers = true, long, default_value_t = 1.0)]
     repeat_penalty: f32,
+    /// Subtracted from every token seen in the last 64 (0 = off).
+    #[arg(allow_negative_numbers = true, long, default_value_t = 0.0)]
+    presence_penalty: f32,
+    /// Subtracted once per occurrence in the last 64 (0 = off).
+    #[arg(allow_negative_numbers = true, long, default_value_t = 0.0)]
+    frequency_penalty: f32,
     #[arg(long, default_value_t = 0)]
     seed: u64,
 }
@@ -253,6 +259,8 @@ impl SamplingArgs {
             min_p: self.min_p,
             repetition_penalty: self.repeat_penalty,
             repetition_window: 64,
+            presence_penalty: self.presence_penalty,
+            frequency_penalty: self.frequency_penalty,
             seed: self.seed,
         };
         config.validate().map_err(|e| {
@@ -261,6 +269,8 @@ impl SamplingArgs {
                 Setting::TopP => "--top-p",
                 Setting::MinP => "--min-p",
                 Setting::RepetitionPenalty => "--repeat-penalty",
+                Setting::PresencePenalty => "--presence-penalty",
+                Setting::FrequencyPenalty => "--frequency-penalty",
                 Setting::Context => "--ctx",
                 Setting::MaxMemory => "--max-memory",
             })

@@ -22,8 +22,15 @@ struct Server {
 impl Server {
     fn start(extra: &[&str]) -> Option<Server> {
         let path = models::find(models::SMOLLM2)?;
+        // Defaults, each unless `extra` gives its own (clap refuses a flag given twice).
+        let mut args = vec!["serve", "--backend", "ref", "--port", "0", "-m", path.to_str().unwrap()];
+        for (flag, value) in [("--parallel", "3"), ("--ctx", "768")] {
+            if !extra.contains(&flag) {
+                args.extend([flag, value]);
+            }
+        }
         let mut child = Command::new(env!("CARGO_BIN_EXE_strata"))
-            .args(["serve", "--backend", "ref", "--port", "0", "--parallel", "3", "--ctx", "768", "-m", path.to_str().unwrap()])
+            .args(args)
             .args(extra)
             .stderr(Stdio::piped())
             .spawn()
@@ -111,8 +118,13 @@ fn dechunk(mut b: &[u8]) -> Vec<u8> {
 
 /// `strata run`'s greedy text for `prompt` on the same backend.
 fn run_alone(prompt: &str, n: usize) -> String {
+    run_with(prompt, n, &[])
+}
+
+/// `strata run`'s greedy text for `prompt` with `extra` flags.
+fn run_with(prompt: &str, n: usize, extra: &[&str]) -> String {
     let path = models::find(models::SMOLLM2).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_strata")).args(["run", "--backend", "ref", "--json", "--temp", "0", "-n", &n.to_string(), "-m", path.to_str().unwrap(), prompt]).output().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_strata")).args(["run", "--backend", "ref", "--json", "--temp", "0", "-n", &n.to_string(), "-m", path.to_str().unwrap()]).args(extra).arg(prompt).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     v["text"].as_str().unwrap().to_owned()
@@ -147,6 +159,17 @@ fn completions_alone_and_batched_equal_strata_run() {
             }
         });
     }
+
+    // OpenAI's penalties reach the sampler: the reply is `strata run`'s with the same
+    // penalties, and not the unpenalized one (greedy over 32 tokens repeats itself).
+    let penalized = run_with(PROMPTS[1], 32, &["--presence-penalty", "0.5", "--frequency-penalty", "1.5"]);
+    assert_ne!(penalized, run_alone(PROMPTS[1], 32), "the penalties change this reply");
+    let mut ask = completion(PROMPTS[1], 32);
+    ask["presence_penalty"] = json!(0.5);
+    ask["frequency_penalty"] = json!(1.5);
+    let (status, v) = s.post("/v1/completions", &ask);
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["choices"][0]["text"], penalized.as_str());
 }
 
 #[test]
@@ -230,6 +253,8 @@ fn bad_requests_are_openai_errors() {
     check("n = 2", s.post("/v1/chat/completions", &json!({"messages": msgs, "n": 2})), 400, Some("n"), None);
     check("a wrong type", s.post("/v1/chat/completions", &json!({"messages": msgs, "temperature": "hot"})), 400, Some("temperature"), None);
     check("out of range", s.post("/v1/chat/completions", &json!({"messages": msgs, "top_p": 2})), 400, Some("top_p"), None);
+    check("a penalty past 2", s.post("/v1/chat/completions", &json!({"messages": msgs, "presence_penalty": 2.5})), 400, Some("presence_penalty"), None);
+    check("a penalty past -2", s.post("/v1/completions", &json!({"prompt": "a", "frequency_penalty": -3})), 400, Some("frequency_penalty"), None);
     check("no messages", s.post("/v1/chat/completions", &json!({"model": "SmolLM2-135M-Instruct.Q4_1"})), 400, Some("messages"), None);
     check("a bad role", s.post("/v1/chat/completions", &json!({"messages": [{"role": "wizard", "content": "hi"}]})), 400, Some("messages[0].role"), None);
     check("an unknown model", s.post("/v1/chat/completions", &json!({"model": "gpt-9", "messages": msgs})), 400, Some("model"), Some("model_not_found"));
@@ -291,4 +316,67 @@ fn the_openai_python_client_works_unmodified() {
     let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success(), "{stdout}{stderr}");
     assert!(stdout.contains("openai client: ok"), "{stdout}");
+}
+
+/// A gauge or counter's value in `/metrics` (the first line starting with `name`).
+fn metric(s: &Server, name: &str) -> f64 {
+    let (status, _, body) = s.request("GET", "/metrics", &[], b"");
+    assert_eq!(status, 200);
+    let text = String::from_utf8(body).unwrap();
+    let line = text.lines().find(|l| l.starts_with(name) && !l.starts_with('#')).unwrap_or_else(|| panic!("{name} in {text}"));
+    line.rsplit(' ').next().unwrap().parse().unwrap()
+}
+
+fn wait_for(what: &str, mut ok: impl FnMut() -> bool) {
+    let t0 = Instant::now();
+    while !ok() {
+        assert!(t0.elapsed() < Duration::from_secs(60), "{what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// One slot and room for one waiting request: a third is 503 with Retry-After; a client
+/// that disconnects mid-stream frees its slot for the waiting one, whose reply is whole;
+/// /metrics counts all of it.
+#[test]
+fn queue_full_disconnect_and_metrics() {
+    let Some(s) = Server::start(&["--parallel", "1", "--queue", "1", "--ctx", "400"]) else { return };
+    // A: streams until its slot's context is full unless cancelled.
+    let mut a = TcpStream::connect(&s.addr).unwrap();
+    let body = json!({"prompt": PROMPTS[1], "temperature": 0, "stream": true}).to_string();
+    write!(a, "POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}", body.len()).unwrap();
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&seen).contains("data: ") {
+        let n = a.read(&mut buf).unwrap();
+        assert!(n > 0, "A's stream starts");
+        seen.extend_from_slice(&buf[..n]);
+    }
+    assert_eq!(metric(&s, "strata_slots_busy"), 1.0);
+    // B waits for the slot; C finds the queue full.
+    std::thread::scope(|scope| {
+        let b = scope.spawn(|| s.post("/v1/completions", &completion(PROMPTS[0], 16)));
+        wait_for("B is queued", || metric(&s, "strata_queue_depth") == 1.0);
+        let (status, head, body) = s.request("POST", "/v1/completions", &["Content-Type: application/json"], completion(PROMPTS[2], 4).to_string().as_bytes());
+        assert_eq!(status, 503, "{}", String::from_utf8_lossy(&body));
+        assert!(head.to_ascii_lowercase().contains("retry-after: 1"), "{head}");
+        let e: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(e["error"]["code"], "queue_full");
+        // A hangs up: its slot goes to B, whose reply is what it is alone.
+        drop(a);
+        let (status, v) = b.join().unwrap();
+        assert_eq!(status, 200, "{v}");
+        assert_eq!(v["choices"][0]["text"], run_alone(PROMPTS[0], 16).as_str());
+    });
+    wait_for("the slot is free", || metric(&s, "strata_slots_busy") == 0.0);
+    let generated = metric(&s, "strata_generated_tokens_total");
+    // A alone runs to its slot's 400 positions (greedy, it meets no end-of-generation
+    // token: `strata run -n 380` stops at MaxTokens); cancelled, it stopped early.
+    let a_tokens = generated - 16.0;
+    assert!(a_tokens >= 1.0 && a_tokens < 300.0, "A generated {a_tokens} tokens after its client left");
+    assert_eq!(metric(&s, "strata_requests_total{endpoint=\"/v1/completions\",status=\"503\"}"), 1.0);
+    assert_eq!(metric(&s, "strata_requests_total{endpoint=\"/v1/completions\",status=\"200\"}"), 2.0);
+    assert_eq!(metric(&s, "strata_time_to_first_token_seconds_count"), 2.0, "A and B each had a first token");
+    assert_eq!(metric(&s, "strata_time_per_output_token_seconds_count"), generated - 2.0, "a gap before every later token");
+    assert_eq!(metric(&s, "strata_queue_depth"), 0.0);
 }

@@ -15,20 +15,30 @@ pub struct SamplerConfig {
     pub min_p: f32,
     /// Divide positive / multiply negative logits of recently seen tokens (1 = off).
     pub repetition_penalty: f32,
-    /// How many recent tokens the penalty looks at.
+    /// How many recent tokens the penalties look at.
     pub repetition_window: usize,
+    /// Subtracted from the logit of every token seen in the window (OpenAI's
+    /// `presence_penalty`, llama.cpp's `--presence-penalty`; 0 = off).
+    pub presence_penalty: f32,
+    /// Subtracted once per occurrence in the window (`frequency_penalty`; 0 = off).
+    pub frequency_penalty: f32,
     pub seed: u64,
 }
 
 impl Default for SamplerConfig {
     fn default() -> Self {
-        SamplerConfig { temperature: 0.8, top_k: 40, top_p: 0.95, min_p: 0.05, repetition_penalty: 1.0, repetition_window: 64, seed: 0 }
+        SamplerConfig { temperature: 0.8, top_k: 40, top_p: 0.95, min_p: 0.05, repetition_penalty: 1.0, repetition_window: 64, presence_penalty: 0.0, frequency_penalty: 0.0, seed: 0 }
     }
 }
 
 impl SamplerConfig {
     pub fn greedy() -> Self {
         SamplerConfig { temperature: 0.0, ..Self::default() }
+    }
+
+    /// Whether any penalty changes logits by the history (then the whole row is needed).
+    pub fn penalized(&self) -> bool {
+        self.repetition_penalty != 1.0 || self.presence_penalty != 0.0 || self.frequency_penalty != 0.0
     }
 }
 
@@ -59,14 +69,18 @@ impl Sampler {
     pub fn sample(&mut self, logits: &[f32], history: &[u32]) -> u32 {
         let c = self.config.clone();
         let mut l = logits.to_vec();
-        if c.repetition_penalty != 1.0 {
+        if c.penalized() {
+            // llama.cpp's penalties sampler: per distinct token of the window, the
+            // repetition penalty, then `count * frequency + presence`.
             let start = history.len().saturating_sub(c.repetition_window);
             let mut seen: Vec<u32> = history[start..].to_vec();
             seen.sort_unstable();
-            seen.dedup();
-            for id in seen {
-                if let Some(x) = l.get_mut(id as usize) {
-                    *x = if *x > 0.0 { *x / c.repetition_penalty } else { *x * c.repetition_penalty };
+            for run in seen.chunk_by(|a, b| a == b) {
+                if let Some(x) = l.get_mut(run[0] as usize) {
+                    if c.repetition_penalty != 1.0 {
+                        *x = if *x > 0.0 { *x / c.repetition_penalty } else { *x * c.repetition_penalty };
+                    }
+                    *x -= run.len() as f32 * c.frequency_penalty + c.presence_penalty;
                 }
             }
         }
@@ -87,7 +101,7 @@ impl Sampler {
     /// on the device, so a decode step reads back k pairs instead of the vocabulary.
     pub fn candidates_needed(&self) -> Option<usize> {
         let c = &self.config;
-        if c.repetition_penalty != 1.0 {
+        if c.penalized() {
             return None;
         }
         if c.temperature <= 0.0 {
@@ -249,6 +263,24 @@ mod tests {
     }
 
     #[test]
+    fn presence_and_frequency_penalties_follow_llama_cpp() {
+        let greedy = |presence, frequency, repetition| Sampler::new(SamplerConfig { presence_penalty: presence, frequency_penalty: frequency, repetition_penalty: repetition, ..SamplerConfig::greedy() });
+        let l = [3.0, 2.6, 0.0];
+        // Token 0 seen twice: frequency 0.25 takes 0.5 (3.0 -> 2.5 < 2.6), 0.15 takes 0.3.
+        assert_eq!(greedy(0.0, 0.25, 1.0).sample(&l, &[0, 0]), 1);
+        assert_eq!(greedy(0.0, 0.15, 1.0).sample(&l, &[0, 0]), 0);
+        // Presence counts once however often: 0.5 -> 2.5, 0.3 -> 2.7.
+        assert_eq!(greedy(0.5, 0.0, 1.0).sample(&l, &[0, 0, 0]), 1);
+        assert_eq!(greedy(0.3, 0.0, 1.0).sample(&l, &[0, 0, 0]), 0);
+        // Repetition first, then frequency: 3.0 / 1.2 - 2 * 0.1 = 2.3.
+        assert_eq!(greedy(0.0, 0.1, 1.2).sample(&l, &[0, 0]), 1);
+        // A negative penalty favours what was seen; tokens outside the window are not counted.
+        assert_eq!(greedy(-0.5, 0.0, 1.0).sample(&[2.6, 3.0], &[0]), 0);
+        let mut windowed = Sampler::new(SamplerConfig { presence_penalty: 1.0, repetition_window: 1, ..SamplerConfig::greedy() });
+        assert_eq!(windowed.sample(&l, &[0, 1]), 0, "token 0 is out of a window of 1");
+    }
+
+    #[test]
     fn repetition_penalty_follows_llama_cpp() {
         let mut s = Sampler::new(SamplerConfig { repetition_penalty: 2.0, ..SamplerConfig::greedy() });
         // Token 0 (3.0 -> 1.5) loses to token 1 (2.0) once seen.
@@ -270,6 +302,8 @@ mod tests {
             }
         }
         assert_eq!(Sampler::new(SamplerConfig { repetition_penalty: 1.1, ..SamplerConfig::default() }).candidates_needed(), None);
+        assert_eq!(Sampler::new(SamplerConfig { presence_penalty: 0.5, ..SamplerConfig::default() }).candidates_needed(), None);
+        assert_eq!(Sampler::new(SamplerConfig { frequency_penalty: -0.5, ..SamplerConfig::default() }).candidates_needed(), None);
         assert_eq!(Sampler::new(SamplerConfig { top_k: 0, ..SamplerConfig::default() }).candidates_needed(), None);
     }
 

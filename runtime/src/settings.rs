@@ -14,6 +14,8 @@ pub enum Setting {
     TopP,
     MinP,
     RepetitionPenalty,
+    PresencePenalty,
+    FrequencyPenalty,
     /// KV-cache positions.
     Context,
     /// Bytes of resident weights.
@@ -28,6 +30,8 @@ impl Setting {
             Setting::TopP => "top_p",
             Setting::MinP => "min_p",
             Setting::RepetitionPenalty => "repetition_penalty",
+            Setting::PresencePenalty => "presence_penalty",
+            Setting::FrequencyPenalty => "frequency_penalty",
             Setting::Context => "context",
             Setting::MaxMemory => "max_memory",
         }
@@ -73,6 +77,12 @@ impl SamplerConfig {
         let p = self.repetition_penalty;
         if !(p.is_finite() && p > 0.0) {
             return Err(SettingError::new(Setting::RepetitionPenalty, p, "a finite number > 0 (1 is off)"));
+        }
+        // OpenAI's range for both.
+        for (setting, p) in [(Setting::PresencePenalty, self.presence_penalty), (Setting::FrequencyPenalty, self.frequency_penalty)] {
+            if !(-2.0..=2.0).contains(&p) {
+                return Err(SettingError::new(setting, p, "a number in [-2, 2] (0 is off)"));
+            }
         }
         Ok(())
     }
@@ -170,6 +180,9 @@ mod tests {
             (SamplerConfig { min_p: f32::NAN, ..ok.clone() }, Setting::MinP),
             (SamplerConfig { repetition_penalty: 0.0, ..ok.clone() }, Setting::RepetitionPenalty),
             (SamplerConfig { repetition_penalty: f32::NAN, ..ok.clone() }, Setting::RepetitionPenalty),
+            (SamplerConfig { presence_penalty: 2.5, ..ok.clone() }, Setting::PresencePenalty),
+            (SamplerConfig { presence_penalty: f32::NAN, ..ok.clone() }, Setting::PresencePenalty),
+            (SamplerConfig { frequency_penalty: -3.0, ..ok.clone() }, Setting::FrequencyPenalty),
         ];
         for (cfg, setting) in cases {
             assert_eq!(cfg.validate().map_err(|e| e.setting), Err(setting), "{cfg:?}");

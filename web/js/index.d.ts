@@ -30,6 +30,10 @@ export interface GenerateOptions {
   topP?: number;
   minP?: number;
   repetitionPenalty?: number;
+  /** Subtracted from every token seen in the last 64 (OpenAI's presence_penalty), [-2, 2]. */
+  presencePenalty?: number;
+  /** Subtracted once per occurrence in the last 64 (frequency_penalty), [-2, 2]. */
+  frequencyPenalty?: number;
   seed?: number;
 }
 

@@ -49,6 +49,8 @@ pub struct GenerateOptions {
     pub top_p: Option<f32>,
     pub min_p: Option<f32>,
     pub repetition_penalty: Option<f32>,
+    pub presence_penalty: Option<f32>,
+    pub frequency_penalty: Option<f32>,
     pub seed: Option<u64>,
 }
 
@@ -67,6 +69,8 @@ impl GenerateOptions {
             min_p: self.min_p.unwrap_or(d.min_p),
             repetition_penalty: self.repetition_penalty.unwrap_or(d.repetition_penalty),
             repetition_window: d.repetition_window,
+            presence_penalty: self.presence_penalty.unwrap_or(d.presence_penalty),
+            frequency_penalty: self.frequency_penalty.unwrap_or(d.frequency_penalty),
             seed: self.seed.unwrap_or(d.seed),
         };
         c.validate().map_err(|e| e.with_name(js_name(e.setting)))?;
@@ -81,6 +85,8 @@ fn js_name(s: Setting) -> &'static str {
         Setting::TopP => "topP",
         Setting::MinP => "minP",
         Setting::RepetitionPenalty => "repetitionPenalty",
+        Setting::PresencePenalty => "presencePenalty",
+        Setting::FrequencyPenalty => "frequencyPenalty",
         Setting::Context => "contextLength",
         Setting::MaxMemory => "maxMemory",
     }

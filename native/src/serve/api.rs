@@ -165,6 +165,12 @@ pub fn ask(kind: Kind, m: &Map<String, Value>) -> Result<Ask, ApiError> {
         // OpenAI's seed is any integer; a negative one is taken as its two's complement.
         sampler.seed = seed.as_u64().or_else(|| seed.as_i64().map(|s| s as u64)).ok_or_else(|| wrong("seed", "an integer", seed))?;
     }
+    if let Some(p) = number(m, "presence_penalty")? {
+        sampler.presence_penalty = p as f32;
+    }
+    if let Some(p) = number(m, "frequency_penalty")? {
+        sampler.frequency_penalty = p as f32;
+    }
     sampler.validate().map_err(|e| {
         use strata::settings::Setting;
         let param = match e.setting {
@@ -172,17 +178,12 @@ pub fn ask(kind: Kind, m: &Map<String, Value>) -> Result<Ask, ApiError> {
             Setting::TopP => "top_p",
             Setting::MinP => "min_p",
             Setting::RepetitionPenalty => "repeat_penalty",
+            Setting::PresencePenalty => "presence_penalty",
+            Setting::FrequencyPenalty => "frequency_penalty",
             Setting::Context | Setting::MaxMemory => "body",
         };
         ApiError::invalid(param, format!("'{param}' = {}: expected {}", e.value, e.expected))
     })?;
-    for key in ["presence_penalty", "frequency_penalty"] {
-        if let Some(p) = number(m, key)? {
-            if p != 0.0 {
-                return Err(ApiError::invalid(key, format!("'{key}' = {p}: not supported yet (only 0); use 'repeat_penalty'")));
-            }
-        }
-    }
     if boolean(m, "logprobs")? || field(m, "top_logprobs").is_some() {
         return Err(ApiError::invalid("logprobs", "'logprobs' is not supported yet"));
     }

@@ -5,6 +5,7 @@
 //! never holds the engine and a failing request never takes the server down.
 
 pub mod api;
+pub mod metrics;
 pub mod scheduler;
 
 use std::convert::Infallible;
@@ -97,8 +98,10 @@ pub fn serve(opts: ServeOptions, load: impl FnOnce(Worker) -> Result<(), String>
             .route("/v1/completions", post(completions))
             .route("/tokenize", post(tokenize))
             .route("/detokenize", post(detokenize))
+            .route("/metrics", get(metrics))
             .fallback(|| async { error(ApiError::new(404, "invalid_request_error", Some("not_found"), "no such endpoint")) })
             .layer(axum::middleware::from_fn_with_state(app.clone(), auth))
+            .layer(axum::middleware::from_fn_with_state(app.clone(), count))
             .layer(DefaultBodyLimit::max(max_body))
             .with_state(app);
         axum::serve(listener, router).with_graceful_shutdown(shutdown()).await.map_err(|e| e.to_string())?;
@@ -133,6 +136,29 @@ async fn auth(State(app): State<Arc<App>>, req: Request, next: Next) -> Response
         }
     }
     next.run(req).await
+}
+
+/// Counts every response by endpoint and status (`/metrics`).
+async fn count(State(app): State<Arc<App>>, req: Request, next: Next) -> Response {
+    let endpoint = match req.uri().path() {
+        "/v1/chat/completions" => "/v1/chat/completions",
+        "/v1/completions" => "/v1/completions",
+        "/v1/models" => "/v1/models",
+        "/health" => "/health",
+        "/metrics" => "/metrics",
+        "/tokenize" => "/tokenize",
+        "/detokenize" => "/detokenize",
+        _ => "other",
+    };
+    let r = next.run(req).await;
+    app.shared.metrics.request(endpoint, r.status().as_u16());
+    r
+}
+
+async fn metrics(State(app): State<Arc<App>>) -> Response {
+    let s = &app.shared;
+    let text = s.metrics.text(s.queued.load(Ordering::SeqCst), s.busy.load(Ordering::SeqCst), app.opts.slots);
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 
 async fn health(State(app): State<Arc<App>>) -> Response {
@@ -198,6 +224,7 @@ async fn completions(State(app): State<Arc<App>>, b: Result<Bytes, BytesRejectio
 }
 
 async fn complete(app: Arc<App>, kind: Kind, b: Result<Bytes, BytesRejection>) -> Result<Response, ApiError> {
+    let arrived = std::time::Instant::now();
     let m = body(b)?;
     api::check_model(&m, &app.opts.model_names)?;
     let ask = api::ask(kind, &m)?;
@@ -210,7 +237,7 @@ async fn complete(app: Arc<App>, kind: Kind, b: Result<Bytes, BytesRejection>) -
         return Ok(r);
     }
     let (events, mut rx) = mpsc::unbounded_channel();
-    let job = Job { prompt, max_tokens: ask.max_tokens, sampler: ask.sampler.clone(), stop: ask.stop.clone(), events };
+    let job = Job { prompt, max_tokens: ask.max_tokens, sampler: ask.sampler.clone(), stop: ask.stop.clone(), events, arrived };
     if app.tx.send(Msg::Job(job)).is_err() {
         app.shared.queued.fetch_sub(1, Ordering::SeqCst);
         return Err(gone());

@@ -10,6 +10,7 @@
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::Instant;
 
 use strata::backend::Backend;
 use strata::engine::{Engine, EngineError};
@@ -19,6 +20,7 @@ use strata::tokenizer::TextStream;
 use tokio::sync::{mpsc, oneshot};
 
 use super::api::{ApiError, Finish, Prompt, Usage};
+use super::metrics::Metrics;
 
 /// Figures the HTTP side reads: readiness, queue depth, busy slots.
 #[derive(Default)]
@@ -27,6 +29,7 @@ pub struct Shared {
     /// Requests accepted and waiting for a slot.
     pub queued: AtomicUsize,
     pub busy: AtomicUsize,
+    pub metrics: Metrics,
 }
 
 /// What the HTTP side asks of the engine's thread.
@@ -48,6 +51,8 @@ pub struct Job {
     pub sampler: SamplerConfig,
     pub stop: Vec<String>,
     pub events: mpsc::UnboundedSender<Event>,
+    /// When the request arrived (time to first token counts from here).
+    pub arrived: Instant,
 }
 
 /// What a request hears back, in order: text pieces, then `Done` or `Failed`.
@@ -88,6 +93,8 @@ struct Live {
     text: TextStream,
     /// Bytes of `text` sent.
     sent: usize,
+    /// When the last token was sampled.
+    last: Option<Instant>,
 }
 
 impl Live {
@@ -154,6 +161,7 @@ pub fn run<B: Backend>(engine: Engine<B>, w: Worker) -> Result<(), String> {
     let eog = &engine.model().config.eog_token_ids;
     let tokenizer = engine.tokenizer();
     loop {
+        shared.busy.store(lives.iter().filter(|l| l.is_some()).count(), Ordering::SeqCst);
         // Messages: wait for one when there is nothing to run, then take all that came.
         if waiting.is_empty() && lives.iter().all(Option::is_none) {
             match rx.blocking_recv() {
@@ -184,7 +192,9 @@ pub fn run<B: Backend>(engine: Engine<B>, w: Worker) -> Result<(), String> {
             };
             let kept = seqs[slot].keep_common_prefix(&job.prompt);
             let history = job.prompt.clone();
-            lives[slot] = Some(Live { sampler: Sampler::new(job.sampler.clone()), job, fed: kept, cached: kept, next: None, history, text: TextStream::new(), sent: 0 });
+            shared.metrics.prompt_tokens.fetch_add(job.prompt.len() as u64, Ordering::Relaxed);
+            shared.metrics.cached_tokens.fetch_add(kept as u64, Ordering::Relaxed);
+            lives[slot] = Some(Live { sampler: Sampler::new(job.sampler.clone()), job, fed: kept, cached: kept, next: None, history, text: TextStream::new(), sent: 0, last: None });
         }
         shared.busy.store(lives.iter().filter(|l| l.is_some()).count(), Ordering::SeqCst);
         if lives.iter().all(Option::is_none) {
@@ -244,10 +254,17 @@ pub fn run<B: Backend>(engine: Engine<B>, w: Worker) -> Result<(), String> {
                     continue;
                 }
             };
+            let now = Instant::now();
+            match l.last {
+                None => shared.metrics.time_to_first_token.observe(now - l.job.arrived),
+                Some(t) => shared.metrics.time_per_token.observe(now - t),
+            }
+            l.last = Some(now);
             let outcome = if eog.contains(&tok) {
                 Some(Finish::Stop)
             } else {
                 l.history.push(tok);
+                shared.metrics.generated_tokens.fetch_add(1, Ordering::Relaxed);
                 if let Err(e) = l.text.push(tokenizer, tok) {
                     let _ = l.job.events.send(Event::Failed(server_error(e)));
                     lives[*i] = None;

@@ -380,3 +380,93 @@ fn queue_full_disconnect_and_metrics() {
     assert_eq!(metric(&s, "strata_time_per_output_token_seconds_count"), generated - 2.0, "a gap before every later token");
     assert_eq!(metric(&s, "strata_queue_depth"), 0.0);
 }
+
+/// Logprobs against Hugging Face transformers (tests/fixtures/reference/smollm2.hf.json,
+/// the same Q4_1 weights in f32): a prompt given as token ids, greedy, 5 alternatives.
+/// The first token's alternatives are the log-softmax of transformers' final logits; every
+/// token's own logprob is its best alternative's (greedy); the greedy tokens are
+/// transformers' and their texts spell the completion.
+#[test]
+fn logprobs_follow_transformers() {
+    use strata_conformance::fixtures::{self, ids};
+    let Some(s) = Server::start(&[]) else { return };
+    let r = fixtures::json("reference/smollm2.hf.json");
+    let case = &r["cases"][1];
+    let (prompt, mut greedy) = (ids(&case["prompt_ids"]), ids(&case["greedy"]));
+    // transformers went on past `<|im_end|>` (2), where strata stops.
+    greedy.truncate(greedy.iter().position(|&t| t == 2).unwrap_or(greedy.len()));
+    let hf = fixtures::f32s(&format!("reference/{}", case["final_logits_file"].as_str().unwrap()));
+    let max = hf.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let log_sum = (hf.iter().map(|&l| ((l - max) as f64).exp()).sum::<f64>()).ln() as f32 + max;
+    let n = greedy.len();
+    let (status, v) = s.post("/v1/completions", &json!({"prompt": prompt, "max_tokens": n, "temperature": 0, "logprobs": 5}));
+    assert_eq!(status, 200, "{v}");
+    let text = v["choices"][0]["text"].as_str().unwrap();
+    let (_, want) = s.post("/detokenize", &json!({"tokens": greedy}));
+    assert_eq!(text, want["content"].as_str().unwrap(), "transformers' greedy tokens");
+    assert_eq!(v["usage"]["prompt_tokens"], prompt.len());
+    assert_eq!(v["choices"][0]["finish_reason"], "length");
+    let lp = &v["choices"][0]["logprobs"];
+    let tokens: Vec<&str> = lp["tokens"].as_array().unwrap().iter().map(|t| t.as_str().unwrap()).collect();
+    assert_eq!(tokens.len(), n);
+    assert_eq!(tokens.concat(), text);
+    let offsets: Vec<usize> = lp["text_offset"].as_array().unwrap().iter().map(|o| o.as_u64().unwrap() as usize).collect();
+    assert_eq!(offsets[0], 0);
+    assert!(offsets.windows(2).zip(&tokens).all(|(w, t)| w[1] - w[0] == t.chars().count()), "{offsets:?}");
+    for i in 0..n {
+        let top = lp["top_logprobs"][i].as_object().unwrap();
+        assert!(top.len() <= 5 && top.len() >= 4, "5 alternatives (two may share a text): {top:?}");
+        let best = top.values().map(|x| x.as_f64().unwrap()).fold(f64::NEG_INFINITY, f64::max);
+        assert!((lp["token_logprobs"][i].as_f64().unwrap() - best).abs() < 1e-6, "token {i}: greedy takes the best");
+        assert!(best <= 0.0);
+    }
+    let first = lp["top_logprobs"][0].as_object().unwrap();
+    let hf_top: Vec<u32> = case["top5"][0]["ids"].as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect();
+    for id in hf_top {
+        let (_, t) = s.post("/detokenize", &json!({"tokens": [id]}));
+        let ours = first.get(t["content"].as_str().unwrap()).unwrap_or_else(|| panic!("token {id} among {first:?}")).as_f64().unwrap() as f32;
+        let theirs = hf[id as usize] - log_sum;
+        assert!((ours - theirs).abs() < 2e-3, "token {id}: logprob {ours} vs transformers {theirs}");
+    }
+    // A token id past the vocabulary is the prompt's fault.
+    let (status, v) = s.post("/v1/completions", &json!({"prompt": [1, 49152], "max_tokens": 1}));
+    assert_eq!((status, v["error"]["param"].as_str()), (400, Some("prompt")), "{v}");
+}
+
+/// Chat logprobs: streamed equal whole, each token's bytes spell the reply, its
+/// alternatives are as many as asked and the greedy token is the first of them; the
+/// fields' limits are 400s.
+#[test]
+fn chat_logprobs_streamed_equal_whole() {
+    let Some(s) = Server::start(&[]) else { return };
+    let ask = json!({"messages": [{"role": "user", "content": "Say hello in French."}], "temperature": 0, "max_tokens": 12, "logprobs": true, "top_logprobs": 3});
+    let (status, whole) = s.post("/v1/chat/completions", &ask);
+    assert_eq!(status, 200, "{whole}");
+    let content = whole["choices"][0]["logprobs"]["content"].as_array().unwrap().clone();
+    assert_eq!(content.len() as u64, whole["usage"]["completion_tokens"].as_u64().unwrap());
+    let bytes: Vec<u8> = content.iter().flat_map(|t| t["bytes"].as_array().unwrap().iter().map(|b| b.as_u64().unwrap() as u8)).collect();
+    assert_eq!(String::from_utf8(bytes).unwrap(), whole["choices"][0]["message"]["content"].as_str().unwrap());
+    for t in &content {
+        let top = t["top_logprobs"].as_array().unwrap();
+        assert_eq!(top.len(), 3, "{t}");
+        assert_eq!(top[0]["token"], t["token"], "{t}");
+        assert_eq!(top[0]["logprob"], t["logprob"], "{t}");
+        assert!(top.windows(2).all(|w| w[0]["logprob"].as_f64() >= w[1]["logprob"].as_f64()), "{t}");
+    }
+    let mut streamed = ask.clone();
+    streamed["stream"] = json!(true);
+    let events = s.stream("/v1/chat/completions", &streamed);
+    let chunks: Vec<Value> = events[..events.len() - 1].iter().map(|e| serde_json::from_str(e).unwrap()).collect();
+    let pieces: Vec<Value> = chunks.iter().filter_map(|c| c["choices"][0]["logprobs"]["content"].as_array()).flatten().cloned().collect();
+    assert_eq!(pieces, content);
+    // Without logprobs the field is null.
+    let (_, plain) = s.post("/v1/chat/completions", &json!({"messages": ask["messages"], "max_tokens": 2}));
+    assert!(plain["choices"][0]["logprobs"].is_null(), "{plain}");
+    let msgs = ask["messages"].clone();
+    let (status, v) = s.post("/v1/chat/completions", &json!({"messages": msgs, "top_logprobs": 2}));
+    assert_eq!((status, v["error"]["param"].as_str()), (400, Some("top_logprobs")), "without logprobs: {v}");
+    let (status, v) = s.post("/v1/chat/completions", &json!({"messages": msgs, "logprobs": true, "top_logprobs": 21}));
+    assert_eq!((status, v["error"]["param"].as_str()), (400, Some("top_logprobs")), "past 20: {v}");
+    let (status, v) = s.post("/v1/completions", &json!({"prompt": "a", "logprobs": true}));
+    assert_eq!((status, v["error"]["param"].as_str()), (400, Some("logprobs")), "completions take a count: {v}");
+}

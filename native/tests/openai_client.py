@@ -33,6 +33,17 @@ joined = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
 assert joined == text, (joined, text)
 assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens == whole.usage.completion_tokens, chunks[-1]
 
+# Logprobs through the client's typed objects: chat (content entries with alternatives)
+# and completions (the legacy parallel lists); greedy takes each position's best.
+r = client.chat.completions.create(model=model, messages=messages, temperature=0, max_completion_tokens=8, logprobs=True, top_logprobs=2)
+content = r.choices[0].logprobs.content
+assert "".join(t.token for t in content) == r.choices[0].message.content, content
+assert all(len(t.top_logprobs) == 2 and t.top_logprobs[0].token == t.token and t.logprob <= 0 for t in content), content
+r = client.completions.create(model=model, prompt=prompt, temperature=0, max_tokens=16, logprobs=3)
+lp = r.choices[0].logprobs
+assert "".join(lp.tokens) == want and len(lp.token_logprobs) == 16, lp
+assert all(abs(max(top.values()) - p) < 1e-6 for top, p in zip(lp.top_logprobs, lp.token_logprobs)), lp
+
 # The model list, and errors as the client's typed exceptions.
 assert [m.id for m in client.models.list()] == [model]
 try:

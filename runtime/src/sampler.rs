@@ -200,6 +200,33 @@ pub fn top_k(v: &[f32], k: usize) -> Vec<usize> {
 /// Up to this many candidates, `top_k` keeps them in one pass instead of selecting.
 const SMALL_K: usize = 64;
 
+/// A sampled token's log-probability and its most likely alternatives': the model's own
+/// distribution (log-softmax of the raw logits, before penalties, temperature and
+/// truncation), as OpenAI's `logprobs` and llama-server's `n_probs` report it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TokenLogprobs {
+    pub token: u32,
+    pub logprob: f32,
+    /// Up to the `top` asked for, most likely first.
+    pub top: Vec<(u32, f32)>,
+}
+
+/// The most alternatives [`logprobs`] reports (OpenAI's `top_logprobs` limit).
+pub const MAX_TOP_LOGPROBS: usize = 20;
+
+/// [`TokenLogprobs`] of `token` from one row of finite logits, with `top` alternatives.
+pub fn logprobs(logits: &[f32], token: u32, top: usize) -> TokenLogprobs {
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    // log sum exp in f64: 50k-260k terms.
+    let log_sum = (logits.iter().map(|&l| ((l - max) as f64).exp()).sum::<f64>()).ln() as f32 + max;
+    let lp = |i: usize| logits[i] - log_sum;
+    TokenLogprobs {
+        token,
+        logprob: lp(token as usize),
+        top: top_k(logits, top.min(MAX_TOP_LOGPROBS)).into_iter().map(|i| (i as u32, lp(i))).collect(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -221,6 +248,23 @@ mod tests {
             assert_eq!(fast, idx, "k = {k}");
         }
         assert_eq!(top_k(&v[..3], 10).len(), 3);
+    }
+
+    /// Logits ln 1 .. ln 4 (plus any constant): probabilities 1/10 .. 4/10.
+    #[test]
+    fn logprobs_are_the_log_softmax() {
+        let logits: Vec<f32> = [1f32, 2.0, 3.0, 4.0].iter().map(|p| p.ln() + 30.0).collect();
+        let r = logprobs(&logits, 1, 3);
+        assert_eq!(r.token, 1);
+        assert!((r.logprob - 0.2f32.ln()).abs() < 1e-6, "{r:?}");
+        let want = [(3u32, 0.4f32), (2, 0.3), (1, 0.2)];
+        assert_eq!(r.top.len(), 3);
+        for ((id, lp), (wid, p)) in r.top.iter().zip(want) {
+            assert_eq!(*id, wid);
+            assert!((lp - p.ln()).abs() < 1e-6, "{r:?}");
+        }
+        assert_eq!(logprobs(&logits, 0, 0).top, vec![]);
+        assert_eq!(logprobs(&logits, 0, 99).top.len(), 4);
     }
 
     fn counts(cfg: SamplerConfig, logits: &[f32], n: usize) -> Vec<usize> {

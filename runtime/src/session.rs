@@ -255,6 +255,14 @@ impl<B: Backend> Session<B> {
         }
     }
 
+    /// The log-probability of `token` (sampled from row `row` of a batch's logits, see
+    /// [`Session::pick_row`]) and of the row's `top` most likely tokens.
+    pub async fn row_logprobs(&self, logits: &B::Buf, row: usize, token: u32, top: usize) -> Result<crate::sampler::TokenLogprobs, SessionError> {
+        let vocab = self.model.config.vocab_size as usize;
+        let row = self.backend.read(logits, row * vocab, vocab).await?;
+        Ok(crate::sampler::logprobs(&row, token, top))
+    }
+
     /// A new sequence of its own KV cache of `context` positions (capped at the model's
     /// context length), for [`Session::forward_sequences`]: what a server's slot holds.
     pub fn new_sequence(&self, context: usize) -> Result<Sequence<B>, SessionError> {

@@ -48,6 +48,9 @@ pub struct Tokenizer {
     /// Prepend BOS when encoding a prompt (`tokenizer.ggml.add_bos_token`).
     pub add_bos: bool,
     tokens: Arc<Strings>,
+    /// Token texts spell bytes in GPT-2's byte-level alphabet (`Ġ` for a space), as
+    /// opposed to SentencePiece's (`▁` for a space, `<0xXX>` byte tokens).
+    byte_level: bool,
 }
 
 impl std::fmt::Debug for Tokenizer {
@@ -118,7 +121,7 @@ impl Tokenizer {
             }
             other => return Err(TokenizerError::Unsupported(format!("tokenizer model {other:?} (supported: gpt2, llama)"))),
         };
-        Ok(Tokenizer { model, bos, eos, add_bos, tokens })
+        Ok(Tokenizer { model, bos, eos, add_bos, tokens, byte_level: kind == "gpt2" })
     }
 
     /// From a `tokenizer.json` text, with BOS/EOS from the model config.
@@ -131,7 +134,10 @@ impl Tokenizer {
             }
         }
         let tokens = Arc::new(tokens.iter().collect::<Strings>());
-        Ok(Tokenizer { model: Model::Hf(Arc::new(Mutex::new(t))), bos, eos, add_bos, tokens })
+        // A byte-level vocabulary is decoded by a ByteLevel decoder (alone or in a sequence).
+        let decoder: serde_json::Value = serde_json::from_str(json).map(|v: serde_json::Value| v["decoder"].clone()).unwrap_or_default();
+        let byte_level = decoder.to_string().contains("\"ByteLevel\"");
+        Ok(Tokenizer { model: Model::Hf(Arc::new(Mutex::new(t))), bos, eos, add_bos, tokens, byte_level })
     }
 
     pub fn vocab_size(&self) -> usize {
@@ -140,6 +146,24 @@ impl Tokenizer {
 
     pub fn token_text(&self, id: u32) -> Option<&str> {
         self.tokens.get(id as usize)
+    }
+
+    /// The bytes token `id` stands for, as generated text would hold them (a space as a
+    /// space, a byte token as its byte: a piece of a character split across tokens is not
+    /// valid UTF-8 alone); control tokens as their texts. `None` past the vocabulary.
+    pub fn token_bytes(&self, id: u32) -> Option<Vec<u8>> {
+        let t = self.tokens.get(id as usize)?;
+        if self.byte_level {
+            // Every character of a byte-level token is one byte; added tokens outside the
+            // alphabet (which decode as themselves) keep their text.
+            let bytes: Option<Vec<u8>> = t.chars().map(byte_level_byte).collect();
+            return Some(bytes.unwrap_or_else(|| t.as_bytes().to_vec()));
+        }
+        let hex = t.strip_prefix("<0x").and_then(|h| h.strip_suffix('>')).filter(|h| h.len() == 2);
+        Some(match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
+            Some(b) => vec![b],
+            None => t.replace('\u{2581}', " ").into_bytes(),
+        })
     }
 
     /// Token ids of `text`; with `add_bos` (and the model asking for it) BOS comes first.
@@ -169,6 +193,17 @@ impl Tokenizer {
             Model::Spm(spm) => Ok(spm.decode(ids)),
         }
     }
+}
+
+/// The byte GPT-2's byte-level alphabet spells with `c`: the printable bytes (`!`..`~`,
+/// `¡`..`¬`, `®`..`ÿ`) as themselves, the other 68 as U+0100 onwards in byte order.
+fn byte_level_byte(c: char) -> Option<u8> {
+    let printable = |b: u32| (0x21..=0x7e).contains(&b) || (0xa1..=0xac).contains(&b) || (0xae..=0xff).contains(&b);
+    let c = c as u32;
+    if c < 0x100 {
+        return printable(c).then_some(c as u8);
+    }
+    (0..=255u32).filter(|&b| !printable(b)).nth((c - 0x100) as usize).map(|b| b as u8)
 }
 
 /// The text of a growing token sequence, decoded incrementally: each `push` decodes only

@@ -79,18 +79,24 @@ fn smollm2_tokenizer_json_matches_llama_cpp() {
 /// the fixture strings' ids (accents, CJK, emoji split across byte tokens, whitespace) and
 /// on seeded random id sequences (control, byte-fallback and multi-byte tokens in any
 /// order), for the GGUF BPE and SentencePiece tokenizers and tokenizer.json.
-#[test]
-fn incremental_decoding_equals_whole_decoding() {
-    use strata::tokenizer::TextStream;
-    let fx = fixtures::json("reference/tokenizer.json");
+/// The fixture's tokenizers: both GGUFs' (when the models are here) and SmolLM2's
+/// tokenizer.json, keyed as the fixture keys them.
+fn fixture_tokenizers() -> Option<Vec<(&'static str, Tokenizer)>> {
     let mut tokenizers = Vec::new();
     for (key, file) in [("smollm2", models::SMOLLM2), ("gemma3", models::GEMMA3)] {
-        let Some(path) = models::find(file) else { return };
-        let files = strata::model::open(&path).unwrap();
+        let files = strata::model::open(models::find(file)?).unwrap();
         tokenizers.push((key, Tokenizer::from_gguf(files.gguf.as_ref().unwrap()).unwrap()));
     }
     let json = std::fs::read_to_string(fixtures::path("tokenizer/smollm2.tokenizer.json")).unwrap();
     tokenizers.push(("smollm2", Tokenizer::from_tokenizer_json(&json, Some(1), Some(2), false).unwrap()));
+    Some(tokenizers)
+}
+
+#[test]
+fn incremental_decoding_equals_whole_decoding() {
+    use strata::tokenizer::TextStream;
+    let fx = fixtures::json("reference/tokenizer.json");
+    let Some(mut tokenizers) = fixture_tokenizers() else { return };
     // Gemma's vocabulary as a Llama-2-style SentencePiece that drops the text's first
     // leading space: the case that needs the context token.
     let mut h = strata::model::open(models::find(models::GEMMA3).unwrap()).unwrap().gguf.unwrap();
@@ -120,4 +126,31 @@ fn incremental_decoding_equals_whole_decoding() {
             }
         }
     }
+}
+
+/// Each token's bytes (what logprobs report) put together spell the text llama.cpp
+/// tokenized into those ids: byte-level BPE from GGUF and from tokenizer.json, and
+/// SentencePiece with byte tokens (Gemma 3), over every fixture string (emoji split across
+/// byte tokens included).
+#[test]
+fn token_bytes_spell_the_text() {
+    let fx = fixtures::json("reference/tokenizer.json");
+    let Some(tokenizers) = fixture_tokenizers() else { return };
+    // SmolLM2's 49k vocabulary splits emoji across tokens (Gemma's 262k holds them whole).
+    let mut split_chars = 0;
+    for (key, tok) in &tokenizers {
+        let m = &fx["models"][key];
+        for c in m["cases"].as_array().unwrap() {
+            let text = c["text"].as_str().unwrap();
+            let mut want = ids(&c["ids"]);
+            if m["add_bos"].as_bool().unwrap() {
+                want.remove(0);
+            }
+            let pieces: Vec<Vec<u8>> = want.iter().map(|&id| tok.token_bytes(id).unwrap()).collect();
+            split_chars += pieces.iter().filter(|p| std::str::from_utf8(p).is_err()).count();
+            assert_eq!(String::from_utf8_lossy(&pieces.concat()), text, "{key}: {want:?}");
+        }
+        assert_eq!(tok.token_bytes(tok.vocab_size() as u32), None);
+    }
+    assert!(split_chars > 0, "some fixture token holds part of a character");
 }

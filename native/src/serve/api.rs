@@ -4,7 +4,7 @@
 
 use serde_json::{json, Map, Value};
 use strata::chat::Message;
-use strata::sampler::SamplerConfig;
+use strata::sampler::{SamplerConfig, MAX_TOP_LOGPROBS};
 
 /// A request the server refuses, with the HTTP status and OpenAI's error fields.
 #[derive(Clone, Debug, PartialEq)]
@@ -46,11 +46,15 @@ pub struct Ask {
     pub stop: Vec<String>,
     pub stream: bool,
     pub include_usage: bool,
+    /// Report each sampled token's log-probability and this many alternatives'.
+    pub logprobs: Option<usize>,
 }
 
 #[derive(Clone, Debug)]
 pub enum Prompt {
     Text(String),
+    /// Token ids as given (`/v1/completions`' `prompt` as a list of integers): no BOS added.
+    Tokens(Vec<u32>),
     Chat(Vec<Message>),
 }
 
@@ -125,13 +129,17 @@ pub fn check_model(m: &Map<String, Value>, ids: &[String]) -> Result<(), ApiErro
 pub fn ask(kind: Kind, m: &Map<String, Value>) -> Result<Ask, ApiError> {
     let prompt = match kind {
         Kind::Chat => Prompt::Chat(messages(m)?),
-        Kind::Completion => Prompt::Text(match field(m, "prompt") {
-            Some(Value::String(s)) => s.clone(),
-            Some(Value::Array(a)) if a.len() == 1 && a[0].is_string() => a[0].as_str().unwrap_or_default().to_owned(),
-            Some(Value::Array(_)) => return Err(ApiError::invalid("prompt", "'prompt': one string (or a list of one): several prompts per request are not supported")),
+        Kind::Completion => match field(m, "prompt") {
+            Some(Value::String(s)) => Prompt::Text(s.clone()),
+            Some(Value::Array(a)) if a.len() == 1 && a[0].is_string() => Prompt::Text(a[0].as_str().unwrap_or_default().to_owned()),
+            Some(Value::Array(a)) if !a.is_empty() && a.iter().all(Value::is_number) => {
+                let ids = a.iter().map(|v| v.as_u64().and_then(|id| u32::try_from(id).ok())).collect::<Option<Vec<u32>>>();
+                Prompt::Tokens(ids.ok_or_else(|| ApiError::invalid("prompt", "'prompt': token ids must be integers from 0 to 2^32 - 1"))?)
+            }
+            Some(Value::Array(_)) => return Err(ApiError::invalid("prompt", "'prompt': one string, a list of one string, or a list of token ids: several prompts per request are not supported")),
             Some(v) => return Err(wrong("prompt", "a string", v)),
             None => return Err(ApiError::invalid("prompt", "'prompt' is required")),
-        }),
+        },
     };
     if let Some(n) = count(m, "n")? {
         if n != 1 {
@@ -184,9 +192,7 @@ pub fn ask(kind: Kind, m: &Map<String, Value>) -> Result<Ask, ApiError> {
         };
         ApiError::invalid(param, format!("'{param}' = {}: expected {}", e.value, e.expected))
     })?;
-    if boolean(m, "logprobs")? || field(m, "top_logprobs").is_some() {
-        return Err(ApiError::invalid("logprobs", "'logprobs' is not supported yet"));
-    }
+    let logprobs = logprobs(kind, m)?;
     let stop = match field(m, "stop") {
         None => vec![],
         Some(Value::String(s)) => vec![s.clone()],
@@ -205,7 +211,30 @@ pub fn ask(kind: Kind, m: &Map<String, Value>) -> Result<Ask, ApiError> {
         })?,
         Some(v) => return Err(wrong("stream_options", "an object", v)),
     };
-    Ok(Ask { prompt, max_tokens, sampler, stop, stream, include_usage })
+    Ok(Ask { prompt, max_tokens, sampler, stop, stream, include_usage, logprobs })
+}
+
+/// Chat: `logprobs` (a boolean) and `top_logprobs` (0..=20, only with `logprobs`).
+/// Completions: `logprobs` is the number of alternatives (0..=20; OpenAI allows 5).
+fn logprobs(kind: Kind, m: &Map<String, Value>) -> Result<Option<usize>, ApiError> {
+    let limit = |param: &str, n: u64| {
+        if n as usize > MAX_TOP_LOGPROBS {
+            Err(ApiError::invalid(param, format!("'{param}' = {n}: expected 0 to {MAX_TOP_LOGPROBS}")))
+        } else {
+            Ok(n as usize)
+        }
+    };
+    match kind {
+        Kind::Chat => {
+            let top = count(m, "top_logprobs")?.map(|n| limit("top_logprobs", n)).transpose()?;
+            match (boolean(m, "logprobs")?, top) {
+                (true, top) => Ok(Some(top.unwrap_or(0))),
+                (false, Some(_)) => Err(ApiError::invalid("top_logprobs", "'top_logprobs' needs 'logprobs': true")),
+                (false, None) => Ok(None),
+            }
+        }
+        Kind::Completion => count(m, "logprobs")?.map(|n| limit("logprobs", n)).transpose(),
+    }
 }
 
 /// `messages`: roles and text contents (a string, or a list of text parts).
@@ -285,11 +314,65 @@ impl Usage {
     }
 }
 
-/// A whole (non-streamed) response.
-pub fn response(kind: Kind, id: &str, created: u64, model: &str, text: &str, finish: Finish, usage: Usage) -> Value {
+/// One token as `logprobs` name it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Piece {
+    /// Its text; where it holds only part of a character, that part replaced (U+FFFD).
+    pub text: String,
+    pub bytes: Vec<u8>,
+    pub logprob: f32,
+}
+
+/// A sampled token and the most likely alternatives at its position.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TokenLogprob {
+    pub chosen: Piece,
+    pub top: Vec<Piece>,
+}
+
+/// `logprobs` of a choice for `tokens`. Chat: `{"content": [{token, logprob, bytes,
+/// top_logprobs}]}`. Completions (OpenAI's legacy shape): parallel `tokens`,
+/// `token_logprobs`, `top_logprobs` (text -> logprob) and `text_offset` (characters from
+/// the completion's start; `offset` is where these tokens start).
+pub fn logprobs_json(kind: Kind, tokens: &[TokenLogprob], offset: usize) -> Value {
+    match kind {
+        Kind::Chat => {
+            let piece = |p: &Piece| json!({"token": p.text, "logprob": p.logprob, "bytes": p.bytes});
+            let content: Vec<Value> = tokens
+                .iter()
+                .map(|t| {
+                    let mut v = piece(&t.chosen);
+                    v["top_logprobs"] = t.top.iter().map(piece).collect();
+                    v
+                })
+                .collect();
+            json!({"content": content, "refusal": null})
+        }
+        Kind::Completion => {
+            let mut at = offset;
+            let text_offset: Vec<usize> = tokens
+                .iter()
+                .map(|t| {
+                    let here = at;
+                    at += t.chosen.text.chars().count();
+                    here
+                })
+                .collect();
+            json!({
+                "tokens": tokens.iter().map(|t| t.chosen.text.clone()).collect::<Vec<_>>(),
+                "token_logprobs": tokens.iter().map(|t| t.chosen.logprob).collect::<Vec<_>>(),
+                "top_logprobs": tokens.iter().map(|t| t.top.iter().map(|p| (p.text.clone(), json!(p.logprob))).collect::<Map<_, _>>()).collect::<Vec<_>>(),
+                "text_offset": text_offset,
+            })
+        }
+    }
+}
+
+/// A whole (non-streamed) response; `logprobs` from [`logprobs_json`] when asked for.
+pub fn response(kind: Kind, id: &str, created: u64, model: &str, text: &str, finish: Finish, usage: Usage, logprobs: Option<Value>) -> Value {
     let choice = match kind {
-        Kind::Chat => json!({"index": 0, "message": {"role": "assistant", "content": text}, "logprobs": null, "finish_reason": finish.name()}),
-        Kind::Completion => json!({"index": 0, "text": text, "logprobs": null, "finish_reason": finish.name()}),
+        Kind::Chat => json!({"index": 0, "message": {"role": "assistant", "content": text}, "logprobs": logprobs, "finish_reason": finish.name()}),
+        Kind::Completion => json!({"index": 0, "text": text, "logprobs": logprobs, "finish_reason": finish.name()}),
     };
     let object = match kind {
         Kind::Chat => "chat.completion",
@@ -298,8 +381,9 @@ pub fn response(kind: Kind, id: &str, created: u64, model: &str, text: &str, fin
     json!({"id": id, "object": object, "created": created, "model": model, "choices": [choice], "usage": usage.json()})
 }
 
-/// One streamed chunk: the role opener (`role`), a piece of text, or the end (`finish`).
-pub fn chunk(kind: Kind, id: &str, created: u64, model: &str, role: bool, text: Option<&str>, finish: Option<Finish>) -> Value {
+/// One streamed chunk: the role opener (`role`), a piece of text (with its tokens'
+/// `logprobs` when asked for), or the end (`finish`).
+pub fn chunk(kind: Kind, id: &str, created: u64, model: &str, role: bool, text: Option<&str>, logprobs: Option<Value>, finish: Option<Finish>) -> Value {
     let finish = finish.map(Finish::name);
     let choice = match kind {
         Kind::Chat => {
@@ -311,9 +395,9 @@ pub fn chunk(kind: Kind, id: &str, created: u64, model: &str, role: bool, text: 
             if let Some(t) = text {
                 delta.insert("content".into(), t.into());
             }
-            json!({"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish})
+            json!({"index": 0, "delta": delta, "logprobs": logprobs, "finish_reason": finish})
         }
-        Kind::Completion => json!({"index": 0, "text": text.unwrap_or(""), "logprobs": null, "finish_reason": finish}),
+        Kind::Completion => json!({"index": 0, "text": text.unwrap_or(""), "logprobs": logprobs, "finish_reason": finish}),
     };
     let object = match kind {
         Kind::Chat => "chat.completion.chunk",

@@ -237,7 +237,7 @@ async fn complete(app: Arc<App>, kind: Kind, b: Result<Bytes, BytesRejection>) -
         return Ok(r);
     }
     let (events, mut rx) = mpsc::unbounded_channel();
-    let job = Job { prompt, max_tokens: ask.max_tokens, sampler: ask.sampler.clone(), stop: ask.stop.clone(), events, arrived };
+    let job = Job { prompt, max_tokens: ask.max_tokens, sampler: ask.sampler.clone(), stop: ask.stop.clone(), events, arrived, logprobs: ask.logprobs };
     if app.tx.send(Msg::Job(job)).is_err() {
         app.shared.queued.fetch_sub(1, Ordering::SeqCst);
         return Err(gone());
@@ -247,10 +247,17 @@ async fn complete(app: Arc<App>, kind: Kind, b: Result<Bytes, BytesRejection>) -
     let model = app.opts.model_id.clone();
     if !ask.stream {
         let mut text = String::new();
+        let mut logprobs = Vec::new();
         loop {
             match rx.recv().await {
-                Some(Event::Text(t)) => text.push_str(&t),
-                Some(Event::Done(finish, usage)) => return Ok(axum::Json(api::response(kind, &id, created, &model, &text, finish, usage)).into_response()),
+                Some(Event::Text(t, lp)) => {
+                    text.push_str(&t);
+                    logprobs.extend(lp);
+                }
+                Some(Event::Done(finish, usage)) => {
+                    let logprobs = ask.logprobs.map(|_| api::logprobs_json(kind, &logprobs, 0));
+                    return Ok(axum::Json(api::response(kind, &id, created, &model, &text, finish, usage, logprobs)).into_response());
+                }
                 Some(Event::Failed(e)) => return Err(e),
                 None => return Err(gone()),
             }
@@ -262,14 +269,20 @@ async fn complete(app: Arc<App>, kind: Kind, b: Result<Bytes, BytesRejection>) -
     let (frames, body) = mpsc::unbounded_channel::<Result<String, Infallible>>();
     let frame = |v: Value| Ok(format!("data: {v}\n\n"));
     tokio::spawn(async move {
-        if kind == Kind::Chat && frames.send(frame(api::chunk(kind, &id, created, &model, true, None, None))).is_err() {
+        if kind == Kind::Chat && frames.send(frame(api::chunk(kind, &id, created, &model, true, None, None, None))).is_err() {
             return;
         }
+        // Characters sent so far (completions' `text_offset`).
+        let mut offset = 0;
         loop {
             let sent = match rx.recv().await {
-                Some(Event::Text(t)) => frames.send(frame(api::chunk(kind, &id, created, &model, false, Some(&t), None))),
+                Some(Event::Text(t, lp)) => {
+                    let logprobs = ask.logprobs.map(|_| api::logprobs_json(kind, &lp, offset));
+                    offset += lp.iter().map(|t| t.chosen.text.chars().count()).sum::<usize>();
+                    frames.send(frame(api::chunk(kind, &id, created, &model, false, Some(&t), logprobs, None)))
+                }
                 Some(Event::Done(finish, usage)) => {
-                    let _ = frames.send(frame(api::chunk(kind, &id, created, &model, false, None, Some(finish))));
+                    let _ = frames.send(frame(api::chunk(kind, &id, created, &model, false, None, None, Some(finish))));
                     if ask.include_usage {
                         let _ = frames.send(frame(api::usage_chunk(kind, &id, created, &model, usage)));
                     }

@@ -19,7 +19,7 @@ use strata::session::{Sequence, SessionError};
 use strata::tokenizer::TextStream;
 use tokio::sync::{mpsc, oneshot};
 
-use super::api::{ApiError, Finish, Prompt, Usage};
+use super::api::{ApiError, Finish, Piece, Prompt, TokenLogprob, Usage};
 use super::metrics::Metrics;
 
 /// Figures the HTTP side reads: readiness, queue depth, busy slots.
@@ -53,12 +53,15 @@ pub struct Job {
     pub events: mpsc::UnboundedSender<Event>,
     /// When the request arrived (time to first token counts from here).
     pub arrived: Instant,
+    /// Report each token's log-probability and this many alternatives'.
+    pub logprobs: Option<usize>,
 }
 
-/// What a request hears back, in order: text pieces, then `Done` or `Failed`.
+/// What a request hears back, in order: text pieces (with the logprobs of the tokens
+/// sampled since the last piece, when asked for), then `Done` or `Failed`.
 #[derive(Debug)]
 pub enum Event {
-    Text(String),
+    Text(String, Vec<TokenLogprob>),
     Done(Finish, Usage),
     Failed(ApiError),
 }
@@ -95,6 +98,8 @@ struct Live {
     sent: usize,
     /// When the last token was sampled.
     last: Option<Instant>,
+    /// Logprobs of tokens whose text is not sent yet (held back, or not a whole character).
+    pending: Vec<TokenLogprob>,
 }
 
 impl Live {
@@ -128,11 +133,16 @@ pub fn run<B: Backend>(engine: Engine<B>, w: Worker) -> Result<(), String> {
 
     let handle = |m: Msg, waiting: &mut VecDeque<Job>| match m {
         Msg::Encode { prompt, reply } => {
-            let ids = match &prompt {
-                Prompt::Text(t) => engine.encode_prompt(t),
-                Prompt::Chat(messages) => engine.encode_chat(messages),
+            let vocab = engine.tokenizer().vocab_size();
+            let ids = match prompt {
+                Prompt::Text(t) => engine.encode_prompt(&t).map_err(encode_error),
+                Prompt::Tokens(ids) => match ids.iter().position(|&t| t as usize >= vocab) {
+                    Some(i) => Err(ApiError::invalid("prompt", format!("'prompt[{i}]' = {}: past the vocabulary ({vocab} tokens)", ids[i]))),
+                    None => Ok(ids),
+                },
+                Prompt::Chat(messages) => engine.encode_chat(&messages).map_err(encode_error),
             };
-            let r = ids.map_err(encode_error).and_then(|ids| {
+            let r = ids.and_then(|ids| {
                 if ids.is_empty() {
                     Err(ApiError::invalid("prompt", "the prompt encodes to no tokens and this model adds no BOS token"))
                 } else if ids.len() >= context {
@@ -194,7 +204,7 @@ pub fn run<B: Backend>(engine: Engine<B>, w: Worker) -> Result<(), String> {
             let history = job.prompt.clone();
             shared.metrics.prompt_tokens.fetch_add(job.prompt.len() as u64, Ordering::Relaxed);
             shared.metrics.cached_tokens.fetch_add(kept as u64, Ordering::Relaxed);
-            lives[slot] = Some(Live { sampler: Sampler::new(job.sampler.clone()), job, fed: kept, cached: kept, next: None, history, text: TextStream::new(), sent: 0, last: None });
+            lives[slot] = Some(Live { sampler: Sampler::new(job.sampler.clone()), job, fed: kept, cached: kept, next: None, history, text: TextStream::new(), sent: 0, last: None, pending: Vec::new() });
         }
         shared.busy.store(lives.iter().filter(|l| l.is_some()).count(), Ordering::SeqCst);
         if lives.iter().all(Option::is_none) {
@@ -263,6 +273,22 @@ pub fn run<B: Backend>(engine: Engine<B>, w: Worker) -> Result<(), String> {
             let outcome = if eog.contains(&tok) {
                 Some(Finish::Stop)
             } else {
+                if let Some(top) = l.job.logprobs {
+                    match pollster::block_on(session.row_logprobs(&logits, row, tok, top)) {
+                        Ok(lp) => {
+                            let piece = |id: u32, logprob: f32| {
+                                let bytes = tokenizer.token_bytes(id).unwrap_or_default();
+                                Piece { text: String::from_utf8_lossy(&bytes).into_owned(), bytes, logprob }
+                            };
+                            l.pending.push(TokenLogprob { chosen: piece(lp.token, lp.logprob), top: lp.top.iter().map(|&(id, p)| piece(id, p)).collect() });
+                        }
+                        Err(e) => {
+                            let _ = l.job.events.send(Event::Failed(server_error(e)));
+                            lives[*i] = None;
+                            continue;
+                        }
+                    }
+                }
                 l.history.push(tok);
                 shared.metrics.generated_tokens.fetch_add(1, Ordering::Relaxed);
                 if let Err(e) = l.text.push(tokenizer, tok) {
@@ -271,7 +297,7 @@ pub fn run<B: Backend>(engine: Engine<B>, w: Worker) -> Result<(), String> {
                     continue;
                 }
                 let (piece, stopped) = emit(l);
-                if !piece.is_empty() && l.job.events.send(Event::Text(piece)).is_err() {
+                if !piece.is_empty() && l.job.events.send(Event::Text(piece, std::mem::take(&mut l.pending))).is_err() {
                     lives[*i] = None; // the client went away
                     continue;
                 }
@@ -288,8 +314,8 @@ pub fn run<B: Backend>(engine: Engine<B>, w: Worker) -> Result<(), String> {
                 // What was held back (the start of a stop string that never completed, an
                 // unfinished character) ends the text; after a stop string nothing is left.
                 let rest = l.text.text()[l.sent..].to_string();
-                if !rest.is_empty() {
-                    let _ = l.job.events.send(Event::Text(rest));
+                if !rest.is_empty() || !l.pending.is_empty() {
+                    let _ = l.job.events.send(Event::Text(rest, std::mem::take(&mut l.pending)));
                 }
                 let _ = l.job.events.send(Event::Done(finish, l.usage()));
                 lives[*i] = None;

@@ -23,8 +23,8 @@ impl Server {
     fn start(extra: &[&str]) -> Option<Server> {
         let path = models::find(models::SMOLLM2)?;
         // Defaults, each unless `extra` gives its own (clap refuses a flag given twice).
-        let mut args = vec!["serve", "--backend", "ref", "--port", "0", "-m", path.to_str().unwrap()];
-        for (flag, value) in [("--parallel", "3"), ("--ctx", "768")] {
+        let mut args = vec!["serve", "--port", "0", "-m", path.to_str().unwrap()];
+        for (flag, value) in [("--backend", "ref"), ("--parallel", "3"), ("--ctx", "768")] {
             if !extra.contains(&flag) {
                 args.extend([flag, value]);
             }
@@ -469,4 +469,47 @@ fn chat_logprobs_streamed_equal_whole() {
     assert_eq!((status, v["error"]["param"].as_str()), (400, Some("top_logprobs")), "past 20: {v}");
     let (status, v) = s.post("/v1/completions", &json!({"prompt": "a", "logprobs": true}));
     assert_eq!((status, v["error"]["param"].as_str()), (400, Some("logprobs")), "completions take a count: {v}");
+}
+
+/// Tokens slot A streams while slot B's ~600-token prompt is prefilled, with B's prompt
+/// in chunks of `batch_tokens` (A's decode goes first in every step).
+fn decodes_during_prefill(batch_tokens: &str) -> Option<usize> {
+    let s = Server::start(&["--backend", "cpu", "--parallel", "2", "--ctx", "2048", "--batch-tokens", batch_tokens])?;
+    let mut a = TcpStream::connect(&s.addr).unwrap();
+    let body = json!({"prompt": PROMPTS[1], "temperature": 0, "max_tokens": 1000, "stream": true}).to_string();
+    write!(a, "POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}", body.len()).unwrap();
+    // A's events as they arrive, timed, on their own thread.
+    let (tx, rx) = std::sync::mpsc::channel::<Instant>();
+    let reader = a.try_clone().unwrap();
+    std::thread::spawn(move || {
+        let mut lines = BufReader::new(reader).lines();
+        while let Some(Ok(line)) = lines.next() {
+            if line.starts_with("data: ") && tx.send(Instant::now()).is_err() {
+                return;
+            }
+        }
+    });
+    for _ in 0..3 {
+        rx.recv_timeout(Duration::from_secs(60)).expect("A streams");
+    }
+    let sent = Instant::now();
+    let (status, v) = s.post("/v1/completions", &json!({"prompt": "word ".repeat(600), "temperature": 0, "max_tokens": 1}));
+    let done = Instant::now();
+    assert_eq!(status, 200, "{v}");
+    assert!(v["usage"]["prompt_tokens"].as_u64().unwrap() > 500, "{v}");
+    let during = rx.try_iter().filter(|t| *t > sent && *t < done).count();
+    drop(a);
+    Some(during)
+}
+
+/// A long prompt joins in chunks: the running decode goes on beside it (a token per step,
+/// about 600 / 31 steps) instead of waiting for the whole prefill. The same prompt in one
+/// chunk (--batch-tokens 1024) stalls it: a few tokens meanwhile (those of the steps before B joins).
+#[test]
+fn a_long_prompt_does_not_stall_running_decodes() {
+    let Some(chunked) = decodes_during_prefill("32") else { return };
+    let whole = decodes_during_prefill("1024").unwrap();
+    println!("A's tokens during B's prefill: {chunked} in chunks of 32, {whole} in one chunk");
+    assert!(chunked >= 12, "A streamed {chunked} tokens while B's prompt was prefilled in chunks of 32");
+    assert!(whole <= 6, "A streamed {whole} tokens while B's prompt was prefilled whole");
 }

@@ -44,6 +44,28 @@ lp = r.choices[0].logprobs
 assert "".join(lp.tokens) == want and len(lp.token_logprobs) == 16, lp
 assert all(abs(max(top.values()) - p) < 1e-6 for top, p in zip(lp.top_logprobs, lp.token_logprobs)), lp
 
+# Under load: 12 requests at once through the async client (the server has 3 slots, so
+# they queue, join running batches as slots free up and reuse each other's prefixes), half
+# streamed; every one is the single-sequence text.
+import asyncio
+
+
+async def load():
+    aclient = openai.AsyncOpenAI(base_url=base + "/v1", api_key="unused", max_retries=0, timeout=600)
+
+    async def one(i):
+        if i % 2:
+            r = await aclient.completions.create(model=model, prompt=prompt, temperature=0, max_tokens=16)
+            return r.choices[0].text
+        chunks = await aclient.completions.create(model=model, prompt=prompt, temperature=0, max_tokens=16, stream=True)
+        return "".join([c.choices[0].text async for c in chunks if c.choices])
+
+    return await asyncio.gather(*(one(i) for i in range(12)))
+
+
+texts = asyncio.run(load())
+assert texts == [want] * 12, texts
+
 # The model list, and errors as the client's typed exceptions.
 assert [m.id for m in client.models.list()] == [model]
 try:

@@ -13,9 +13,8 @@
 # P_7B / N_7B (the 7B's sizes; default P, N), OUT (markdown report, default
 # target/bench/vs-llamacpp.md).
 #
-# llama.cpp comes from the sdist of llama-cpp-python 0.3.36 (vendor/llama.cpp), built with
-# cmake + ninja from PyPI (-DGGML_NATIVE=ON), once, into $STRATA_CACHE/llama.cpp (~25 min
-# on 2 cores). Run on a quiet machine: llama.cpp's threads spin, a busy core ruins its
+# llama.cpp is built from source once by scripts/llama_cpp.sh (~25 min on 2 cores).
+# Run on a quiet machine: llama.cpp's threads spin, a busy core ruins its
 # figures.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,25 +25,7 @@ OUT=${OUT:-target/bench/vs-llamacpp.md}
 mkdir -p "$(dirname "$OUT")" "$cache/bench"
 
 # --- llama.cpp from source (cached) ---------------------------------------------------
-lcpp="$cache/llama.cpp"
-bench_bin="$lcpp/build/bin/llama-bench"
-if [ ! -x "$bench_bin" ]; then
-  echo "== building llama.cpp (llama-cpp-python 0.3.36's vendor/llama.cpp) into $lcpp" >&2
-  tmp=$(mktemp -d)
-  python3 -m pip install --quiet --disable-pip-version-check scikit-build-core cmake ninja >&2
-  (cd "$tmp" && python3 -m pip download --quiet --no-deps --no-binary :all: --no-build-isolation llama-cpp-python==0.3.36 >&2)
-  tar xzf "$tmp"/llama_cpp_python-0.3.36.tar.gz -C "$tmp"
-  rm -rf "$lcpp" && mv "$tmp/llama_cpp_python-0.3.36/vendor/llama.cpp" "$lcpp"
-  # AMX off: on the VMs here the CPU reports AMX but a tile instruction raises SIGILL
-  # (llama-bench dies in tinygemm_kernel_amx before printing anything); explicit -mno-*
-  # flags win over -march=native. Harmless where there is no AMX.
-  noamx="-mno-amx-tile -mno-amx-int8 -mno-amx-bf16"
-  cmake -S "$lcpp" -B "$lcpp/build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=ON \
-    "-DCMAKE_C_FLAGS=$noamx" "-DCMAKE_CXX_FLAGS=$noamx" \
-    -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF -DLLAMA_BUILD_SERVER=ON -DLLAMA_BUILD_TESTS=OFF >&2
-  cmake --build "$lcpp/build" -j"$(nproc)" --target llama-bench llama-server llama-quantize >&2
-  rm -rf "$tmp"
-fi
+bench_bin="$(scripts/llama_cpp.sh)/llama-bench"
 
 # --- models ---------------------------------------------------------------------------
 models=("$@")

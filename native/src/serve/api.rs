@@ -333,8 +333,10 @@ pub struct TokenLogprob {
 /// `logprobs` of a choice for `tokens`. Chat: `{"content": [{token, logprob, bytes,
 /// top_logprobs}]}`. Completions (OpenAI's legacy shape): parallel `tokens`,
 /// `token_logprobs`, `top_logprobs` (text -> logprob) and `text_offset` (characters from
-/// the completion's start; `offset` is where these tokens start).
-pub fn logprobs_json(kind: Kind, tokens: &[TokenLogprob], offset: usize) -> Value {
+/// the completion's start; `offset` is where these tokens start, and is moved past them).
+pub fn logprobs_json(kind: Kind, tokens: &[TokenLogprob], offset: &mut usize) -> Value {
+    let start = *offset;
+    *offset += tokens.iter().map(|t| t.chosen.text.chars().count()).sum::<usize>();
     match kind {
         Kind::Chat => {
             let piece = |p: &Piece| json!({"token": p.text, "logprob": p.logprob, "bytes": p.bytes});
@@ -349,7 +351,7 @@ pub fn logprobs_json(kind: Kind, tokens: &[TokenLogprob], offset: usize) -> Valu
             json!({"content": content, "refusal": null})
         }
         Kind::Completion => {
-            let mut at = offset;
+            let mut at = start;
             let text_offset: Vec<usize> = tokens
                 .iter()
                 .map(|t| {

@@ -255,7 +255,7 @@ async fn complete(app: Arc<App>, kind: Kind, b: Result<Bytes, BytesRejection>) -
                     logprobs.extend(lp);
                 }
                 Some(Event::Done(finish, usage)) => {
-                    let logprobs = ask.logprobs.map(|_| api::logprobs_json(kind, &logprobs, 0));
+                    let logprobs = ask.logprobs.map(|_| api::logprobs_json(kind, &logprobs, &mut 0));
                     return Ok(axum::Json(api::response(kind, &id, created, &model, &text, finish, usage, logprobs)).into_response());
                 }
                 Some(Event::Failed(e)) => return Err(e),
@@ -277,8 +277,7 @@ async fn complete(app: Arc<App>, kind: Kind, b: Result<Bytes, BytesRejection>) -
         loop {
             let sent = match rx.recv().await {
                 Some(Event::Text(t, lp)) => {
-                    let logprobs = ask.logprobs.map(|_| api::logprobs_json(kind, &lp, offset));
-                    offset += lp.iter().map(|t| t.chosen.text.chars().count()).sum::<usize>();
+                    let logprobs = ask.logprobs.map(|_| api::logprobs_json(kind, &lp, &mut offset));
                     frames.send(frame(api::chunk(kind, &id, created, &model, false, Some(&t), logprobs, None)))
                 }
                 Some(Event::Done(finish, usage)) => {

@@ -23,7 +23,10 @@ CACHE = os.environ.get("STRATA_CACHE") or os.path.join(os.environ.get("XDG_CACHE
 F16_FIELDS = {
     T.Q4_0: [0], T.Q4_1: [0, 2], T.Q5_0: [0], T.Q5_1: [0, 2], T.Q8_0: [0],
     T.Q4_K: [0, 2], T.Q5_K: [0, 2], T.Q6_K: [208],
+    T.Q2_K: [80, 82], T.Q3_K: [108], T.IQ4_NL: [0], T.IQ4_XS: [0], T.MXFP4: [],
 }
+# Byte offsets of E8M0 exponents (MXFP4): set to 2^-17 .. 2^7 (every value finite).
+E8M0_FIELDS = {T.MXFP4: [0]}
 
 
 def random_blocks(rng, t, n_blocks):
@@ -40,13 +43,17 @@ def random_blocks(rng, t, n_blocks):
         for off in F16_FIELDS[t]:
             v = np.float16(rng.uniform(-0.05, 0.05))
             raw[b * size + off: b * size + off + 2] = v.tobytes()
+        for off in E8M0_FIELDS.get(t, []):
+            raw[b * size + off] = int(rng.integers(110, 135))
     return bytes(raw)
 
 
 def main():
     rng = np.random.default_rng(1234)
     cases = []
-    for t in [T.F32, T.F16, T.BF16, T.Q8_0, T.Q4_0, T.Q4_1, T.Q5_0, T.Q5_1, T.Q4_K, T.Q5_K, T.Q6_K]:
+    # (New formats are appended, so that the earlier ones keep their random blocks.)
+    for t in [T.F32, T.F16, T.BF16, T.Q8_0, T.Q4_0, T.Q4_1, T.Q5_0, T.Q5_1, T.Q4_K, T.Q5_K, T.Q6_K,
+              T.Q2_K, T.Q3_K, T.IQ4_NL, T.IQ4_XS, T.MXFP4]:
         block, size = gguf.GGML_QUANT_SIZES[t]
         n_blocks = max(1, 512 // block) if block > 1 else 64
         raw = random_blocks(rng, t, n_blocks)

@@ -8,6 +8,19 @@
 #pragma once
 #include "common.cuh"
 
+#if defined(DT_IQ4_NL) || defined(DT_IQ4_XS) || defined(DT_MXFP4)
+// The 4-bit grids of the non-linear formats, 16 i8 values packed little-endian (entry q
+// is byte q % 4 of word q / 4): IQ4_NL / IQ4_XS's kvalues, MXFP4's doubled E2M1 values.
+__device__ __forceinline__ float grid_at(u32 q) {
+#if defined(DT_MXFP4)
+    const u32 w[4] = {0x03020100u, 0x0c080604u, 0xfdfeff00u, 0xf4f8fafcu};
+#else
+    const u32 w[4] = {0xbfad9881u, 0xf6eaddcfu, 0x26190d01u, 0x71594535u};
+#endif
+    return (float)(i8)(w[q >> 2] >> ((q & 3u) * 8u));
+}
+#endif
+
 #if defined(DT_Q4_K) || defined(DT_Q5_K)
 // 6-bit scale and min of sub-block j (0..8) from the 12 packed bytes at q.
 __device__ __forceinline__ void scale_min_k4(u32 j, const u8* q, float* sc, float* m) {
@@ -133,6 +146,77 @@ __device__ __forceinline__ void dequant8(const u8* __restrict__ row, u32 g, u32 
         const u32 lo = (((i < 4u) ? la : lc) >> (bit + lshift)) & 15u;
         const u32 hi = (((i < 4u) ? ha : hc) >> (bit + hshift)) & 3u;
         v[i] = scale * (float)((int)(lo | (hi << 4)) - 32);
+    }
+#elif defined(DT_Q2_K) || defined(DT_Q3_K)
+    // super-blocks of 256 with 16 sub-blocks of 16 values; 2 low bits of value v in bits
+    // 2((v/32)%4) of qs[32(v/128) + v%32].
+    // Q2_K: scales: 16 bytes (scale low nibble, min high), qs: 64 bytes, d, dmin: f16;
+    //       value = (d*scale)*q - dmin*min.
+    // Q3_K: hmask: 32 bytes (bit v/32 of hmask[v%32] set: no offset of -4), qs: 64 bytes,
+    //       scales: 12 bytes (6-bit, offset 32: low 4 bits in nibble i/8 of byte i%8, high
+    //       2 in bits 2(i/4) of byte 8 + i%4), d: f16; value = (d*scale) * q.
+#if defined(DT_Q2_K)
+    const u32 bytes = 84u, qs_at = 16u;
+#else
+    const u32 bytes = 110u, qs_at = 32u;
+#endif
+    const u8* b = row + (g >> 5) * bytes;
+    const u32 s = (g & 31u) >> 2, l0 = (g & 3u) * 8u;
+    const u32 i16 = 2u * s + (l0 >> 4);
+    const u8* q = b + qs_at + 32u * (s >> 2) + l0;
+    const u32 shift = 2u * (s & 3u);
+    const u32 qa = ld32(q), qc = ld32(q + 4);
+#if defined(DT_Q2_K)
+    const u32 sc = b[i16];
+    const float dl = f16_to_f32(ld16(b + 80)) * (float)(sc & 15u), ml = f16_to_f32(ld16(b + 82)) * (float)(sc >> 4);
+#else
+    const u32 lo = (b[96u + (i16 & 7u)] >> (4u * (i16 >> 3))) & 15u;
+    const u32 hi = (b[104u + (i16 & 3u)] >> (2u * (i16 >> 2))) & 3u;
+    const float dl = f16_to_f32(ld16(b + 108)) * (float)((int)(lo | (hi << 4)) - 32);
+    const u32 ha = ld32(b + l0), hc = ld32(b + l0 + 4);
+#endif
+    for (u32 i = 0; i < 8u; ++i) {
+        const u32 bit = 8u * (i & 3u);
+        const int n = (int)((((i < 4u) ? qa : qc) >> (bit + shift)) & 3u);
+#if defined(DT_Q2_K)
+        v[i] = dl * (float)n - ml;
+#else
+        const u32 h = ((((i < 4u) ? ha : hc) >> (bit + s)) & 1u);
+        v[i] = dl * (float)(n - (h ? 0 : 4));
+#endif
+    }
+#elif defined(DT_IQ4_NL) || defined(DT_MXFP4)
+    // 32 values per block, nibbles as in Q4_0 (value j < 16: low nibble of qs[j], j >= 16:
+    // high nibble of qs[j - 16]), each an index into the grid.
+    // IQ4_NL: d: f16, qs: 16 bytes. MXFP4: e: E8M0 (1 byte; scale 2^(e-128), ggml's halved
+    // one), qs: 16 bytes; its 17-byte blocks are read byte by byte.
+#if defined(DT_IQ4_NL)
+    const u8* b = row + (g >> 2) * 18u;
+    const float d = f16_to_f32(ld16(b));
+    const u8* q = b + 2u + (g & 1u) * 8u;
+#else
+    const u8* b = row + (g >> 2) * 17u;
+    const u32 e = b[0];
+    const float d = __uint_as_float(e < 2u ? (0x00200000u << e) : ((e - 1u) << 23));
+    const u8* q = b + 1u + (g & 1u) * 8u;
+#endif
+    const u32 shift = ((g & 3u) >> 1) * 4u;
+    for (u32 i = 0; i < 8u; ++i) {
+        v[i] = d * grid_at((q[i] >> shift) & 15u);
+    }
+#elif defined(DT_IQ4_XS)
+    // super-block of 256: d: f16, scales_h: u16, scales_l: 4 bytes (sub-block ib's 6-bit
+    // scale, offset 32: low 4 bits in nibble ib%2 of scales_l[ib/2], high 2 in bits 2ib of
+    // scales_h), qs: 8 x 16 bytes of IQ4_NL nibbles. value = (d*scale) * grid[q].
+    const u8* b = row + (g >> 5) * 136u;
+    const u32 ib = (g & 31u) >> 2, sub = g & 3u;
+    const u32 lo = (b[4u + (ib >> 1)] >> (4u * (ib & 1u))) & 15u;
+    const u32 hi = (ld16(b + 2) >> (2u * ib)) & 3u;
+    const float dl = f16_to_f32(ld16(b)) * (float)((int)(lo | (hi << 4)) - 32);
+    const u8* q = b + 8u + 16u * ib + (sub & 1u) * 8u;
+    const u32 shift = (sub >> 1) * 4u;
+    for (u32 i = 0; i < 8u; ++i) {
+        v[i] = dl * grid_at((q[i] >> shift) & 15u);
     }
 #else
 #error "quant.cuh: define one DT_<dtype>"

@@ -1,6 +1,7 @@
 // Weight access for every supported GGUF / safetensors dtype, read straight from the file's
 // blocks in the storage buffer `W: array<u32>` (declared by the including kernel).
-// Blocks are 18, 20, 22, 24, 34, 144, 176 or 210 bytes, so fields are byte-addressed.
+// Blocks are 17 (MXFP4), 18, 20, 22, 24, 34, 84, 110, 136, 144, 176 or 210 bytes, so fields
+// are byte-addressed.
 // Defines: exactly one DT_<dtype>; VAL (f32, or f16 with the f16 variant).
 //
 // dequant_chunk(row_byte, chunk, k, out): values 32*chunk .. 32*chunk+31 of the row that
@@ -32,6 +33,28 @@ fn f16_at(b: u32) -> f32 {
 
 fn i8_of(v: u32) -> f32 {
     return f32(i32(v << 24u) >> 24u);
+}
+
+// The 4-bit grids of the non-linear formats, 16 i8 values packed little-endian (entry q
+// is byte q % 4 of word q / 4): IQ4_NL / IQ4_XS's kvalues, MXFP4's doubled E2M1 values.
+const IQ4NL_GRID = vec4<u32>(0xbfad9881u, 0xf6eaddcfu, 0x26190d01u, 0x71594535u);
+const MXFP4_GRID = vec4<u32>(0x03020100u, 0x0c080604u, 0xfdfeff00u, 0xf4f8fafcu);
+
+fn grid_at(g: vec4<u32>, q: u32) -> f32 {
+    return i8_of(g[q >> 2u] >> ((q & 3u) * 8u));
+}
+
+// 32 values of grid `g` scaled by `d` from the 16 bytes of nibbles at `q0` (an even
+// offset), laid out as in Q4_0: low nibble of byte j is value j, its high nibble j + 16.
+fn grid_chunk(q0: u32, d: f32, g: vec4<u32>, out: ptr<function, array<{{VAL}}, 32>>) {
+    for (var j = 0u; j < 16u; j += 4u) {
+        let q = u32_at(q0 + j);
+        for (var b = 0u; b < 4u; b++) {
+            let v = q >> (8u * b);
+            (*out)[j + b] = {{VAL}}(d * grid_at(g, v & 15u));
+            (*out)[j + b + 16u] = {{VAL}}(d * grid_at(g, (v >> 4u) & 15u));
+        }
+    }
 }
 
 #if K_QUANT
@@ -190,6 +213,73 @@ fn dequant_chunk(row_byte: u32, chunk: u32, k: u32, out: ptr<function, array<{{V
             let v = ((lo >> (8u * b)) & 15u) | (((hi >> (8u * b)) & 3u) << 4u);
             (*out)[l + b] = {{VAL}}(sc * f32(i32(v) - 32));
         }
+    }
+#elif DT_Q2_K
+    // super-block of 256: scales: 16 bytes (per 16 values: scale in the low nibble, min in
+    // the high), qs: 64 bytes (value v: bits 2((v/32)%4) of byte 32(v/128) + v%32), d, dmin:
+    // f16; value = (d*scale)*q - dmin*min.
+    let base = row_byte + (chunk / 8u) * 84u;
+    let s = chunk % 8u;
+    let d = f16_at(base + 80u);
+    let dmin = f16_at(base + 82u);
+    let q0 = base + 16u + 32u * (s / 4u);
+    let shift = 2u * (s % 4u);
+    for (var l = 0u; l < 32u; l += 4u) {
+        let sc = byte_at(base + 2u * s + l / 16u);
+        let dl = d * f32(sc & 15u);
+        let ml = dmin * f32(sc >> 4u);
+        let q = u32_at(q0 + l) >> shift;
+        for (var b = 0u; b < 4u; b++) {
+            (*out)[l + b] = {{VAL}}(dl * f32((q >> (8u * b)) & 3u) - ml);
+        }
+    }
+#elif DT_Q3_K
+    // super-block of 256: hmask: 32 bytes (bit v/32 of byte v%32 set: no offset), qs: 64
+    // bytes (2 low bits as in Q2_K), scales: 12 bytes (16 x 6-bit, offset 32: low 4 bits in
+    // nibble i/8 of byte i%8, high 2 in bits 2(i/4) of byte 8 + i%4), d: f16;
+    // value = (d*scale) * (q - 4 unless the hmask bit is set).
+    let base = row_byte + (chunk / 8u) * 110u;
+    let s = chunk % 8u;
+    let d = f16_at(base + 108u);
+    let q0 = base + 32u + 32u * (s / 4u);
+    let shift = 2u * (s % 4u);
+    for (var l = 0u; l < 32u; l += 4u) {
+        let i = 2u * s + l / 16u;
+        let lo = (byte_at(base + 96u + i % 8u) >> (4u * (i / 8u))) & 15u;
+        let hi = (byte_at(base + 104u + i % 4u) >> (2u * (i / 4u))) & 3u;
+        let dl = d * f32(i32(lo | (hi << 4u)) - 32);
+        let q = u32_at(q0 + l) >> shift;
+        let h = u32_at(base + l) >> s;
+        for (var b = 0u; b < 4u; b++) {
+            let v = i32((q >> (8u * b)) & 3u) - select(4, 0, ((h >> (8u * b)) & 1u) == 1u);
+            (*out)[l + b] = {{VAL}}(dl * f32(v));
+        }
+    }
+#elif DT_IQ4_NL
+    // d: f16, qs: 16 bytes of nibbles as in Q4_0, each an index into IQ4NL_GRID
+    let base = row_byte + chunk * 18u;
+    grid_chunk(base + 2u, f16_at(base), IQ4NL_GRID, out);
+#elif DT_IQ4_XS
+    // super-block of 256: d: f16, scales_h: u16, scales_l: 4 bytes (sub-block ib's 6-bit
+    // scale, offset 32: low 4 bits in nibble ib%2 of scales_l[ib/2], high 2 in bits 2ib of
+    // scales_h), qs: 8 x 16 bytes of IQ4_NL nibbles
+    let base = row_byte + (chunk / 8u) * 136u;
+    let ib = chunk % 8u;
+    let lo = (byte_at(base + 4u + ib / 2u) >> (4u * (ib % 2u))) & 15u;
+    let hi = (u16_at(base + 2u) >> (2u * ib)) & 3u;
+    let dl = f16_at(base) * f32(i32(lo | (hi << 4u)) - 32);
+    grid_chunk(base + 8u + 16u * ib, dl, IQ4NL_GRID, out);
+#elif DT_MXFP4
+    // e: E8M0 shared exponent (1 byte), qs: 16 bytes of nibbles as in Q4_0, each an index
+    // into MXFP4_GRID (doubled E2M1); value = 2^(e-128) * grid[q], ggml's halved scale.
+    // Blocks are 17 bytes: every field is read byte by byte.
+    let base = row_byte + chunk * 17u;
+    let e = byte_at(base);
+    let d = bitcast<f32>(select((e - 1u) << 23u, 0x00200000u << e, e < 2u));
+    for (var j = 0u; j < 16u; j++) {
+        let v = byte_at(base + 1u + j);
+        (*out)[j] = {{VAL}}(d * grid_at(MXFP4_GRID, v & 15u));
+        (*out)[j + 16u] = {{VAL}}(d * grid_at(MXFP4_GRID, v >> 4u));
     }
 #endif
 }

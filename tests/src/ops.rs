@@ -170,15 +170,16 @@ pub fn random_weight(dtype: DType, rows: usize, cols: usize, rng: &mut Rng) -> V
         }
         _ => {
             assert!(block_vals > 1, "{dtype}");
-            // Offsets of the f16 scale fields within a block.
-            let fields: &[usize] = match dtype {
-                DType::Q4_0 | DType::Q5_0 | DType::Q8_0 => &[0],
-                DType::Q4_1 | DType::Q5_1 | DType::Q4K | DType::Q5K => &[0, 2],
-                DType::Q6K => &[208],
-                other => panic!("no random weights for {other}"),
-            };
+            // The block's float fields (scales, mins; E8M0 exponents), the rest random.
+            let fields = strata::quant::scan::float_fields(dtype);
+            assert!(!fields.is_empty(), "no random weights for {dtype}");
             for blk in b.chunks_exact_mut(block_bytes) {
-                for &f in fields {
+                for &(f, width, _) in fields {
+                    if width == 1 {
+                        // E8M0 (MXFP4): scales 2^-9 .. 2^-5, like the f16 scales below.
+                        blk[f] = 119 + (rng.next_u64() % 5) as u8;
+                        continue;
+                    }
                     let v = if f == 2 && matches!(dtype, DType::Q4_1 | DType::Q5_1) { -scale(rng) * 8.0 } else { scale(rng) };
                     blk[f..f + 2].copy_from_slice(&f16_bytes(v));
                 }
@@ -295,6 +296,23 @@ pub fn cases() -> Vec<Case> {
         for rows in [2, 4, 7, 64] {
             v.push((format!("matmul/{}/rows={rows},n=13,k={k}", dname(*d)), Op::Matmul { dtype: *d, rows, n: 13, k, x_scale: 1.0 }));
         }
+    }
+    // The 2-/3-bit K-quants and the grid formats (IQ4_NL, IQ4_XS, MXFP4): matmuls around
+    // the tiles and partial row groups, a long row, and embedding lookups.
+    for d in [DType::Q2K, DType::Q3K, DType::IQ4XS] {
+        for (rows, n, k) in [(1, 37, 256), (2, 19, 512), (9, 11, 256), (4, 13, 256), (64, 13, 256), (3, 64, 2048)] {
+            v.push((format!("matmul/{}/rows={rows},n={n},k={k}", dname(d)), Op::Matmul { dtype: d, rows, n, k, x_scale: 1.0 }));
+        }
+    }
+    for d in [DType::IQ4NL, DType::MXFP4] {
+        for (rows, n, k) in [(1, 67, 32), (3, 33, 96), (9, 19, 64), (17, 5, 160), (4, 13, 64), (64, 13, 64), (1, 128, 2048)] {
+            v.push((format!("matmul/{}/rows={rows},n={n},k={k}", dname(d)), Op::Matmul { dtype: d, rows, n, k, x_scale: 1.0 }));
+        }
+    }
+    for d in [DType::Q2K, DType::Q3K, DType::IQ4NL, DType::IQ4XS, DType::MXFP4] {
+        let cols = if d.block().0 == 256 { 256 } else { 64 };
+        let ids = vec![0, 99, 7, 7, 42];
+        v.push((format!("embed/{}/vocab=100,cols={cols},tokens={}", dname(d), ids.len()), Op::Embed { dtype: d, vocab: 100, cols, ids, scale: 1.0 }));
     }
     v.into_iter().enumerate().map(|(i, (name, op))| Case { name, op, seed: 1000 + i as u64 }).collect()
 }

@@ -29,7 +29,11 @@ fn floats(v: &Json) -> Vec<f32> {
 fn random_blocks_of_every_format_equal_gguf_py() {
     let fx = fixture();
     let cases = fx["blocks"].as_array().unwrap();
-    assert_eq!(cases.len(), 11, "F32 F16 BF16 Q8_0 Q4_0 Q4_1 Q5_0 Q5_1 Q4_K Q5_K Q6_K");
+    assert_eq!(cases.len(), 16, "F32 F16 BF16 Q8_0 Q4_0 Q4_1 Q5_0 Q5_1 Q4_K Q5_K Q6_K Q2_K Q3_K IQ4_NL IQ4_XS MXFP4");
+    // Every format strata computes with has its blocks here.
+    for d in strata::quant::WEIGHT_DTYPES {
+        assert!(cases.iter().any(|c| c["type"] == d.name()), "{d} has no fixture blocks");
+    }
     for case in cases {
         let d = dtype(case["type"].as_str().unwrap());
         let raw = hex(case["raw_hex"].as_str().unwrap());
@@ -37,8 +41,8 @@ fn random_blocks_of_every_format_equal_gguf_py() {
         let mut got = vec![f32::NAN; want.len()];
         dequantize(d, &raw, &mut got).unwrap();
         for (i, (g, w)) in got.iter().zip(&want).enumerate() {
-            // Same formula, same f32 arithmetic order up to one rounding.
-            assert!((g - w).abs() <= 1e-6 * w.abs().max(1.0), "{d} value {i}: {g} vs {w}");
+            // The same formula in the same f32 arithmetic order: the same bits.
+            assert_eq!(g.to_bits(), w.to_bits(), "{d} value {i}: {g} vs {w}");
         }
     }
 }

@@ -245,7 +245,10 @@ pub fn check_copy_cols(dst: usize, src: usize, rows: usize, src_width: usize, co
 
 /// The weight dtypes GPU kernels (WGSL and CUDA) read straight from the file's blocks:
 /// those with a `kernel_dtype_define`.
-pub const KERNEL_WEIGHT_DTYPES: [DType; 11] = [DType::F32, DType::F16, DType::BF16, DType::Q8_0, DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q5_1, DType::Q4K, DType::Q5K, DType::Q6K];
+pub const KERNEL_WEIGHT_DTYPES: [DType; 16] = [
+    DType::F32, DType::F16, DType::BF16, DType::Q8_0, DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q5_1,
+    DType::Q2K, DType::Q3K, DType::Q4K, DType::Q5K, DType::Q6K, DType::IQ4NL, DType::IQ4XS, DType::MXFP4,
+];
 
 /// The `DT_<dtype>` define GPU kernels (WGSL and CUDA) read a weight dtype through, for the
 /// dtypes they read straight from the file's blocks.
@@ -262,6 +265,11 @@ pub fn kernel_dtype_define(dtype: DType) -> Option<&'static str> {
         DType::Q4K => "DT_Q4_K",
         DType::Q5K => "DT_Q5_K",
         DType::Q6K => "DT_Q6_K",
+        DType::Q2K => "DT_Q2_K",
+        DType::Q3K => "DT_Q3_K",
+        DType::IQ4NL => "DT_IQ4_NL",
+        DType::IQ4XS => "DT_IQ4_XS",
+        DType::MXFP4 => "DT_MXFP4",
         _ => return None,
     })
 }

@@ -211,11 +211,11 @@ fn check_tensors(
         let dtype_ok = if matrix { t.dtype.is_supported_weight() } else { t.dtype.is_float() };
         if !dtype_ok {
             let (role, supported) = if matrix {
-                ("a weight matrix", "F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K")
+                ("a weight matrix", crate::quant::weight_dtype_names())
             } else {
-                ("a vector (norm, bias, rope factors)", "F32, F16, BF16")
+                ("a vector (norm, bias, rope factors)", "F32, F16, BF16".to_string())
             };
-            errs.push(ErrorKind::UnsupportedDtype { tensor: t.name.clone(), dtype: t.dtype.to_string(), role: role.into(), supported: supported.into() });
+            errs.push(ErrorKind::UnsupportedDtype { tensor: t.name.clone(), dtype: t.dtype.to_string(), role: role.into(), supported });
         }
         index.insert(spec.id, i);
     }

@@ -66,6 +66,19 @@ pub const ALL_DTYPES: &[DType] = &[
     DType::F8E4M3, DType::F8E5M2,
 ];
 
+/// The weight formats strata computes with, in ggml id order: the one list that the
+/// loader, the reference dequantiser and the error messages read.
+pub const WEIGHT_DTYPES: &[DType] = &[
+    DType::F32, DType::F16, DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q5_1, DType::Q8_0,
+    DType::Q2K, DType::Q3K, DType::Q4K, DType::Q5K, DType::Q6K, DType::IQ4NL, DType::IQ4XS,
+    DType::BF16, DType::MXFP4,
+];
+
+/// `WEIGHT_DTYPES` by name, comma-separated (for error messages).
+pub fn weight_dtype_names() -> String {
+    WEIGHT_DTYPES.iter().map(|d| d.name()).collect::<Vec<_>>().join(", ")
+}
+
 impl DType {
     /// The format of a ggml type id; `None` for ids that ggml never assigned or retired
     /// (4, 5: Q4_2/Q4_3; 31-33, 36-38: the removed interleaved Q4_0_4_4 family).
@@ -148,14 +161,11 @@ impl DType {
         matches!(self, DType::F32 | DType::F16 | DType::BF16)
     }
 
-    /// Formats the strata engine computes with (CPU reference, wgpu, CUDA). A file
-    /// holding a weight in any other format is rejected at load with `UnsupportedDtype`.
+    /// Formats the strata engine computes with ([`WEIGHT_DTYPES`]). A file holding a
+    /// weight in any other format is rejected at load with `UnsupportedDtype`; a backend
+    /// says which of these it runs with `Backend::supports`.
     pub fn is_supported_weight(self) -> bool {
-        use DType::*;
-        matches!(
-            self,
-            F32 | F16 | BF16 | Q8_0 | Q4_0 | Q4_1 | Q5_0 | Q5_1 | Q4K | Q5K | Q6K
-        )
+        WEIGHT_DTYPES.contains(&self)
     }
 
     /// Bytes of one row of `row_len` elements, or `None` when the row is not a whole

@@ -21,8 +21,17 @@ fn block_fields(d: DType) -> Option<&'static [(usize, usize, &'static str)]> {
         Q6K => &[(208, 2, "super-block scale d")],
         Q8K => &[(0, 4, "scale d")],
         IQ4XS => &[(0, 2, "scale d")],
+        // E8M0: 0xff is NaN in the OCP MX spec (ggml would read it as 2^127).
+        MXFP4 => &[(0, 1, "shared exponent e (E8M0)")],
         _ => return None,
     })
+}
+
+/// The floating-point fields of a block of `d` (byte offset, width, name): 4 bytes f32,
+/// 2 bytes f16 (BF16: bf16), 1 byte E8M0. Empty for formats strata does not scan. Test
+/// generators read it to give random blocks sane scales.
+pub fn float_fields(d: DType) -> &'static [(usize, usize, &'static str)] {
+    block_fields(d).unwrap_or(&[])
 }
 
 /// True when the format's floats can be scanned.
@@ -53,6 +62,7 @@ pub fn scan(d: DType, bytes: &[u8], first_block: u64, found: &mut dyn FnMut(NonF
         for &(at, width, field) in fields {
             let raw = &block[at..at + width];
             let value = match (d, width) {
+                (_, 1) => if raw[0] == 0xff { f32::NAN } else { 2f32.powi(i32::from(raw[0]) - 127) },
                 (DType::BF16, _) => f32::from_bits(u32::from(u16::from_le_bytes([raw[0], raw[1]])) << 16),
                 (_, 2) => f16_to_f32(u16::from_le_bytes([raw[0], raw[1]])),
                 _ => f32::from_le_bytes([raw[0], raw[1], raw[2], raw[3]]),
@@ -99,5 +109,13 @@ mod tests {
         scan(DType::Q6K, &k, 0, &mut |h| hits.push(h.field));
         assert_eq!(hits, vec!["super-block scale d"]);
         assert!(!scan(DType::IQ2XXS, &[0; 66], 0, &mut |_| panic!()));
+
+        // MXFP4's E8M0 exponent: 0xff is NaN, every other byte a power of two.
+        let mut m = vec![0x11u8; 34];
+        m[0] = 0x7f;
+        m[17] = 0xff;
+        let mut hits = Vec::new();
+        assert!(scan(DType::MXFP4, &m, 0, &mut |h| hits.push(h.block)));
+        assert_eq!(hits, vec![1]);
     }
 }

@@ -978,12 +978,6 @@ mod tests {
         let rb = dtype.row_bytes(cols as u64).unwrap() as usize;
         let mut b: Vec<u8> = (0..rows * rb).map(|_| rng(seed) as u8).collect();
         let (_, bb) = dtype.block();
-        let fields: &[usize] = match dtype {
-            DType::Q8_0 | DType::Q4_0 | DType::Q5_0 => &[0],
-            DType::Q4_1 | DType::Q5_1 | DType::Q4K | DType::Q5K => &[0, 2],
-            DType::Q6K => &[208],
-            _ => &[],
-        };
         if dtype.is_float() {
             let vals: Vec<f32> = (0..rows * cols).map(|_| (rng(seed) >> 40) as f32 / (1u64 << 24) as f32 - 0.5).collect();
             return match dtype {
@@ -993,9 +987,14 @@ mod tests {
             };
         }
         for blk in b.chunks_exact_mut(bb as usize) {
-            for &f in fields {
-                let v = 0.002 + (rng(seed) % 1000) as f32 * 1e-5;
-                blk[f..f + 2].copy_from_slice(&half::f16::from_f32(v).to_le_bytes());
+            for &(f, width, _) in crate::quant::scan::float_fields(dtype) {
+                if width == 1 {
+                    // An E8M0 exponent: scales 2^-10 .. 2^-4.
+                    blk[f] = 118 + (rng(seed) % 7) as u8;
+                } else {
+                    let v = 0.002 + (rng(seed) % 1000) as f32 * 1e-5;
+                    blk[f..f + 2].copy_from_slice(&half::f16::from_f32(v).to_le_bytes());
+                }
             }
         }
         b
@@ -1014,10 +1013,10 @@ mod tests {
     fn matmul_attention_and_gated_match_the_reference_on_every_instruction_set() {
         let reference = CpuBackend::with_threads(1);
         let mut seed = 42;
-        let dtypes = [DType::F32, DType::F16, DType::BF16, DType::Q8_0, DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q5_1, DType::Q4K, DType::Q5K, DType::Q6K];
+        let dtypes = crate::quant::WEIGHT_DTYPES;
         for isa in Isa::all_available() {
             let b = FastCpuBackend::with_isa(2, isa).unwrap();
-            for dt in dtypes {
+            for &dt in dtypes {
                 for (rows, n, k) in [(1, 13, 256), (9, 6, 512), (17, 5, 256), (45, 19, 256), (8, 16, 768)] {
                     let w = weight(dt, n, k, &mut seed);
                     let x: Vec<f32> = (0..rows * k).map(|_| (rng(&mut seed) >> 40) as f32 / (1u64 << 23) as f32 - 1.0).collect();
@@ -1037,7 +1036,8 @@ mod tests {
                     reference.matmul(&grid, rows, &reference.upload_weight(dt, n, k, &w).unwrap(), &mut want).unwrap();
                     b.matmul(&b.upload(&grid).unwrap(), rows, &fw, &mut got).unwrap();
                     let e = nmse(&got.data, &want);
-                    let limit = if matches!(dt, DType::Q4K | DType::Q5K | DType::Q6K) { 1e-6 } else if dt.is_float() { 1e-9 } else { 1e-11 };
+                    // (Sub-block scales that are products, rounded to f16: K-quants, IQ4_XS.)
+                    let limit = if matches!(dt, DType::Q2K | DType::Q3K | DType::Q4K | DType::Q5K | DType::Q6K | DType::IQ4XS) { 1e-6 } else if dt.is_float() { 1e-9 } else { 1e-11 };
                     assert!(e <= limit, "{} {dt} rows={rows} n={n} k={k}, activations on the grid: NMSE {e:e}", isa.name());
                 }
             }

@@ -8,7 +8,8 @@
 //! activation load feeds all 8 rows.
 //!
 //! A group-block holds sub-block `b` of the group's rows: quants, then 8 f16 `w0` (the
-//! scale of each row) and, except in I8, 8 f16 `w1` (its min, or the upper half's scale). Its quants are
+//! scale of each row) and, except in I8, 8 f16 `w1` (its min, or the upper half's scale);
+//! U4H adds 8 f16 `w2` and 8 `w3` (the mins of the two halves). Its quants are
 //! 32-byte *units* of 4 rows x 8 bytes: unit `u` at byte `32 u`, row `4 rh + rr` of the
 //! group at bytes `8 rr .. 8 rr + 8` of the units with `u % 2 == rh`. A 256-bit vector is
 //! one unit (4 rows, lanes in pairs per row: bytes `4 l .. 4 l + 4` make lane `l`), a
@@ -19,7 +20,8 @@
 //! | U4 | Q4_0, Q4_1, Q4_K | low nibble: value `16 kq + j`, high: `16 kq + 8 + j` | | 5 |
 //! | U5 | Q5_0, Q5_1, Q5_K | as U4 | 32 B plane of 5th bits | 6 |
 //! | U6 | Q6_K | as U4 | planes of 5th and 6th bits; `w0`/`w1` per 16 values, min `-32 s` | 7 |
-//! | I8 | Q8_0 | `u = 2 kg + rh`: signed value `8 kg + j` | no `w1` | 8.5 |
+//! | U4H | Q2_K, Q3_K (quant + 4) | as U4 | scales `w0`/`w1` and mins `w2`/`w3` per 16 values | 6 |
+//! | I8 | Q8_0, IQ4_NL, IQ4_XS, MXFP4 (grid values) | `u = 2 kg + rh`: signed value `8 kg + j` | no `w1` | 8.5 |
 //!
 //! A bit plane holds, per `(kq, half, rh)`, one 32-bit word at byte `4 (4 kq + 2 half +
 //! rh)` whose bit `8 rr + j` is that bit of the value in byte `8 rr + j` of the nibble
@@ -29,14 +31,22 @@
 //! Scales are f16, as in the files: Q4_0/Q4_1/Q5_0/Q5_1/Q8_0 scales and mins (`-8 d`,
 //! `-16 d`) are exact; K-quant sub-block scales `d * sc` are rounded to f16 (relative error
 //! at most 2^-11, far below the 8-bit activation error; a product past f16's range is a
-//! typed error, never an infinity). F32/F16/BF16 weights stay as they are (`Raw`).
+//! typed error, never an infinity), and so are IQ4_XS's `d * sc` and MXFP4's power-of-two
+//! scales (exact down to 2^-14; an MXFP4 block scaled below that, values under 2e-4 times
+//! its largest possible, keeps f16's subnormal precision). The non-linear grids (IQ4's,
+//! MXFP4's doubled E2M1) are small integers, stored as I8 values: exact.
+//! F32/F16/BF16 weights stay as they are (`Raw`).
+//!
+//! The 4-bit grid formats take I8's 8.5 bits per weight and Q2_K/Q3_K U4H's 6, against
+//! 4.25-4.5 and 2.6-3.4 in the files: exact and on the existing kernels, at more bytes
+//! per token than the file's own packing would need.
 
 // Block layouts are byte positions: index loops say what goes where.
 #![allow(clippy::needless_range_loop)]
 
 use half::f16;
 
-use crate::quant::dequant::{f16_at, scale_min_k4};
+use crate::quant::dequant::{e8m0_half, f16_at, iq4_xs_scale, k_2bit, nibble, q3_k_quant, q3_k_scale, scale_min_k4, IQ4NL_GRID, MXFP4_GRID};
 use crate::quant::DType;
 
 /// Rows per interleaved group.
@@ -47,6 +57,8 @@ pub enum Layout {
     U4,
     U5,
     U6,
+    /// U4 nibbles with a scale and a min per 16 values (Q2_K, Q3_K).
+    U4H,
     I8,
 }
 
@@ -56,14 +68,15 @@ impl Layout {
             DType::Q4_0 | DType::Q4_1 | DType::Q4K => Layout::U4,
             DType::Q5_0 | DType::Q5_1 | DType::Q5K => Layout::U5,
             DType::Q6K => Layout::U6,
-            DType::Q8_0 => Layout::I8,
+            DType::Q2K | DType::Q3K => Layout::U4H,
+            DType::Q8_0 | DType::IQ4NL | DType::IQ4XS | DType::MXFP4 => Layout::I8,
             _ => return None,
         })
     }
     /// Bit planes after the nibbles (U5: the 5th bits, U6: the 5th and 6th).
     pub const fn planes(self) -> usize {
         match self {
-            Layout::U4 | Layout::I8 => 0,
+            Layout::U4 | Layout::U4H | Layout::I8 => 0,
             Layout::U5 => 1,
             Layout::U6 => 2,
         }
@@ -75,10 +88,12 @@ impl Layout {
             l => 16 * R + 4 * R * l.planes(),
         }
     }
-    /// f16 words per row in a group-block: I8 has no min, so no `w1`.
+    /// f16 words per row in a group-block: I8 has no min, so no `w1`; U4H has two
+    /// scales and two mins.
     pub const fn words(self) -> usize {
         match self {
             Layout::I8 => 1,
+            Layout::U4H => 4,
             _ => 2,
         }
     }
@@ -91,13 +106,16 @@ impl Layout {
 /// One sub-block of 32 values in its packed form: the two `kq` pieces of 8 nibble bytes
 /// (low nibble value `16 kq + j`, high `16 kq + 8 + j`), the bit planes (bit `i`: that
 /// bit of value `i`), and the f16 words `w0`/`w1` (`x = w0 * q + w1`; U6: the scales of
-/// values 0..16 and 16..32, `x = s * (q - 32)`).
+/// values 0..16 and 16..32, `x = s * (q - 32)`; U4H: the halves' scales, and their mins
+/// in `w2`/`w3`).
 #[derive(Clone, Copy, Debug, Default)]
 struct Sub {
     units: [[u8; 8]; 2],
     planes: [u32; 2],
     w0: [u8; 2],
     w1: [u8; 2],
+    w2: [u8; 2],
+    w3: [u8; 2],
 }
 
 impl Sub {
@@ -205,6 +223,53 @@ fn pack_block(dtype: DType, blk: &[u8], row: usize, first_sub: usize, r: usize, 
                 place(layout, &mut gbs[sb * gbytes..], r, &Sub::of(sub, w0, w1));
             }
         }
+        DType::Q2K | DType::Q3K => {
+            // Per 16 values (`h`): x = s * q - m. Q3_K's signed quant q3 is stored as
+            // q3 + 4 (0..8) with the min 4 s, an exact f16 product of the rounded scale.
+            let mut q = [0u8; 256];
+            let mut words = [[[0u8; 2]; 2]; 16];
+            if dtype == DType::Q2K {
+                let (d, dmin) = (f16_at(blk, 80), f16_at(blk, 82));
+                for (v, q) in q.iter_mut().enumerate() {
+                    *q = k_2bit(&blk[16..80], v);
+                }
+                for h in 0..16 {
+                    let sc = blk[h];
+                    words[h] = [f16_checked(d * f32::from(sc & 0x0f), row, first_sub + h / 2)?, f16_checked(-dmin * f32::from(sc >> 4), row, first_sub + h / 2)?];
+                }
+            } else {
+                let d = f16_at(blk, 108);
+                for (v, q) in q.iter_mut().enumerate() {
+                    *q = (q3_k_quant(&blk[0..32], &blk[32..96], v) + 4) as u8;
+                }
+                for h in 0..16 {
+                    let s = f16_checked(d * q3_k_scale(&blk[96..108], h) as f32, row, first_sub + h / 2)?;
+                    words[h] = [s, f16_checked(-4.0 * f16::from_le_bytes(s).to_f32(), row, first_sub + h / 2)?];
+                }
+            }
+            for sb in 0..8 {
+                let sub: &[u8; 32] = q[32 * sb..32 * sb + 32].try_into().expect("32 values");
+                let ([w0, w2], [w1, w3]) = (words[2 * sb], words[2 * sb + 1]);
+                place(layout, &mut gbs[sb * gbytes..], r, &Sub { w2, w3, ..Sub::of(sub, w0, w1) });
+            }
+        }
+        DType::IQ4NL => {
+            let q: [u8; 32] = std::array::from_fn(|j| IQ4NL_GRID[nibble(&blk[2..18], j)] as u8);
+            place_i8(&mut gbs[..gbytes], r, &q, d);
+        }
+        DType::IQ4XS => {
+            let d = f16_at(blk, 0);
+            for ib in 0..8 {
+                let qs = &blk[8 + 16 * ib..24 + 16 * ib];
+                let q: [u8; 32] = std::array::from_fn(|j| IQ4NL_GRID[nibble(qs, j)] as u8);
+                let w = f16_checked(d * iq4_xs_scale(blk, ib) as f32, row, first_sub + ib)?;
+                place_i8(&mut gbs[ib * gbytes..(ib + 1) * gbytes], r, &q, w);
+            }
+        }
+        DType::MXFP4 => {
+            let q: [u8; 32] = std::array::from_fn(|j| MXFP4_GRID[nibble(&blk[1..17], j)] as u8);
+            place_i8(&mut gbs[..gbytes], r, &q, f16_checked(e8m0_half(blk[0]), row, first_sub)?);
+        }
         _ => unreachable!("Layout::of admits only the dtypes above"),
     }
     Ok(())
@@ -240,8 +305,10 @@ fn place(layout: Layout, gb: &mut [u8], r: usize, s: &Sub) {
         }
     }
     let words = layout.quant_bytes();
-    gb[words + 2 * r..words + 2 * r + 2].copy_from_slice(&s.w0);
-    gb[words + 2 * (R + r)..words + 2 * (R + r) + 2].copy_from_slice(&s.w1);
+    for (i, w) in [s.w0, s.w1, s.w2, s.w3].iter().enumerate().take(layout.words()) {
+        let at = words + 2 * (i * R + r);
+        gb[at..at + 2].copy_from_slice(w);
+    }
 }
 
 /// Writes row `r` of a Q8_0 sub-block (32 signed quants, scale `d`) into `gb` (I8).
@@ -324,14 +391,15 @@ impl Packed {
         let (g, r) = (row / R, row % R);
         for b in 0..self.blocks {
             let gb = &self.data[(g * self.blocks + b) * gbytes..][..gbytes];
-            let w0 = f16_at(gb, words + 2 * r);
-            let w1 = if self.layout.words() == 2 { f16_at(gb, words + 2 * (R + r)) } else { 0.0 };
+            let w: [f32; 4] = std::array::from_fn(|i| if i < self.layout.words() { f16_at(gb, words + 2 * (i * R + r)) } else { 0.0 });
             for (kk, y) in out[32 * b..32 * b + 32].iter_mut().enumerate() {
                 let q = quant_at(self.layout, gb, r, kk);
+                let h = kk / 16;
                 *y = match self.layout {
-                    Layout::I8 => w0 * f32::from(q as i8),
-                    Layout::U6 => (if kk < 16 { w0 } else { w1 }) * (f32::from(q) - 32.0),
-                    _ => w0 * f32::from(q) + w1,
+                    Layout::I8 => w[0] * f32::from(q as i8),
+                    Layout::U6 => w[h] * (f32::from(q) - 32.0),
+                    Layout::U4H => w[h] * f32::from(q) + w[2 + h],
+                    _ => w[0] * f32::from(q) + w[1],
                 };
             }
         }
@@ -346,9 +414,9 @@ mod tests {
     /// value and layout, and the planes/nibbles of different rows never overlap.
     #[test]
     fn place_and_quant_at_round_trip() {
-        for layout in [Layout::U4, Layout::U5, Layout::U6, Layout::I8] {
+        for layout in [Layout::U4, Layout::U5, Layout::U6, Layout::U4H, Layout::I8] {
             let max = match layout {
-                Layout::U4 => 16,
+                Layout::U4 | Layout::U4H => 16,
                 Layout::U5 => 32,
                 Layout::U6 => 64,
                 Layout::I8 => 256,

@@ -158,9 +158,9 @@ pub(super) trait Quants {
     const LAYOUT: Layout;
     /// Signed bytes (I8), else unsigned.
     const SIGNED: bool = matches!(Self::LAYOUT, Layout::I8);
-    /// `w0` scales values 0..16 and `w1` values 16..32, the min is `-32 s` per half (U6);
-    /// otherwise `w1` is the min (U4, U5) or absent (I8).
-    const HALVES: bool = matches!(Self::LAYOUT, Layout::U6);
+    /// `w0` scales values 0..16 and `w1` values 16..32, the min is `-32 s` per half (U6)
+    /// or `w2` / `w3` (U4H); otherwise `w1` is the min (U4, U5) or absent (I8).
+    const HALVES: bool = matches!(Self::LAYOUT, Layout::U6 | Layout::U4H);
     /// The weight vectors `[kq][half]` of pass `rh` of a group-block: half 0 multiplies
     /// activation bytes `16 kq .. 16 kq + 8`, half 1 the next 8. By default the nibble
     /// layouts' (U4, U5, U6: nibbles with the layout's bit planes).
@@ -173,6 +173,7 @@ pub(super) trait Quants {
 pub(super) struct U4;
 pub(super) struct U5;
 pub(super) struct U6;
+pub(super) struct U4H;
 pub(super) struct I8;
 
 /// Nibbles of both `kq`, with `planes` bit planes (5th, 6th bit) or'ed in.
@@ -203,6 +204,9 @@ impl Quants for U5 {
 }
 impl Quants for U6 {
     const LAYOUT: Layout = Layout::U6;
+}
+impl Quants for U4H {
+    const LAYOUT: Layout = Layout::U4H;
 }
 impl Quants for I8 {
     const LAYOUT: Layout = Layout::I8;
@@ -263,7 +267,9 @@ unsafe fn tile<M: TileIsa, Q: Quants, const T: usize>(w: &Packed, g: usize, x: &
                 // The scales, and the mins in the even lanes (I8 has no w1 words).
                 let (w0, w1) = (blk.add(words), blk.add(words + 2 * R));
                 let s0 = M::row_lanes::<false>(w0, rh);
-                let (s1, m0, m1) = if Q::HALVES {
+                let (s1, m0, m1) = if matches!(Q::LAYOUT, Layout::U4H) {
+                    (M::row_lanes::<false>(w1, rh), M::row_lanes::<true>(blk.add(words + 4 * R), rh), M::row_lanes::<true>(blk.add(words + 6 * R), rh))
+                } else if Q::HALVES {
                     let c = M::splat(-32.0);
                     (M::row_lanes::<false>(w1, rh), M::mul(M::row_lanes::<true>(w0, rh), c), M::mul(M::row_lanes::<true>(w1, rh), c))
                 } else if offset {
@@ -358,6 +364,7 @@ pub(super) unsafe fn matmul_groups<M: TileIsa>(w: &Packed, x: &Q8Rows, g0: usize
             Layout::U4 => groups::<M, U4>(w, x, g0, g1, out),
             Layout::U5 => groups::<M, U5>(w, x, g0, g1, out),
             Layout::U6 => groups::<M, U6>(w, x, g0, g1, out),
+            Layout::U4H => groups::<M, U4H>(w, x, g0, g1, out),
             Layout::I8 => groups::<M, I8>(w, x, g0, g1, out),
         }
     }

@@ -5,6 +5,10 @@ MoE experts). Metadata is copied as it is (general.file_type set to the new type
 llama.cpp ftype); norms and other 1-D tensors stay as they are.
 
     python3 scripts/gguf_requantize.py IN.gguf OUT.gguf MXFP4
+
+With F32 as the type, every tensor (any rank, any type) becomes gguf-py's dequantisation of
+it: the file's f32 twin, on which llama.cpp computes in f32 what the quantised file means
+(scripts/make_reference_fixtures.py --quant).
 """
 import sys
 
@@ -12,7 +16,7 @@ import numpy as np
 import gguf
 from gguf import GGMLQuantizationType as T, GGUFValueType as V
 
-FTYPE = {"MXFP4": 38, "Q8_0": 7}
+FTYPE = {"MXFP4": 38, "Q8_0": 7, "F32": 0}
 
 
 def main():
@@ -33,7 +37,10 @@ def main():
     block = gguf.GGML_QUANT_SIZES[qtype][0]
     for t in r.tensors:
         shape = [int(x) for x in reversed(t.shape.tolist())]  # numpy order: rows first
-        if len(shape) == 2 and shape[-1] % block == 0:
+        if qtype == T.F32:
+            vals = gguf.quants.dequantize(t.data, t.tensor_type).reshape(shape).astype(np.float32)
+            w.add_tensor(t.name, vals, raw_dtype=T.F32)
+        elif len(shape) == 2 and shape[-1] % block == 0:
             vals = gguf.quants.dequantize(t.data, t.tensor_type).reshape(shape).astype(np.float32)
             w.add_tensor(t.name, gguf.quants.quantize(vals, qtype), raw_dtype=qtype)
         else:

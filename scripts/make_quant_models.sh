@@ -17,16 +17,20 @@ cache=${STRATA_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/strata}
 models="$cache/models"
 bin=$("$here/llama_cpp.sh")
 py=${STRATA_PYTHON:-$cache/venv/bin/python}
-quant() { # quant SRC DST TYPE
+quant() { # quant SRC DST TYPE [FLAGS...]
   if [ ! -s "$2" ]; then
-    "$bin/llama-quantize" --allow-requantize "$1" "$2.tmp" "$3" >/dev/null 2>"$2.log" || { cat "$2.log" >&2; exit 1; }
+    "$bin/llama-quantize" --allow-requantize "${@:4}" "$1" "$2.tmp" "$3" >/dev/null 2>"$2.log" || { cat "$2.log" >&2; exit 1; }
     mv "$2.tmp" "$2"
   fi
   echo "$2"
 }
+# --pure for the 2- and 3-bit K types: both models' widths (576, 640) are not multiples of
+# 256, so only ffn_down (input 1536 / 2048) can hold a K type, and llama-quantize's mixtures
+# would bump it to Q3_K / Q4_K, leaving no Q2_K (or Q3_K) tensor at all.
 for t in Q2_K Q3_K_M IQ4_NL IQ4_XS; do
-  quant "$models/SmolLM2-135M-Instruct.Q4_1.gguf" "$models/SmolLM2-135M-Instruct.$t.gguf" "$t"
-  quant "$models/gemma-3-270m-q4_k_m.gguf" "$models/gemma-3-270m.$t.gguf" "$t"
+  flags=(); case $t in Q2_K|Q3_K_M) flags=(--pure) ;; esac
+  quant "$models/SmolLM2-135M-Instruct.Q4_1.gguf" "$models/SmolLM2-135M-Instruct.$t.gguf" "$t" "${flags[@]}"
+  quant "$models/gemma-3-270m-q4_k_m.gguf" "$models/gemma-3-270m.$t.gguf" "$t" "${flags[@]}"
 done
 out="$models/SmolLM2-135M-Instruct.MXFP4.gguf"
 if [ ! -s "$out" ]; then

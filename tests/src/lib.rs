@@ -441,6 +441,7 @@ impl Tiny {
 
 #[cfg(not(target_arch = "wasm32"))]
 pub mod engine;
+pub mod llamacpp;
 pub mod loader_cases;
 pub mod ops;
 

@@ -80,3 +80,26 @@ fn wrong_sizes_and_formats_are_errors() {
     let mut out = [0f32; 256];
     assert_eq!(dequantize(DType::IQ2XXS, &[0; 66], &mut out), Err(DequantError::Unsupported(DType::IQ2XXS)));
 }
+
+/// Rows of the files llama.cpp's llama-quantize (and gguf-py's MXFP4 quantiser) wrote
+/// (scripts/make_quant_models.sh), committed with their bytes so that this runs without
+/// the files: one tensor's first and last row per new weight type, bit for bit.
+#[test]
+fn llama_quantize_rows_equal_gguf_py() {
+    let fx = strata_conformance::fixtures::json("reference/quant/dequant.json");
+    let rows = fx["rows"].as_array().unwrap();
+    for name in ["Q2_K", "Q3_K", "IQ4_NL", "IQ4_XS", "MXFP4"] {
+        assert!(rows.iter().any(|r| r["type"] == name), "no {name} rows");
+    }
+    for case in rows {
+        let d = dtype(case["type"].as_str().unwrap());
+        let raw = hex(case["raw_hex"].as_str().unwrap());
+        let want = floats(&case["values"]);
+        let mut got = vec![f32::NAN; want.len()];
+        dequantize(d, &raw, &mut got).unwrap();
+        let at = format!("{} {} row {}", case["file"].as_str().unwrap(), case["tensor"].as_str().unwrap(), case["row"]);
+        for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+            assert_eq!(g.to_bits(), w.to_bits(), "{at} col {i}: {g} vs {w}");
+        }
+    }
+}

@@ -441,6 +441,7 @@ impl Tiny {
 
 #[cfg(not(target_arch = "wasm32"))]
 pub mod engine;
+#[cfg(not(target_arch = "wasm32"))]
 pub mod llamacpp;
 pub mod loader_cases;
 pub mod ops;

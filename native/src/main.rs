@@ -14,6 +14,7 @@ use strata_cuda::{CudaBackend, CudaOptions};
 use strata::chat::Message;
 use strata::sampler::{Sampler, SamplerConfig};
 use strata::engine::{Engine, EngineError, EngineOptions};
+use strata::packed_cache::CacheStatus;
 use strata::source::{ByteSource, FileSource};
 
 mod demo_model;
@@ -189,9 +190,13 @@ struct ModelArgs {
     #[arg(long, value_parser = parse_size)]
     max_memory: Option<u64>,
     /// Print per-token streaming figures: bytes and time read from storage, upload time,
-    /// time waiting for prefetch, compute time.
+    /// time waiting for prefetch, compute time; and what loading did with the packed cache.
     #[arg(long)]
     profile: bool,
+    /// Do not read or write the packed-weight cache ($STRATA_CACHE/packed; also
+    /// STRATA_PACKED_CACHE=0): the cpu backend repacks the model's weights at every load.
+    #[arg(long)]
+    no_cache: bool,
 }
 
 #[derive(Args)]
@@ -479,9 +484,16 @@ fn load<B: Backend>(backend: B, args: &ModelArgs) -> Result<Loaded<B>, Fail> {
     let t0 = Instant::now();
     let path = model_path(&args.model)?;
     let mut bar = Progress::new("loading weights");
-    let opts = EngineOptions { context: args.ctx, max_memory: args.max_memory };
+    let packed_cache = if args.no_cache { None } else { strata::packed_cache::default_dir() };
+    let opts = EngineOptions { context: args.ctx, max_memory: args.max_memory, packed_cache };
     let engine = Engine::open(backend, &path, opts, &mut |done, total| bar.update(done, total)).map_err(|e| e.to_string())?;
     bar.finish();
+    match engine.packed_cache() {
+        Some(s @ CacheStatus::Failed(_)) => eprintln!("warning: {}", s.describe()),
+        Some(s @ CacheStatus::Written { rebuilt: Some(_), .. }) => eprintln!("[{}]", s.describe()),
+        Some(s) if args.profile => eprintln!("[{}]", s.describe()),
+        _ => {}
+    }
     if let Some(budget) = args.max_memory {
         let plan = engine.plan();
         eprintln!(
@@ -700,7 +712,7 @@ fn bench<B: Backend>(mut m: Loaded<B>, p: usize, n: usize, json: bool) -> Result
     let (pp_tps, tg_tps) = (p as f64 / pp, n as f64 / tg);
     let bytes = weight_bytes_per_token(m.engine.model());
     if json {
-        out(&serde_json::json!({"model": model, "backend": m.engine.backend_name(), "pp": p, "tg": n, "pp_tokens_per_s": pp_tps, "tg_tokens_per_s": tg_tps, "load_ms": m.load_ms, "weight_bytes_per_token": bytes}).to_string());
+        out(&serde_json::json!({"model": model, "backend": m.engine.backend_name(), "pp": p, "tg": n, "pp_tokens_per_s": pp_tps, "tg_tokens_per_s": tg_tps, "load_ms": m.load_ms, "packed_cache": m.engine.packed_cache().map(|c| c.kind()), "weight_bytes_per_token": bytes}).to_string());
     } else {
         out(&format!("| model | backend | test | t/s |\n|---|---|---|---|\n| {model} | {} | pp{p} | {pp_tps:.2} |\n| {model} | {} | tg{n} | {tg_tps:.2} |", m.engine.backend_name(), m.engine.backend_name()));
     }

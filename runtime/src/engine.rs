@@ -34,12 +34,15 @@ pub enum EngineError {
 }
 
 /// How much of the model to hold: KV-cache positions and a resident-weight budget.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct EngineOptions {
     /// KV-cache positions (capped at the model's context length; at least 1).
     pub context: usize,
     /// Bytes of device-resident weights; the layers past it stream. `None`: all resident.
     pub max_memory: Option<u64>,
+    /// The packed-weight cache's directory (`packed_cache::default_dir()`), used by
+    /// [`Engine::open`] natively; `None`: off.
+    pub packed_cache: Option<std::path::PathBuf>,
 }
 
 /// A model on backend `B`, ready to generate.
@@ -48,6 +51,9 @@ pub struct Engine<B: Backend> {
     tokenizer: Tokenizer,
     /// `None`: the model has none; `Some(Err)`: it has one that does not parse.
     template: Option<Result<ChatTemplate, ChatError>>,
+    /// What loading did with the packed-weight cache (`None`: loaded from a byte source).
+    #[cfg(any(unix, windows))]
+    cache: Option<crate::packed_cache::CacheStatus>,
 }
 
 impl<B: Backend> Engine<B> {
@@ -62,7 +68,13 @@ impl<B: Backend> Engine<B> {
     ) -> Result<Self, EngineError> {
         let template = ChatTemplate::for_model(&model, &tokenizer);
         let session = Session::with_budget(backend, model, sources, opts.context, opts.max_memory, progress)?;
-        Ok(Engine { session, tokenizer, template })
+        Ok(Engine {
+            session,
+            tokenizer,
+            template,
+            #[cfg(any(unix, windows))]
+            cache: None,
+        })
     }
 
     /// A GGUF from any byte source (a browser file, memory): header, tokenizer, weights.
@@ -97,7 +109,15 @@ impl<B: Backend> Engine<B> {
             .map(|f| crate::source::FileSource::open(f).map(|s| Arc::new(s) as Arc<dyn ByteSource>))
             .collect::<Result<Vec<_>, _>>()
             .map_err(crate::Errors::from)?;
-        Self::new(backend, model, sources, tokenizer, opts, progress)
+        let template = ChatTemplate::for_model(&model, &tokenizer);
+        let (session, cache) = Session::with_cache(backend, model, sources, opts.context, opts.max_memory, opts.packed_cache.as_deref(), progress)?;
+        Ok(Engine { session, tokenizer, template, cache: Some(cache) })
+    }
+
+    /// What loading did with the packed-weight cache (`None`: not loaded by `open`).
+    #[cfg(any(unix, windows))]
+    pub fn packed_cache(&self) -> Option<&crate::packed_cache::CacheStatus> {
+        self.cache.as_ref()
     }
 
     pub fn tokenizer(&self) -> &Tokenizer {

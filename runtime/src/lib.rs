@@ -13,6 +13,8 @@ pub mod error;
 pub mod inspect;
 pub mod kv_cache;
 pub mod model;
+#[cfg(any(unix, windows))]
+pub mod packed_cache;
 pub mod quant;
 pub mod rope;
 pub mod sampler;

@@ -129,6 +129,24 @@ impl<B: Backend> Session<B> {
         Self::with_weights(backend, model, weights, context)
     }
 
+    /// As [`Session::with_budget`], through the packed-weight cache in `cache_dir`
+    /// (`packed_cache.rs`; `None`: off). The status says whether the cache was used.
+    #[cfg(any(unix, windows))]
+    pub fn with_cache(
+        backend: B,
+        model: LoadedModel,
+        sources: Vec<std::sync::Arc<dyn ByteSource>>,
+        context: usize,
+        max_memory: Option<u64>,
+        cache_dir: Option<&std::path::Path>,
+        progress: &mut dyn FnMut(u64, u64),
+    ) -> Result<(Self, crate::packed_cache::CacheStatus), SessionError> {
+        check_context(context)?;
+        let plan = StreamPlan::new(&model, max_memory)?;
+        let (weights, status) = Weights::load_cached(&backend, &model, sources, &plan, cache_dir, progress)?;
+        Ok((Self::with_weights(backend, model, weights, context)?, status))
+    }
+
     fn with_weights(backend: B, model: LoadedModel, weights: Weights<B>, context: usize) -> Result<Self, SessionError> {
         let rope = RopeTables::new(&model.config, weights.rope_factors.as_deref())?;
         let context = check_context(context)?.min(model.config.context_length as usize);

@@ -24,6 +24,26 @@ pub enum WeightError {
     Budget(String),
     #[error("streaming layer {layer}: {source}")]
     Stream { layer: usize, source: crate::streaming::StreamError },
+    /// A checked packed-weight cache file lacks a tensor the load asks for (a bug: the
+    /// check compares the lists first).
+    #[error("tensor {tensor:?} is not in the packed-weight cache")]
+    NotCached { tensor: String },
+}
+
+/// Where `load_inner` takes each weight from.
+enum Via<'c> {
+    /// The model files (read and transformed by the backend).
+    Files,
+    /// The model files, each weight's backend bytes also appended to a cache file (the
+    /// writer, or the first write error, after which nothing more is written).
+    #[cfg(any(unix, windows))]
+    Record(RefCell<Result<crate::packed_cache::Writer, crate::packed_cache::WriteError>>),
+    /// A checked, mapped cache file (the weights adopted in place).
+    #[cfg(any(unix, windows))]
+    Mapped(&'c crate::packed_cache::Mapped),
+    #[cfg(not(any(unix, windows)))]
+    #[allow(dead_code)]
+    Never(std::marker::PhantomData<&'c ()>),
 }
 
 /// The Q/K/V projections: separate, or one fused tensor (Phi-3).
@@ -202,6 +222,21 @@ pub fn layer_plan(m: &LoadedModel, l: u32) -> Result<(LayerWeights<usize>, Vec<T
     Ok((skeleton, entries))
 }
 
+/// Every tensor a fully resident load uploads, in the order it uploads them: the
+/// embedding, the output head unless tied, the output norm, then each layer's.
+pub fn load_order(m: &LoadedModel) -> Result<Vec<TensorEntry>, WeightError> {
+    let g = |part| TensorId::global(part, Param::Weight);
+    let parts = [Some(Part::TokenEmbd), (!m.config.tied_embeddings).then_some(Part::Output), Some(Part::OutputNorm)];
+    let mut v = Vec::new();
+    for p in parts.into_iter().flatten() {
+        v.push(m.tensor(g(p)).ok_or_else(|| WeightError::Unsupported(format!("tensor {} missing after validation", g(p).gguf_name())))?.clone());
+    }
+    for l in 0..m.config.n_layers {
+        v.extend(layer_tensors(m, l)?);
+    }
+    Ok(v)
+}
+
 /// The tensors of layer `l`, in [`build_layer`] order.
 pub fn layer_tensors(m: &LoadedModel, l: u32) -> Result<Vec<TensorEntry>, WeightError> {
     Ok(layer_plan(m, l)?.1)
@@ -250,13 +285,13 @@ impl<B: Backend> Weights<B> {
     /// As [`Weights::load`], calling `progress(bytes_done, bytes_total)` after each tensor.
     pub fn load_with_progress(b: &B, m: &LoadedModel, sources: &[&dyn ByteSource], progress: &mut dyn FnMut(u64, u64)) -> Result<Self, WeightError> {
         let plan = StreamPlan::all_resident(m)?;
-        Self::load_inner(b, m, &|i| sources.get(i).copied(), &plan, progress)
+        Self::load_inner(b, m, &|i| sources.get(i).copied(), &plan, progress, &Via::Files)
     }
 
     /// Loads with a residency plan: resident tensors are uploaded now, streamed layers are
     /// read from `sources` (shared with a prefetch thread) when the forward pass needs them.
     pub fn load_planned(b: &B, m: &LoadedModel, sources: Vec<Arc<dyn ByteSource>>, plan: &StreamPlan, progress: &mut dyn FnMut(u64, u64)) -> Result<Self, WeightError> {
-        let mut w = Self::load_inner(b, m, &|i| sources.get(i).map(|s| s.as_ref()), plan, progress)?;
+        let mut w = Self::load_inner(b, m, &|i| sources.get(i).map(|s| s.as_ref()), plan, progress, &Via::Files)?;
         if plan.streamed_layers() > 0 {
             let layers = (0..m.config.n_layers).map(|l| if plan.resident[l as usize] { Ok(None) } else { layer_plan(m, l).map(Some) }).collect::<Result<_, _>>()?;
             w.streamer = Some(RefCell::new(Streamer::new(sources, layers, plan.slots, b.staging())));
@@ -264,7 +299,56 @@ impl<B: Backend> Weights<B> {
         Ok(w)
     }
 
-    fn load_inner<'s>(b: &B, m: &LoadedModel, source: &dyn Fn(usize) -> Option<&'s dyn ByteSource>, plan: &StreamPlan, progress: &mut dyn FnMut(u64, u64)) -> Result<Self, WeightError> {
+    /// As [`Weights::load_planned`], through the packed-weight cache in `dir` (see
+    /// `packed_cache.rs`) when the backend has one, every layer is resident and `dir` is
+    /// given: a valid cache file is mapped instead of reading and repacking the model;
+    /// without one the weights load as usual and are written to a new one. Nothing about
+    /// the cache fails the load: the status says what happened.
+    #[cfg(any(unix, windows))]
+    pub fn load_cached(b: &B, m: &LoadedModel, sources: Vec<Arc<dyn ByteSource>>, plan: &StreamPlan, dir: Option<&std::path::Path>, progress: &mut dyn FnMut(u64, u64)) -> Result<(Self, crate::packed_cache::CacheStatus), WeightError> {
+        use crate::packed_cache::{self as pc, CacheStatus};
+        let plain = |progress: &mut dyn FnMut(u64, u64), status| Self::load_planned(b, m, sources.clone(), plan, progress).map(|w| (w, status));
+        let Some(dir) = dir else { return plain(progress, CacheStatus::Off("turned off: --no-cache or STRATA_PACKED_CACHE=0".into())) };
+        let Some(tag) = b.packed_layout_tag() else { return plain(progress, CacheStatus::Off(format!("{} keeps the file's bytes", b.name()))) };
+        if plan.streamed_layers() > 0 {
+            return plain(progress, CacheStatus::Off("layers stream under --max-memory; the cache serves resident loads".into()));
+        }
+        let tensors = load_order(m)?.iter().map(|t| rows_cols(t).map(|(rows, cols)| pc::TensorKey { name: t.name.clone(), dtype: t.dtype, rows, cols })).collect::<Result<Vec<_>, _>>()?;
+        let refs: Vec<&dyn ByteSource> = sources.iter().map(|s| s.as_ref()).collect();
+        let key = match pc::model_key(m, &refs, &tag) {
+            Ok(k) => k,
+            Err(e) => return plain(progress, CacheStatus::Failed(format!("cannot read the model files' identity: {e}"))),
+        };
+        let path = pc::cache_path(dir, m, &tag, &key);
+        let source = |i: usize| refs.get(i).copied();
+        let t0 = std::time::Instant::now();
+        let rebuilt = match pc::Mapped::open(&path, &key, &tensors) {
+            Ok(Some(map)) => {
+                let verify = t0.elapsed();
+                match Self::load_inner(b, m, &source, plan, progress, &Via::Mapped(&map)) {
+                    Ok(w) => return Ok((w, CacheStatus::Used { path, verify })),
+                    Err(e) => Some(format!("{}: {e}", path.display())),
+                }
+            }
+            Ok(None) => None,
+            Err(e) => Some(format!("{}: {e}", path.display())),
+        };
+        let writer = match pc::Writer::create(&path, pc::file_prefix(m, &tag), key) {
+            Ok(w) => w,
+            Err(e) => return plain(progress, CacheStatus::Failed(e.to_string())),
+        };
+        let t0 = std::time::Instant::now();
+        let via = Via::Record(RefCell::new(Ok(writer)));
+        let w = Self::load_inner(b, m, &source, plan, progress, &via)?;
+        let Via::Record(cell) = via else { unreachable!("built as Record above") };
+        let status = match cell.into_inner().and_then(pc::Writer::finish) {
+            Ok(path) => CacheStatus::Written { path, rebuilt, write: t0.elapsed() },
+            Err(e) => CacheStatus::Failed(e.to_string()),
+        };
+        Ok((w, status))
+    }
+
+    fn load_inner<'s>(b: &B, m: &LoadedModel, source: &dyn Fn(usize) -> Option<&'s dyn ByteSource>, plan: &StreamPlan, progress: &mut dyn FnMut(u64, u64), via: &Via) -> Result<Self, WeightError> {
         let cfg = &m.config;
         let total = plan.resident_bytes();
         let done = std::cell::Cell::new(0u64);
@@ -284,6 +368,13 @@ impl<B: Backend> Weights<B> {
         };
         let upload = |t: &TensorEntry| -> Result<B::Weight, WeightError> {
             let (rows, cols) = rows_cols(t)?;
+            #[cfg(any(unix, windows))]
+            if let Via::Mapped(map) = via {
+                let (_, bytes) = map.bytes(&t.name).ok_or_else(|| WeightError::NotCached { tensor: t.name.clone() })?;
+                let w = b.adopt_packed(t.dtype, rows, cols, bytes).map_err(|source| WeightError::Backend { tensor: t.name.clone(), source })?;
+                loaded(t);
+                return Ok(w);
+            }
             let src = source_of(t)?;
             let w = b.upload_weight_from(t.dtype, rows, cols, &mut |off, buf| {
                 if off + buf.len() as u64 > t.nbytes {
@@ -295,6 +386,16 @@ impl<B: Backend> Weights<B> {
                 crate::backend::UploadError::Read(e) => read_err(src, t, e),
                 crate::backend::UploadError::Backend(source) => WeightError::Backend { tensor: t.name.clone(), source },
             })?;
+            #[cfg(any(unix, windows))]
+            if let Via::Record(cell) = via {
+                let mut slot = cell.borrow_mut();
+                if let (Ok(writer), Some(bytes)) = (slot.as_mut(), b.packed_bytes(&w)) {
+                    if let Err(e) = writer.add(crate::packed_cache::TensorKey { name: t.name.clone(), dtype: t.dtype, rows, cols }, bytes) {
+                        *slot = Err(e);
+                    }
+                }
+            }
+            let _ = via;
             loaded(t);
             Ok(w)
         };

@@ -126,7 +126,7 @@ impl Engine {
             let gpu = match WgpuBackend::new(WgpuOptions::default().with_env()).await {
                 Ok(b) => {
                     let adapter = serde_json::to_value(b.adapter()).unwrap_or(Value::Null);
-                    let eo = EngineOptions { context: opts.context_length, max_memory: budget };
+                    let eo = EngineOptions { context: opts.context_length, max_memory: budget, packed_cache: None };
                     Model::new(b, model.clone(), vec![src.clone()], tokenizer.clone(), eo, progress).map(|m| (m, adapter)).map_err(|e| e.to_string())
                 }
                 Err(e) => Err(e.to_string()),
@@ -144,7 +144,7 @@ impl Engine {
         // The wasm heap stops at 4 GiB: past the default budget, layers stream from the file.
         let budget = budget.or((file_bytes > WASM_RESIDENT_DEFAULT).then_some(WASM_RESIDENT_DEFAULT));
         let cpu = FastCpuBackend::new().map_err(|e| e.to_string())?;
-        let eo = EngineOptions { context: opts.context_length, max_memory: budget };
+        let eo = EngineOptions { context: opts.context_length, max_memory: budget, packed_cache: None };
         let m = OnBackend::new(Model::new(cpu, model, vec![src], tokenizer, eo, progress).map_err(|e| e.to_string())?);
         let info = json!({ "backend": "wasm", "backendName": m.model.backend_name(), "adapter": null, "fallbackReason": fallback, "model": model_info, "memory": m.memory() });
         Ok(Engine { loaded: Loaded::Cpu(m), info })

@@ -64,6 +64,35 @@ pub enum UploadError {
 /// thread can run it while the forward pass computes.
 pub type StageFn = fn(DType, usize, usize, &[u8], &mut Vec<u8>) -> BResult<()>;
 
+/// Bytes that live elsewhere and are shared, not copied: a range of a memory-mapped
+/// packed-weight cache file (`packed_cache.rs`), which a backend adopts as a weight's
+/// storage (`Backend::adopt_packed`). The owner keeps the mapping alive.
+#[derive(Clone)]
+pub struct SharedBytes {
+    owner: std::sync::Arc<dyn AsRef<[u8]> + Send + Sync>,
+    range: std::ops::Range<usize>,
+}
+
+impl SharedBytes {
+    /// Bytes `range` of `owner`; `None` when the range is not within it.
+    pub fn new(owner: std::sync::Arc<dyn AsRef<[u8]> + Send + Sync>, range: std::ops::Range<usize>) -> Option<SharedBytes> {
+        ((*owner).as_ref().get(range.clone()).is_some()).then_some(SharedBytes { owner, range })
+    }
+}
+
+impl std::ops::Deref for SharedBytes {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &(*self.owner).as_ref()[self.range.clone()]
+    }
+}
+
+impl std::fmt::Debug for SharedBytes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SharedBytes({}..{})", self.range.start, self.range.end)
+    }
+}
+
 /// `upload_weight_from`'s default: the tensor read whole, then `upload_weight_owned`.
 pub fn read_whole<B: Backend + ?Sized>(b: &B, dtype: DType, rows: usize, cols: usize, read: &mut dyn FnMut(u64, &mut [u8]) -> std::io::Result<()>) -> Result<B::Weight, UploadError> {
     let bytes = dtype.row_bytes(cols as u64).ok_or_else(|| shape("upload_weight", format!("{cols} columns are not whole {dtype} blocks")))? as usize * rows;
@@ -356,6 +385,21 @@ pub trait Backend {
     fn swap_weight(&self, w: &mut Self::Weight, dtype: DType, rows: usize, cols: usize, bytes: Vec<u8>) -> BResult<Vec<u8>> {
         self.write_weight(w, dtype, rows, cols, &bytes)?;
         Ok(bytes)
+    }
+    /// What the packed-weight cache (`packed_cache.rs`) keys this backend's weight layout
+    /// by: its layout version and instruction set. `None`: nothing worth caching (the
+    /// weights are the file's bytes, or live on a device).
+    fn packed_layout_tag(&self) -> Option<String> {
+        None
+    }
+    /// `w`'s bytes in this backend's own layout, which `adopt_packed` takes back.
+    fn packed_bytes<'a>(&self, _w: &'a Self::Weight) -> Option<&'a [u8]> {
+        None
+    }
+    /// A weight over bytes that `packed_bytes` gave for the same dtype and shape, held
+    /// elsewhere (a mapped cache file) and used in place.
+    fn adopt_packed(&self, dtype: DType, _rows: usize, _cols: usize, _bytes: SharedBytes) -> BResult<Self::Weight> {
+        Err(BackendError::Unsupported { backend: self.name(), what: format!("packed {dtype} weights") })
     }
     fn alloc(&self, len: usize) -> BResult<Self::Buf>;
     /// A K or V cache of `len` values: written only by `copy_rows` (as its destination),

@@ -28,13 +28,13 @@ mod tile_avx512;
 use std::cell::RefCell;
 use half::slice::{HalfBitsSliceExt, HalfFloatSliceExt};
 
-use super::{need, AttnArgs, BResult, Backend, BackendError, RopeArgs};
+use super::{need, AttnArgs, BResult, Backend, BackendError, RopeArgs, SharedBytes};
 use crate::backend::{Activation, RopeStyle};
 use crate::quant::dequant::dequantize;
 use crate::quant::DType;
 use kernels::Q8Rows;
 use pool::Pool;
-use repack::{Layout, Packed, R};
+use repack::{Layout, Packed, WeightBytes, R};
 use simd::{Scalar, Simd};
 
 /// The instruction sets the kernels are built for, best first.
@@ -281,7 +281,7 @@ pub enum FastWeight {
     /// Quantised: repacked for the integer kernels.
     Packed(Packed),
     /// F32/F16/BF16 in their file bytes; vectors (norms, biases) also as f32.
-    Raw { dtype: DType, rows: usize, cols: usize, bytes: Vec<u8>, f32: Option<Vec<f32>> },
+    Raw { dtype: DType, rows: usize, cols: usize, bytes: WeightBytes, f32: Option<Vec<f32>> },
 }
 
 impl FastWeight {
@@ -389,15 +389,7 @@ impl FastCpuBackend {
         let mut own = storage;
         own.clear();
         own.extend_from_slice(bytes);
-        // Vectors (norm weights, biases) are also kept as f32: read at every step.
-        let f32 = if rows == 1 || cols == 1 {
-            let mut v = vec![0f32; rows * cols];
-            let _ = dequantize(dtype, bytes, &mut v);
-            Some(v)
-        } else {
-            None
-        };
-        Ok(FastWeight::Raw { dtype, rows, cols, bytes: own, f32 })
+        Ok(raw_weight(dtype, rows, cols, own.into()))
     }
 
     /// Repacks on the pool, groups of rows in parallel.
@@ -472,6 +464,17 @@ impl FastCpuBackend {
         self.pool.run(chunks, &|c| dispatch(self.isa, &job, c));
         x.q8_valid.set(true);
     }
+}
+
+/// A float weight over its file bytes; vectors (norm weights, biases) are also kept as
+/// f32, read at every step.
+fn raw_weight(dtype: DType, rows: usize, cols: usize, bytes: WeightBytes) -> FastWeight {
+    let f32 = (rows == 1 || cols == 1).then(|| {
+        let mut v = vec![0f32; rows * cols];
+        let _ = dequantize(dtype, &bytes, &mut v);
+        v
+    });
+    FastWeight::Raw { dtype, rows, cols, bytes, f32 }
 }
 
 /// The layout a weight is packed into: quantised dtypes in whole 32-value blocks; `None`
@@ -615,18 +618,48 @@ impl Backend for FastCpuBackend {
         }
         let new = self.adopt_staged(dtype, rows, cols, staged)?;
         Ok(match std::mem::replace(w, new) {
-            FastWeight::Packed(p) => p.data,
-            FastWeight::Raw { bytes, .. } => bytes,
+            FastWeight::Packed(p) => p.data.into_vec(),
+            FastWeight::Raw { bytes, .. } => bytes.into_vec(),
         })
     }
 
     fn write_weight(&self, w: &mut FastWeight, dtype: DType, rows: usize, cols: usize, bytes: &[u8]) -> BResult<()> {
-        let storage = match std::mem::replace(w, FastWeight::Raw { dtype, rows: 0, cols: 0, bytes: Vec::new(), f32: None }) {
-            FastWeight::Packed(p) => p.data,
-            FastWeight::Raw { bytes, .. } => bytes,
+        let storage = match std::mem::replace(w, FastWeight::Raw { dtype, rows: 0, cols: 0, bytes: Vec::new().into(), f32: None }) {
+            FastWeight::Packed(p) => p.data.into_vec(),
+            FastWeight::Raw { bytes, .. } => bytes.into_vec(),
         };
         *w = self.make_weight(dtype, rows, cols, bytes, storage)?;
         Ok(())
+    }
+
+    /// The packed layouts are the same bytes on every instruction set today; the tag names
+    /// the set anyway, so that a layout tuned per set later cannot be read by another.
+    fn packed_layout_tag(&self) -> Option<String> {
+        Some(format!("fast-cpu/layout-{}/{}", repack::LAYOUT_VERSION, self.isa.name()))
+    }
+
+    fn packed_bytes<'a>(&self, w: &'a FastWeight) -> Option<&'a [u8]> {
+        Some(match w {
+            FastWeight::Packed(p) => &p.data,
+            FastWeight::Raw { bytes, .. } => bytes,
+        })
+    }
+
+    fn adopt_packed(&self, dtype: DType, rows: usize, cols: usize, bytes: SharedBytes) -> BResult<FastWeight> {
+        if !dtype.is_supported_weight() {
+            return Err(BackendError::Unsupported { backend: self.name(), what: format!("weights of dtype {dtype}") });
+        }
+        let want = match packed_layout(dtype, cols) {
+            Some(layout) => Packed::bytes(layout, rows, cols),
+            None => dtype.row_bytes(cols as u64).ok_or_else(|| super::shape("adopt_packed", format!("{cols} columns are not whole {dtype} blocks")))? as usize * rows,
+        };
+        if bytes.len() != want {
+            return Err(super::shape("adopt_packed", format!("{} bytes for a [{rows}, {cols}] {dtype} weight that packs into {want}", bytes.len())));
+        }
+        Ok(match packed_layout(dtype, cols) {
+            Some(_) => FastWeight::Packed(Packed::new(dtype, rows, cols, bytes)),
+            None => raw_weight(dtype, rows, cols, bytes.into()),
+        })
     }
 
     fn alloc(&self, len: usize) -> BResult<FastBuf> {

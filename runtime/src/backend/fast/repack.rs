@@ -47,6 +47,7 @@
 use half::f16;
 
 use crate::quant::dequant::{e8m0_half, f16_at, iq4_xs_scale, k_2bit, nibble, q3_k_quant, q3_k_scale, scale_min_k4, IQ4NL_GRID, MXFP4_GRID};
+use crate::backend::SharedBytes;
 use crate::quant::DType;
 
 /// Rows per interleaved group.
@@ -361,6 +362,52 @@ pub fn pack_into(dtype: DType, k: usize, src: &[u8], dst: &mut [u8], first_row: 
     Ok(())
 }
 
+/// The version of every packed layout above, part of the packed-weight cache's key
+/// (`packed_cache.rs`): a cache file written by a build whose packing differs must never
+/// be read as this one's. `tests::layout_version_matches_the_packed_bytes` fails when a
+/// packed byte changes without this changing.
+pub const LAYOUT_VERSION: u32 = 1;
+
+/// A weight's storage: bytes it owns (packed at load), or bytes shared with a mapped
+/// packed-weight cache file (read in place, never copied).
+#[derive(Clone, Debug)]
+pub enum WeightBytes {
+    Owned(Vec<u8>),
+    Shared(SharedBytes),
+}
+
+impl WeightBytes {
+    /// The owned buffer, for reuse by the next weight; a shared one gives an empty buffer.
+    pub fn into_vec(self) -> Vec<u8> {
+        match self {
+            WeightBytes::Owned(v) => v,
+            WeightBytes::Shared(_) => Vec::new(),
+        }
+    }
+}
+
+impl std::ops::Deref for WeightBytes {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            WeightBytes::Owned(v) => v,
+            WeightBytes::Shared(s) => s,
+        }
+    }
+}
+
+impl From<Vec<u8>> for WeightBytes {
+    fn from(v: Vec<u8>) -> Self {
+        WeightBytes::Owned(v)
+    }
+}
+
+impl From<SharedBytes> for WeightBytes {
+    fn from(s: SharedBytes) -> Self {
+        WeightBytes::Shared(s)
+    }
+}
+
 /// A repacked weight `[n, k]`: `groups = ceil(n / R)`, `blocks = k / 32`; rows past `n`
 /// in the last group are zero.
 #[derive(Clone, Debug)]
@@ -370,13 +417,13 @@ pub struct Packed {
     pub n: usize,
     pub k: usize,
     pub blocks: usize,
-    pub data: Vec<u8>,
+    pub data: WeightBytes,
 }
 
 impl Packed {
     /// A packed weight over `data` (`Packed::bytes` long, as `pack_into` fills it).
-    pub fn new(dtype: DType, n: usize, k: usize, data: Vec<u8>) -> Packed {
-        Packed { layout: Layout::of(dtype).expect("packable dtype"), dtype, n, k, blocks: k / 32, data }
+    pub fn new(dtype: DType, n: usize, k: usize, data: impl Into<WeightBytes>) -> Packed {
+        Packed { layout: Layout::of(dtype).expect("packable dtype"), dtype, n, k, blocks: k / 32, data: data.into() }
     }
 
     /// Bytes of `n` rows of `k` values in `layout`.
@@ -437,6 +484,45 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// Every packable dtype packed from fixed pseudo-random blocks (scale fields set to
+    /// small f16 / E8M0 values), hashed. The packed-weight cache trusts `LAYOUT_VERSION`
+    /// to say when these bytes change: if this fails, a layout changed, so bump
+    /// `LAYOUT_VERSION` and then update the recorded hash.
+    #[test]
+    fn layout_version_matches_the_packed_bytes() {
+        const RECORDED: (u32, u64) = (1, 12859906897969213605);
+        let mut hash = 0xcbf2_9ce4_8422_2325u64; // FNV-1a
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        for dtype in [DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q5_1, DType::Q8_0, DType::Q2K, DType::Q3K, DType::Q4K, DType::Q5K, DType::Q6K, DType::IQ4NL, DType::IQ4XS, DType::MXFP4] {
+            let (bvals, bbytes) = dtype.block();
+            let (n, k) = (11, 512);
+            let mut src: Vec<u8> = (0..n * k / bvals as usize * bbytes as usize)
+                .map(|_| {
+                    seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                    (seed >> 56) as u8
+                })
+                .collect();
+            for blk in src.chunks_exact_mut(bbytes as usize) {
+                for &(at, width, _) in crate::quant::scan::float_fields(dtype) {
+                    match width {
+                        2 => {
+                            let v = f16::from_f32(0.01 + f32::from(blk[at]) / 4096.0);
+                            blk[at..at + 2].copy_from_slice(&v.to_le_bytes());
+                        }
+                        1 => blk[at] = 120 + blk[at] % 8,
+                        _ => unreachable!("4-byte fields are in float dtypes only"),
+                    }
+                }
+            }
+            let mut dst = vec![0u8; Packed::bytes(Layout::of(dtype).unwrap(), n, k)];
+            pack_into(dtype, k, &src, &mut dst, 0).unwrap();
+            for b in dst {
+                hash = (hash ^ u64::from(b)).wrapping_mul(0x100_0000_01b3);
+            }
+        }
+        assert_eq!((LAYOUT_VERSION, hash), RECORDED, "the packed bytes changed: bump LAYOUT_VERSION, then record the new hash");
     }
 
     /// The exponent shortcut equals the float product wherever it applies.

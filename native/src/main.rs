@@ -494,6 +494,9 @@ fn load<B: Backend>(backend: B, args: &ModelArgs) -> Result<Loaded<B>, Fail> {
         Some(s) if args.profile => eprintln!("[{}]", s.describe()),
         _ => {}
     }
+    if args.profile {
+        eprintln!("[profile load: weights ready {:.0} ms after start]", t0.elapsed().as_secs_f64() * 1e3);
+    }
     if let Some(budget) = args.max_memory {
         let plan = engine.plan();
         eprintln!(
@@ -662,6 +665,16 @@ fn logits<B: Backend>(mut m: Loaded<B>, top: usize, json: bool, prompt: &str) ->
 /// Weight bytes one decode step reads: every tensor once, except that an untied
 /// embedding table is read one row per token (a tied one is read whole, as the output
 /// head). Divided by the memory bandwidth this is the decode roofline.
+/// This process's memory after the run, from /proc/self/status (Linux; null elsewhere):
+/// peak and current RSS, and the current RSS split into anonymous memory (the heap: repacked
+/// weights, KV cache) and file pages (a mapped packed-weight cache, shared with the page
+/// cache and other processes).
+fn memory_kib() -> serde_json::Value {
+    let Ok(status) = std::fs::read_to_string("/proc/self/status") else { return serde_json::Value::Null };
+    let field = |name: &str| status.lines().find_map(|l| l.strip_prefix(name)?.trim().strip_suffix("kB")?.trim().parse::<u64>().ok());
+    serde_json::json!({"peak_rss": field("VmHWM:"), "rss": field("VmRSS:"), "anon": field("RssAnon:"), "file": field("RssFile:")})
+}
+
 fn weight_bytes_per_token(model: &strata::LoadedModel) -> u64 {
     use strata::arch::{Param, Part, TensorId};
     let total: u64 = model.files.tensors.iter().map(|t| t.nbytes).sum();
@@ -712,7 +725,7 @@ fn bench<B: Backend>(mut m: Loaded<B>, p: usize, n: usize, json: bool) -> Result
     let (pp_tps, tg_tps) = (p as f64 / pp, n as f64 / tg);
     let bytes = weight_bytes_per_token(m.engine.model());
     if json {
-        out(&serde_json::json!({"model": model, "backend": m.engine.backend_name(), "pp": p, "tg": n, "pp_tokens_per_s": pp_tps, "tg_tokens_per_s": tg_tps, "load_ms": m.load_ms, "packed_cache": m.engine.packed_cache().map(|c| c.kind()), "weight_bytes_per_token": bytes}).to_string());
+        out(&serde_json::json!({"model": model, "backend": m.engine.backend_name(), "pp": p, "tg": n, "pp_tokens_per_s": pp_tps, "tg_tokens_per_s": tg_tps, "load_ms": m.load_ms, "packed_cache": m.engine.packed_cache().map(|c| c.kind()), "memory_kib": memory_kib(), "weight_bytes_per_token": bytes}).to_string());
     } else {
         out(&format!("| model | backend | test | t/s |\n|---|---|---|---|\n| {model} | {} | pp{p} | {pp_tps:.2} |\n| {model} | {} | tg{n} | {tg_tps:.2} |", m.engine.backend_name(), m.engine.backend_name()));
     }
@@ -728,6 +741,22 @@ fn inspect_cmd(path: Option<PathBuf>, json: bool, deep: bool) -> ExitCode {
         }
     };
     inspect(&path, json, deep)
+}
+
+/// What the cpu backend's next load of a valid model would find in the packed-weight cache
+/// (the instruction set it would use, and the probe): `None` for an invalid model.
+fn packed_cache_probe(analysis: &strata::model::Analysis) -> Option<(&'static str, strata::packed_cache::Probe)> {
+    use strata::packed_cache::Probe;
+    let model = analysis.clone().into_model().ok()?;
+    let b = strata::backend::fast::FastCpuBackend::with_threads(1).ok()?;
+    let isa = b.isa().name();
+    let sources = match model.files.files.iter().map(FileSource::open).collect::<Result<Vec<_>, _>>() {
+        Ok(s) => s,
+        Err(e) => return Some((isa, Probe::Unreadable(e.to_string()))),
+    };
+    let refs: Vec<&dyn ByteSource> = sources.iter().map(|s| s as &dyn ByteSource).collect();
+    let probe = strata::weights::Weights::probe_cache(&b, &model, &refs, strata::packed_cache::default_dir().as_deref()).unwrap_or_else(|e| Probe::Unreadable(e.to_string()));
+    Some((isa, probe))
 }
 
 /// `inspect --deep`: every tensor's floats, with a progress bar.
@@ -756,9 +785,13 @@ fn inspect(path: &Path, json: bool, deep: bool) -> ExitCode {
     let analysis = strata::model::analyze(files);
     let total_ms = t0.elapsed().as_secs_f64() * 1e3;
     let scan = deep.then(|| deep_scan(&analysis.files));
+    let cache = packed_cache_probe(&analysis);
     if json {
         let mut report = strata::inspect::report_json(&analysis);
         report["timings"] = serde_json::json!({"header_parse_ms": parse_ms, "total_ms": total_ms});
+        if let Some((isa, p)) = &cache {
+            report["packed_cache"] = serde_json::json!({"backend": "cpu", "isa": isa, "state": p.kind(), "path": p.path().map(|p| p.display().to_string()), "detail": p.describe()});
+        }
         match &scan {
             Some(Ok(d)) => report["deep"] = strata::inspect::deep_json(d),
             Some(Err(e)) => report["deep"] = serde_json::json!({"error": e}),
@@ -770,6 +803,9 @@ fn inspect(path: &Path, json: bool, deep: bool) -> ExitCode {
             "{}time:         header parsed in {parse_ms:.2} ms, validated in {total_ms:.2} ms total",
             strata::inspect::report_text(&analysis)
         ));
+        if let Some((isa, p)) = &cache {
+            out(&format!("packed cache: (cpu backend, {isa}) {}", p.describe()));
+        }
         if let Some(Ok(d)) = &scan {
             out(&strata::inspect::deep_text(d));
         }

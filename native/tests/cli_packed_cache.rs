@@ -68,3 +68,38 @@ fn an_unwritable_cache_directory_warns_once_and_loads() {
     assert!(stderr.contains("not-a-dir"), "{stderr}");
     let _ = std::fs::remove_dir_all(&base);
 }
+
+/// `strata inspect` says what the next load will find: none, a valid file (after a load
+/// wrote it), one it will rebuild (corrupted), or the cache turned off.
+#[test]
+fn inspect_reports_the_cache_state() {
+    let Some(model) = models::find(models::SMOLLM2) else { return };
+    let cache = std::env::temp_dir().join(format!("strata-cli-packed-inspect-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&cache);
+    let inspect = |env: &[(&str, &str)]| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_strata"));
+        c.args(["inspect", "--json"]).arg(&model).env("STRATA_CACHE", &cache).env_remove("STRATA_PACKED_CACHE");
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        let out = c.output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let v: Json = serde_json::from_slice(&out.stdout).unwrap();
+        v["packed_cache"].clone()
+    };
+    let absent = inspect(&[]);
+    assert_eq!(absent["state"], "absent", "{absent}");
+    assert_eq!(status(bench(&model, &cache, &[], &[]).output().unwrap()), "written");
+    let valid = inspect(&[]);
+    assert_eq!(valid["state"], "valid", "{valid}");
+    assert_eq!(valid["path"], absent["path"], "the file the first load wrote");
+    let path = std::path::PathBuf::from(valid["path"].as_str().unwrap());
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[100] ^= 1;
+    std::fs::write(&path, &bytes).unwrap();
+    let stale = inspect(&[]);
+    assert_eq!(stale["state"], "stale", "{stale}");
+    assert!(stale["detail"].as_str().unwrap().contains("corrupted"), "{stale}");
+    assert_eq!(inspect(&[("STRATA_PACKED_CACHE", "0")])["state"], "off");
+    let _ = std::fs::remove_dir_all(&cache);
+}

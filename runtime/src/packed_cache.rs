@@ -129,6 +129,51 @@ impl CacheStatus {
     }
 }
 
+/// What `strata inspect` finds in the cache for a model (`Weights::probe_cache`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Probe {
+    /// No cache for this load (the reason).
+    Off(String),
+    /// No file yet: the next load writes `path`.
+    Absent { path: PathBuf },
+    /// A file the next load maps.
+    Valid { path: PathBuf, bytes: u64 },
+    /// A file the next load rebuilds, and why.
+    Stale { path: PathBuf, why: String },
+    /// The model's identity or the file could not be read.
+    Unreadable(String),
+}
+
+impl Probe {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Probe::Off(_) => "off",
+            Probe::Absent { .. } => "absent",
+            Probe::Valid { .. } => "valid",
+            Probe::Stale { .. } => "stale",
+            Probe::Unreadable(_) => "unreadable",
+        }
+    }
+
+    pub fn path(&self) -> Option<&Path> {
+        match self {
+            Probe::Absent { path } | Probe::Valid { path, .. } | Probe::Stale { path, .. } => Some(path),
+            Probe::Off(_) | Probe::Unreadable(_) => None,
+        }
+    }
+
+    /// One line for the text report.
+    pub fn describe(&self) -> String {
+        match self {
+            Probe::Off(why) => format!("off ({why})"),
+            Probe::Absent { path } => format!("none yet (the next load writes {})", path.display()),
+            Probe::Valid { path, bytes } => format!("valid, {:.1} MiB, mapped by the next load: {}", *bytes as f64 / 1048576.0, path.display()),
+            Probe::Stale { path, why } => format!("not usable, rebuilt by the next load: {}: {why}", path.display()),
+            Probe::Unreadable(why) => format!("cannot tell: {why}"),
+        }
+    }
+}
+
 /// A tensor as the cache records it: the file's name, dtype and `[rows, cols]`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TensorKey {

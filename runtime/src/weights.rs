@@ -222,6 +222,31 @@ pub fn layer_plan(m: &LoadedModel, l: u32) -> Result<(LayerWeights<usize>, Vec<T
     Ok((skeleton, entries))
 }
 
+/// Where a load's packed-weight cache file lives and what it must hold.
+#[cfg(any(unix, windows))]
+struct CacheTarget {
+    tag: String,
+    key: Vec<u8>,
+    path: std::path::PathBuf,
+    tensors: Vec<crate::packed_cache::TensorKey>,
+}
+
+/// The cache file a fully resident load of `m` on `b` uses, or why there is none
+/// (`Err(status)`: off, or the model files' identity could not be read).
+#[cfg(any(unix, windows))]
+fn cache_target<B: Backend>(b: &B, m: &LoadedModel, sources: &[&dyn ByteSource], dir: Option<&std::path::Path>) -> Result<Result<CacheTarget, crate::packed_cache::CacheStatus>, WeightError> {
+    use crate::packed_cache::{self as pc, CacheStatus};
+    let Some(dir) = dir else { return Ok(Err(CacheStatus::Off("turned off: --no-cache or STRATA_PACKED_CACHE=0".into()))) };
+    let Some(tag) = b.packed_layout_tag() else { return Ok(Err(CacheStatus::Off(format!("{} keeps the file's bytes", b.name())))) };
+    let tensors = load_order(m)?.iter().map(|t| rows_cols(t).map(|(rows, cols)| pc::TensorKey { name: t.name.clone(), dtype: t.dtype, rows, cols })).collect::<Result<Vec<_>, _>>()?;
+    let key = match pc::model_key(m, sources, &tag) {
+        Ok(k) => k,
+        Err(e) => return Ok(Err(CacheStatus::Failed(format!("cannot read the model files' identity: {e}")))),
+    };
+    let path = pc::cache_path(dir, m, &tag, &key);
+    Ok(Ok(CacheTarget { tag, key, path, tensors }))
+}
+
 /// Every tensor a fully resident load uploads, in the order it uploads them: the
 /// embedding, the output head unless tied, the output norm, then each layer's.
 pub fn load_order(m: &LoadedModel) -> Result<Vec<TensorEntry>, WeightError> {
@@ -308,32 +333,28 @@ impl<B: Backend> Weights<B> {
     pub fn load_cached(b: &B, m: &LoadedModel, sources: Vec<Arc<dyn ByteSource>>, plan: &StreamPlan, dir: Option<&std::path::Path>, progress: &mut dyn FnMut(u64, u64)) -> Result<(Self, crate::packed_cache::CacheStatus), WeightError> {
         use crate::packed_cache::{self as pc, CacheStatus};
         let plain = |progress: &mut dyn FnMut(u64, u64), status| Self::load_planned(b, m, sources.clone(), plan, progress).map(|w| (w, status));
-        let Some(dir) = dir else { return plain(progress, CacheStatus::Off("turned off: --no-cache or STRATA_PACKED_CACHE=0".into())) };
-        let Some(tag) = b.packed_layout_tag() else { return plain(progress, CacheStatus::Off(format!("{} keeps the file's bytes", b.name()))) };
         if plan.streamed_layers() > 0 {
             return plain(progress, CacheStatus::Off("layers stream under --max-memory; the cache serves resident loads".into()));
         }
-        let tensors = load_order(m)?.iter().map(|t| rows_cols(t).map(|(rows, cols)| pc::TensorKey { name: t.name.clone(), dtype: t.dtype, rows, cols })).collect::<Result<Vec<_>, _>>()?;
         let refs: Vec<&dyn ByteSource> = sources.iter().map(|s| s.as_ref()).collect();
-        let key = match pc::model_key(m, &refs, &tag) {
-            Ok(k) => k,
-            Err(e) => return plain(progress, CacheStatus::Failed(format!("cannot read the model files' identity: {e}"))),
+        let target = match cache_target(b, m, &refs, dir)? {
+            Ok(t) => t,
+            Err(status) => return plain(progress, status),
         };
-        let path = pc::cache_path(dir, m, &tag, &key);
         let source = |i: usize| refs.get(i).copied();
         let t0 = std::time::Instant::now();
-        let rebuilt = match pc::Mapped::open(&path, &key, &tensors) {
+        let rebuilt = match pc::Mapped::open(&target.path, &target.key, &target.tensors) {
             Ok(Some(map)) => {
                 let verify = t0.elapsed();
                 match Self::load_inner(b, m, &source, plan, progress, &Via::Mapped(&map)) {
-                    Ok(w) => return Ok((w, CacheStatus::Used { path, verify })),
-                    Err(e) => Some(format!("{}: {e}", path.display())),
+                    Ok(w) => return Ok((w, CacheStatus::Used { path: target.path, verify })),
+                    Err(e) => Some(format!("{}: {e}", target.path.display())),
                 }
             }
             Ok(None) => None,
-            Err(e) => Some(format!("{}: {e}", path.display())),
+            Err(e) => Some(format!("{}: {e}", target.path.display())),
         };
-        let writer = match pc::Writer::create(&path, pc::file_prefix(m, &tag), key) {
+        let writer = match pc::Writer::create(&target.path, pc::file_prefix(m, &target.tag), target.key) {
             Ok(w) => w,
             Err(e) => return plain(progress, CacheStatus::Failed(e.to_string())),
         };
@@ -346,6 +367,25 @@ impl<B: Backend> Weights<B> {
             Err(e) => CacheStatus::Failed(e.to_string()),
         };
         Ok((w, status))
+    }
+
+    /// What a fully resident load of `m` on `b` would find in the packed-weight cache in
+    /// `dir` now, without loading (`strata inspect`): the file is checked as a load checks
+    /// it (every tensor's hash).
+    #[cfg(any(unix, windows))]
+    pub fn probe_cache(b: &B, m: &LoadedModel, sources: &[&dyn ByteSource], dir: Option<&std::path::Path>) -> Result<crate::packed_cache::Probe, WeightError> {
+        use crate::packed_cache::{CacheStatus, Mapped, OpenError, Probe};
+        let t = match cache_target(b, m, sources, dir)? {
+            Ok(t) => t,
+            Err(CacheStatus::Off(why)) => return Ok(Probe::Off(why)),
+            Err(other) => return Ok(Probe::Unreadable(other.describe())),
+        };
+        Ok(match Mapped::open(&t.path, &t.key, &t.tensors) {
+            Ok(Some(_)) => Probe::Valid { bytes: std::fs::metadata(&t.path).map_or(0, |f| f.len()), path: t.path },
+            Ok(None) => Probe::Absent { path: t.path },
+            Err(OpenError::Stale(why)) => Probe::Stale { path: t.path, why: why.to_string() },
+            Err(OpenError::Io(e)) => Probe::Unreadable(format!("{}: {e}", t.path.display())),
+        })
     }
 
     fn load_inner<'s>(b: &B, m: &LoadedModel, source: &dyn Fn(usize) -> Option<&'s dyn ByteSource>, plan: &StreamPlan, progress: &mut dyn FnMut(u64, u64), via: &Via) -> Result<Self, WeightError> {

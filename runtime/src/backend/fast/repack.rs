@@ -21,7 +21,8 @@
 //! | U5 | Q5_0, Q5_1, Q5_K | as U4 | 32 B plane of 5th bits | 6 |
 //! | U6 | Q6_K | as U4 | planes of 5th and 6th bits; `w0`/`w1` per 16 values, min `-32 s` | 7 |
 //! | U4H | Q2_K, Q3_K (quant + 4) | as U4 | scales `w0`/`w1` and mins `w2`/`w3` per 16 values | 6 |
-//! | I8 | Q8_0, IQ4_NL, IQ4_XS, MXFP4 (grid values) | `u = 2 kg + rh`: signed value `8 kg + j` | no `w1` | 8.5 |
+//! | I8 | Q8_0 | `u = 2 kg + rh`: signed value `8 kg + j` | no `w1` | 8.5 |
+//! | G4 | IQ4_NL, IQ4_XS (G4Iq), MXFP4 (G4Mx) | as U4: grid indexes | no `w1` | 4.5 |
 //!
 //! A bit plane holds, per `(kq, half, rh)`, one 32-bit word at byte `4 (4 kq + 2 half +
 //! rh)` whose bit `8 rr + j` is that bit of the value in byte `8 rr + j` of the nibble
@@ -34,19 +35,20 @@
 //! typed error, never an infinity), and so are IQ4_XS's `d * sc` and MXFP4's power-of-two
 //! scales (exact down to 2^-14; an MXFP4 block scaled below that, values under 2e-4 times
 //! its largest possible, keeps f16's subnormal precision). The non-linear grids (IQ4's,
-//! MXFP4's doubled E2M1) are small integers, stored as I8 values: exact.
+//! MXFP4's doubled E2M1) are small integers, looked up exactly from their indexes.
 //! F32/F16/BF16 weights stay as they are (`Raw`).
 //!
-//! The 4-bit grid formats take I8's 8.5 bits per weight and Q2_K/Q3_K U4H's 6, against
-//! 4.25-4.5 and 2.6-3.4 in the files: exact and on the existing kernels, at more bytes
-//! per token than the file's own packing would need.
+//! The 4-bit grid formats keep their file's nibbles as indexes (G4: 4.5 bits per weight;
+//! the tile looks the grid values up in a 16-byte table). Q2_K/Q3_K take U4H's 6 bits
+//! against 2.6-3.4 in the files: exact and on the existing kernels, at more bytes per
+//! token than the file's own packing would need.
 
 // Block layouts are byte positions: index loops say what goes where.
 #![allow(clippy::needless_range_loop)]
 
 use half::f16;
 
-use crate::quant::dequant::{e8m0_half, f16_at, iq4_xs_scale, k_2bit, nibble, q3_k_quant, q3_k_scale, scale_min_k4, IQ4NL_GRID, MXFP4_GRID};
+use crate::quant::dequant::{e8m0_half, f16_at, iq4_xs_scale, k_2bit, q3_k_quant, q3_k_scale, scale_min_k4, IQ4NL_GRID, MXFP4_GRID};
 use crate::backend::SharedBytes;
 use crate::quant::DType;
 
@@ -61,6 +63,10 @@ pub enum Layout {
     /// U4 nibbles with a scale and a min per 16 values (Q2_K, Q3_K).
     U4H,
     I8,
+    /// U4 nibbles holding indexes into IQ4's 16-value grid, one scale (IQ4_NL, IQ4_XS).
+    G4Iq,
+    /// As G4Iq on MXFP4's (doubled E2M1) grid.
+    G4Mx,
 }
 
 impl Layout {
@@ -70,14 +76,28 @@ impl Layout {
             DType::Q5_0 | DType::Q5_1 | DType::Q5K => Layout::U5,
             DType::Q6K => Layout::U6,
             DType::Q2K | DType::Q3K => Layout::U4H,
-            DType::Q8_0 | DType::IQ4NL | DType::IQ4XS | DType::MXFP4 => Layout::I8,
+            DType::Q8_0 => Layout::I8,
+            DType::IQ4NL | DType::IQ4XS => Layout::G4Iq,
+            DType::MXFP4 => Layout::G4Mx,
             _ => return None,
         })
+    }
+    /// The grid a G4 layout's nibbles index (`None`: the nibbles are the values).
+    pub const fn grid(self) -> Option<&'static [i8; 16]> {
+        match self {
+            Layout::G4Iq => Some(&IQ4NL_GRID),
+            Layout::G4Mx => Some(&MXFP4_GRID),
+            _ => None,
+        }
+    }
+    /// Whether the values are signed with no min (`x = w0 * q`): I8 and the grids.
+    pub const fn signed(self) -> bool {
+        matches!(self, Layout::I8 | Layout::G4Iq | Layout::G4Mx)
     }
     /// Bit planes after the nibbles (U5: the 5th bits, U6: the 5th and 6th).
     pub const fn planes(self) -> usize {
         match self {
-            Layout::U4 | Layout::U4H | Layout::I8 => 0,
+            Layout::U4 | Layout::U4H | Layout::I8 | Layout::G4Iq | Layout::G4Mx => 0,
             Layout::U5 => 1,
             Layout::U6 => 2,
         }
@@ -89,11 +109,11 @@ impl Layout {
             l => 16 * R + 4 * R * l.planes(),
         }
     }
-    /// f16 words per row in a group-block: I8 has no min, so no `w1`; U4H has two
-    /// scales and two mins.
+    /// f16 words per row in a group-block: the signed layouts have no min, so no `w1`;
+    /// U4H has two scales and two mins.
     pub const fn words(self) -> usize {
         match self {
-            Layout::I8 => 1,
+            Layout::I8 | Layout::G4Iq | Layout::G4Mx => 1,
             Layout::U4H => 4,
             _ => 2,
         }
@@ -254,23 +274,17 @@ fn pack_block(dtype: DType, blk: &[u8], row: usize, first_sub: usize, r: usize, 
                 place(layout, &mut gbs[sb * gbytes..], r, &Sub { w2, w3, ..Sub::of(sub, w0, w1) });
             }
         }
-        DType::IQ4NL => {
-            let q: [u8; 32] = std::array::from_fn(|j| IQ4NL_GRID[nibble(&blk[2..18], j)] as u8);
-            place_i8(&mut gbs[..gbytes], r, &q, d);
-        }
+        // The grid formats keep their nibbles (the grid indexes, file order: low nibbles
+        // values 0..16, high 16..32, as the legacy formats) and one scale per 32 values.
+        DType::IQ4NL => place(layout, gbs, r, &Sub::legacy(&blk[2..18], None, d, [0, 0])),
         DType::IQ4XS => {
             let d = f16_at(blk, 0);
             for ib in 0..8 {
-                let qs = &blk[8 + 16 * ib..24 + 16 * ib];
-                let q: [u8; 32] = std::array::from_fn(|j| IQ4NL_GRID[nibble(qs, j)] as u8);
                 let w = f16_checked(d * iq4_xs_scale(blk, ib) as f32, row, first_sub + ib)?;
-                place_i8(&mut gbs[ib * gbytes..(ib + 1) * gbytes], r, &q, w);
+                place(layout, &mut gbs[ib * gbytes..], r, &Sub::legacy(&blk[8 + 16 * ib..24 + 16 * ib], None, w, [0, 0]));
             }
         }
-        DType::MXFP4 => {
-            let q: [u8; 32] = std::array::from_fn(|j| MXFP4_GRID[nibble(&blk[1..17], j)] as u8);
-            place_i8(&mut gbs[..gbytes], r, &q, f16_checked(e8m0_half(blk[0]), row, first_sub)?);
-        }
+        DType::MXFP4 => place(layout, gbs, r, &Sub::legacy(&blk[1..17], None, f16_checked(e8m0_half(blk[0]), row, first_sub)?, [0, 0])),
         _ => unreachable!("Layout::of admits only the dtypes above"),
     }
     Ok(())
@@ -366,7 +380,7 @@ pub fn pack_into(dtype: DType, k: usize, src: &[u8], dst: &mut [u8], first_row: 
 /// (`packed_cache.rs`): a cache file written by a build whose packing differs must never
 /// be read as this one's. `tests::layout_version_matches_the_packed_bytes` fails when a
 /// packed byte changes without this changing.
-pub const LAYOUT_VERSION: u32 = 1;
+pub const LAYOUT_VERSION: u32 = 2;
 
 /// A weight's storage: bytes it owns (packed at load), or bytes shared with a mapped
 /// packed-weight cache file (read in place, never copied).
@@ -444,6 +458,7 @@ impl Packed {
                 let h = kk / 16;
                 *y = match self.layout {
                     Layout::I8 => w[0] * f32::from(q as i8),
+                    Layout::G4Iq | Layout::G4Mx => w[0] * f32::from(self.layout.grid().expect("a grid layout")[usize::from(q)]),
                     Layout::U6 => w[h] * (f32::from(q) - 32.0),
                     Layout::U4H => w[h] * f32::from(q) + w[2 + h],
                     _ => w[0] * f32::from(q) + w[1],
@@ -461,9 +476,9 @@ mod tests {
     /// value and layout, and the planes/nibbles of different rows never overlap.
     #[test]
     fn place_and_quant_at_round_trip() {
-        for layout in [Layout::U4, Layout::U5, Layout::U6, Layout::U4H, Layout::I8] {
+        for layout in [Layout::U4, Layout::U5, Layout::U6, Layout::U4H, Layout::I8, Layout::G4Iq, Layout::G4Mx] {
             let max = match layout {
-                Layout::U4 | Layout::U4H => 16,
+                Layout::U4 | Layout::U4H | Layout::G4Iq | Layout::G4Mx => 16,
                 Layout::U5 => 32,
                 Layout::U6 => 64,
                 Layout::I8 => 256,
@@ -492,7 +507,7 @@ mod tests {
     /// `LAYOUT_VERSION` and then update the recorded hash.
     #[test]
     fn layout_version_matches_the_packed_bytes() {
-        const RECORDED: (u32, u64) = (1, 12859906897969213605);
+        const RECORDED: (u32, u64) = (2, 5583178214761223915);
         let mut hash = 0xcbf2_9ce4_8422_2325u64; // FNV-1a
         let mut seed = 0x9e37_79b9_7f4a_7c15u64;
         for dtype in [DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q5_1, DType::Q8_0, DType::Q2K, DType::Q3K, DType::Q4K, DType::Q5K, DType::Q6K, DType::IQ4NL, DType::IQ4XS, DType::MXFP4] {

@@ -31,6 +31,8 @@ pub trait Simd: Copy + Send + Sync + 'static {
     unsafe fn bcast8(p: *const u8) -> Self::B;
     /// `b ^ 0x80` per byte: a signed byte as the unsigned `b + 128`.
     unsafe fn flip(b: Self::B) -> Self::B;
+    /// `table[idx[i]]` per byte, `idx` in 0..16 (a 4-bit grid's values from its indexes).
+    unsafe fn lookup16(table: &[u8; 16], idx: Self::B) -> Self::B;
     /// `v | (bit i of the 4 bytes at p ? val : 0)` per value `i`.
     unsafe fn or_bits(v: Self::B, p: *const u8, val: u8) -> Self::B;
     unsafe fn zero_i() -> Self::I;
@@ -114,6 +116,10 @@ impl Simd for Scalar {
     #[inline(always)]
     unsafe fn nib_hi(b: [u8; 32]) -> [u8; 32] {
         b.map(|x| x >> 4)
+    }
+    #[inline(always)]
+    unsafe fn lookup16(table: &[u8; 16], idx: [u8; 32]) -> [u8; 32] {
+        idx.map(|i| table[usize::from(i & 15)])
     }
     #[inline(always)]
     unsafe fn bcast8(p: *const u8) -> [u8; 32] {

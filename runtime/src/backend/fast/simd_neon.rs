@@ -71,6 +71,13 @@ impl Simd for Neon {
         }
     }
     #[inline(always)]
+    unsafe fn lookup16(table: &[u8; 16], idx: Pb) -> Pb {
+        unsafe {
+            let t = vld1q_s8(table.as_ptr() as *const i8);
+            Pb(vqtbl1q_s8(t, vreinterpretq_u8_s8(idx.0)), vqtbl1q_s8(t, vreinterpretq_u8_s8(idx.1)))
+        }
+    }
+    #[inline(always)]
     unsafe fn flip(b: Pb) -> Pb {
         unsafe {
             let m = vdupq_n_s8(-128);

@@ -73,6 +73,11 @@ impl Simd for Simd128 {
         P(x, x)
     }
     #[inline(always)]
+    unsafe fn lookup16(table: &[u8; 16], idx: P) -> P {
+        let t = unsafe { v128_load(table.as_ptr() as *const v128) };
+        P(u8x16_swizzle(t, idx.0), u8x16_swizzle(t, idx.1))
+    }
+    #[inline(always)]
     unsafe fn flip(b: P) -> P {
         let m = u8x16_splat(0x80);
         P(v128_xor(b.0, m), v128_xor(b.1, m))

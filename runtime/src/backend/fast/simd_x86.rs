@@ -74,6 +74,12 @@ macro_rules! common_methods {
         }
         #[inline]
         #[target_feature(enable = "avx2,fma,f16c")]
+        unsafe fn lookup16(table: &[u8; 16], idx: __m256i) -> __m256i {
+            // vpshufb looks up within each 128-bit lane: the table in both.
+            unsafe { _mm256_shuffle_epi8(_mm256_broadcastsi128_si256(_mm_loadu_si128(table.as_ptr() as *const __m128i)), idx) }
+        }
+        #[inline]
+        #[target_feature(enable = "avx2,fma,f16c")]
         unsafe fn zero_i() -> __m256i {
             unsafe { _mm256_setzero_si256() }
         }

@@ -21,6 +21,7 @@ use std::marker::PhantomData;
 use super::kernels::Q8Rows;
 use super::repack::{Layout, Packed, R};
 use super::simd::Simd;
+use crate::quant::dequant::{IQ4NL_GRID, MXFP4_GRID};
 
 /// The vector operations of the tile. `B` is `32 * UNITS` bytes (unit `u` in bytes
 /// `32 u ..`), `I` and `F` its `8 * UNITS` i32 / f32 lanes (unit `u` in lanes `8 u ..`).
@@ -41,6 +42,8 @@ pub(super) trait TileIsa {
     unsafe fn nib_lo(b: Self::B) -> Self::B;
     unsafe fn nib_hi(b: Self::B) -> Self::B;
     unsafe fn flip(b: Self::B) -> Self::B;
+    /// `table[idx[i]]` per byte, `idx` in 0..16.
+    unsafe fn lookup16(table: &[u8; 16], idx: Self::B) -> Self::B;
     /// Per unit, `val` or'ed into the bytes whose bit is set in the unit's 4 bytes at `p`
     /// (unit `u` reads `p + 4 u`).
     unsafe fn or_bits(v: Self::B, p: *const u8, val: u8) -> Self::B;
@@ -89,6 +92,10 @@ impl<S: Simd> TileIsa for Narrow<S> {
     #[inline(always)]
     unsafe fn flip(b: S::B) -> S::B {
         unsafe { S::flip(b) }
+    }
+    #[inline(always)]
+    unsafe fn lookup16(table: &[u8; 16], idx: S::B) -> S::B {
+        unsafe { S::lookup16(table, idx) }
     }
     #[inline(always)]
     unsafe fn or_bits(v: S::B, p: *const u8, val: u8) -> S::B {
@@ -157,7 +164,7 @@ impl<S: Simd> TileIsa for Narrow<S> {
 pub(super) trait Quants {
     const LAYOUT: Layout;
     /// Signed bytes (I8), else unsigned.
-    const SIGNED: bool = matches!(Self::LAYOUT, Layout::I8);
+    const SIGNED: bool = Self::LAYOUT.signed();
     /// `w0` scales values 0..16 and `w1` values 16..32, the min is `-32 s` per half (U6)
     /// or `w2` / `w3` (U4H); otherwise `w1` is the min (U4, U5) or absent (I8).
     const HALVES: bool = matches!(Self::LAYOUT, Layout::U6 | Layout::U4H);
@@ -175,6 +182,35 @@ pub(super) struct U5;
 pub(super) struct U6;
 pub(super) struct U4H;
 pub(super) struct I8;
+pub(super) struct G4Iq;
+pub(super) struct G4Mx;
+
+/// A grid as bytes: its signed values, or (`FLIP`) those plus 128 as unsigned bytes, for
+/// instruction sets whose unsigned dot product takes all 255 (see `I8::load`).
+const fn grid_bytes<const FLIP: bool>(g: &[i8; 16]) -> [u8; 16] {
+    let mut b = [0u8; 16];
+    let mut i = 0;
+    while i < 16 {
+        b[i] = if FLIP { (g[i] as u8) ^ 0x80 } else { g[i] as u8 };
+        i += 1;
+    }
+    b
+}
+static IQ4_BYTES: [[u8; 16]; 2] = [grid_bytes::<false>(&IQ4NL_GRID), grid_bytes::<true>(&IQ4NL_GRID)];
+static MX4_BYTES: [[u8; 16]; 2] = [grid_bytes::<false>(&MXFP4_GRID), grid_bytes::<true>(&MXFP4_GRID)];
+
+/// The nibbles of a G4 layout looked up in `table` (the grid's bytes for this set).
+#[inline(always)]
+unsafe fn grid_vectors<M: TileIsa>(blk: *const u8, rh: usize, table: &[u8; 16]) -> [[M::B; 2]; 2] {
+    // Loops, not `map`: a closure may be compiled without the instruction set.
+    let mut w = unsafe { nibble_vectors::<M>(blk, rh, 0) };
+    for wk in w.iter_mut() {
+        for v in wk.iter_mut() {
+            *v = unsafe { M::lookup16(table, *v) };
+        }
+    }
+    w
+}
 
 /// Nibbles of both `kq`, with `planes` bit planes (5th, 6th bit) or'ed in.
 #[inline(always)]
@@ -225,6 +261,21 @@ impl Quants for I8 {
             }
         }
         w
+    }
+}
+
+impl Quants for G4Iq {
+    const LAYOUT: Layout = Layout::G4Iq;
+    #[inline(always)]
+    unsafe fn load<M: TileIsa>(blk: *const u8, rh: usize) -> [[M::B; 2]; 2] {
+        unsafe { grid_vectors::<M>(blk, rh, &IQ4_BYTES[usize::from(M::DOT_U8_FULL)]) }
+    }
+}
+impl Quants for G4Mx {
+    const LAYOUT: Layout = Layout::G4Mx;
+    #[inline(always)]
+    unsafe fn load<M: TileIsa>(blk: *const u8, rh: usize) -> [[M::B; 2]; 2] {
+        unsafe { grid_vectors::<M>(blk, rh, &MX4_BYTES[usize::from(M::DOT_U8_FULL)]) }
     }
 }
 
@@ -366,6 +417,8 @@ pub(super) unsafe fn matmul_groups<M: TileIsa>(w: &Packed, x: &Q8Rows, g0: usize
             Layout::U6 => groups::<M, U6>(w, x, g0, g1, out),
             Layout::U4H => groups::<M, U4H>(w, x, g0, g1, out),
             Layout::I8 => groups::<M, I8>(w, x, g0, g1, out),
+            Layout::G4Iq => groups::<M, G4Iq>(w, x, g0, g1, out),
+            Layout::G4Mx => groups::<M, G4Mx>(w, x, g0, g1, out),
         }
     }
 }

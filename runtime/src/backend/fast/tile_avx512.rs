@@ -40,6 +40,10 @@ impl TileIsa for Zmm {
         unsafe fn flip(b: __m512i) -> __m512i {
             unsafe { _mm512_xor_si512(b, _mm512_set1_epi8(-128)) }
         }
+        unsafe fn lookup16(table: &[u8; 16], idx: __m512i) -> __m512i {
+            // vpshufb looks up within each 128-bit lane: the table in all four.
+            unsafe { _mm512_shuffle_epi8(_mm512_broadcast_i32x4(_mm_loadu_si128(table.as_ptr() as *const __m128i)), idx) }
+        }
         unsafe fn or_bits(v: __m512i, p: *const u8, val: u8) -> __m512i {
             // The two units' words are adjacent: one 64-bit byte mask (nibbles and planes
             // have no bit in common, so the add is an or).

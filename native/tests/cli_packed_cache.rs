@@ -8,9 +8,11 @@ use std::process::{Command, Stdio};
 use serde_json::Value as Json;
 use strata_conformance::models;
 
-fn bench(model: &Path, cache: &Path, extra: &[&str], env: &[(&str, &str)]) -> Command {
+/// `strata ARGS` with its cache in `cache` (the packed cache's switch unset unless `env`
+/// sets it), output captured.
+fn strata(args: &[&str], cache: &Path, env: &[(&str, &str)]) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_strata"));
-    c.args(["bench", "--backend", "cpu", "-t", "1", "-p", "8", "-n", "2", "--ctx", "32", "--json", "-m"]).arg(model).args(extra).env("STRATA_CACHE", cache).env_remove("STRATA_PACKED_CACHE");
+    c.args(args).env("STRATA_CACHE", cache).env_remove("STRATA_PACKED_CACHE");
     for (k, v) in env {
         c.env(k, v);
     }
@@ -18,9 +20,20 @@ fn bench(model: &Path, cache: &Path, extra: &[&str], env: &[(&str, &str)]) -> Co
     c
 }
 
-fn status(out: std::process::Output) -> String {
+fn bench(model: &Path, cache: &Path, extra: &[&str], env: &[(&str, &str)]) -> Command {
+    let mut c = strata(&["bench", "--backend", "cpu", "-t", "1", "-p", "8", "-n", "2", "--ctx", "32", "--json", "-m"], cache, env);
+    c.arg(model).args(extra);
+    c
+}
+
+/// The JSON a successful command printed.
+fn json(out: std::process::Output) -> Json {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let v: Json = serde_json::from_slice(&out.stdout).unwrap();
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn status(out: std::process::Output) -> String {
+    let v = json(out);
     v["packed_cache"].as_str().unwrap_or_else(|| panic!("no packed_cache in {v}")).to_owned()
 }
 
@@ -77,15 +90,8 @@ fn inspect_reports_the_cache_state() {
     let cache = std::env::temp_dir().join(format!("strata-cli-packed-inspect-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&cache);
     let inspect = |env: &[(&str, &str)]| {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_strata"));
-        c.args(["inspect", "--json"]).arg(&model).env("STRATA_CACHE", &cache).env_remove("STRATA_PACKED_CACHE");
-        for (k, v) in env {
-            c.env(k, v);
-        }
-        let out = c.output().unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        let v: Json = serde_json::from_slice(&out.stdout).unwrap();
-        v["packed_cache"].clone()
+        let mut c = strata(&["inspect", "--json"], &cache, env);
+        json(c.arg(&model).output().unwrap())["packed_cache"].clone()
     };
     let absent = inspect(&[]);
     assert_eq!(absent["state"], "absent", "{absent}");

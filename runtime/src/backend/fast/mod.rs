@@ -649,14 +649,15 @@ impl Backend for FastCpuBackend {
         if !dtype.is_supported_weight() {
             return Err(BackendError::Unsupported { backend: self.name(), what: format!("weights of dtype {dtype}") });
         }
-        let want = match packed_layout(dtype, cols) {
+        let layout = packed_layout(dtype, cols);
+        let want = match layout {
             Some(layout) => Packed::bytes(layout, rows, cols),
             None => dtype.row_bytes(cols as u64).ok_or_else(|| super::shape("adopt_packed", format!("{cols} columns are not whole {dtype} blocks")))? as usize * rows,
         };
         if bytes.len() != want {
             return Err(super::shape("adopt_packed", format!("{} bytes for a [{rows}, {cols}] {dtype} weight that packs into {want}", bytes.len())));
         }
-        Ok(match packed_layout(dtype, cols) {
+        Ok(match layout {
             Some(_) => FastWeight::Packed(Packed::new(dtype, rows, cols, bytes)),
             None => raw_weight(dtype, rows, cols, bytes.into()),
         })

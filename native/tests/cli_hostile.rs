@@ -355,12 +355,20 @@ fn chat_reports_a_line_that_is_not_utf8_and_goes_on() {
     assert!(!reply.trim().is_empty(), "the conversation did not go on: {stdout:?}");
 }
 
-#[test]
-fn a_model_overwritten_while_its_layers_stream_is_an_error() {
-    let Some(src) = models::find(models::SMOLLM2) else { return };
-    let dir = scratch("overwrite");
-    let model = copy_model(&src, &dir);
-    let mut child = spawn_chat(&model, &["-n", "4", "--max-memory", "48M"]);
+/// A two-turn greedy chat on `model` with its layers streaming under a 48 MiB budget
+/// (SmolLM2: most of its layers) and the packed cache in `cache` (None: `--no-cache`);
+/// `between` runs after the first reply. The exit status, stdout and stderr.
+fn streamed_chat(model: &Path, cache: Option<&Path>, between: &dyn Fn()) -> (bool, String, String) {
+    let mut args = vec!["-n", "4", "--max-memory", "48M"];
+    if cache.is_none() {
+        args.push("--no-cache");
+    }
+    let mut cmd = bin();
+    cmd.args(["chat", "--temp", "0", "--backend", "cpu", "-m"]).arg(model).args(&args).env_remove("STRATA_PACKED_CACHE");
+    if let Some(c) = cache {
+        cmd.env("STRATA_CACHE", c);
+    }
+    let mut child = cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
     let mut stdin = child.stdin.take().unwrap();
     let mut stdout = child.stdout.take().unwrap();
     let mut seen = Vec::new();
@@ -368,17 +376,58 @@ fn a_model_overwritten_while_its_layers_stream_is_an_error() {
     stdin.flush().unwrap();
     // The first reply is done when the second prompt appears.
     read_until(&mut stdout, &mut seen, b"> ", 2);
-    // Overwritten in place, same size: a layer's bytes change under the running model.
-    let (at, nbytes, _) = tensor_at(&model, "blk.20.ffn_down.weight");
-    patch(&model, at, &vec![0u8; nbytes as usize]);
+    between();
     stdin.write_all(b"And again\n\n").unwrap();
     drop(stdin);
-    let mut rest = Vec::new();
-    stdout.read_to_end(&mut rest).unwrap();
+    stdout.read_to_end(&mut seen).unwrap();
     let out = child.wait_with_output().unwrap();
-    let stderr = text(&out.stderr);
-    assert!(!out.status.success(), "exit 0 after the file changed: {}", text(&rest));
+    (out.status.success(), text(&seen), text(&out.stderr))
+}
+
+#[test]
+fn a_model_overwritten_while_its_layers_stream_is_an_error() {
+    let Some(src) = models::find(models::SMOLLM2) else { return };
+    let dir = scratch("overwrite");
+    let model = copy_model(&src, &dir);
+    // Overwritten in place, same size: a layer's bytes change under the running model.
+    let (at, nbytes, _) = tensor_at(&model, "blk.20.ffn_down.weight");
+    let (ok, stdout, stderr) = streamed_chat(&model, None, &|| {
+        patch(&model, at, &vec![0u8; nbytes as usize]);
+    });
+    assert!(!ok, "exit 0 after the file changed: {stdout}");
     assert!(stderr.contains("changed while the model was in use"), "{stderr}");
+}
+
+/// With the packed cache, streamed layers come from the cache file checked at load: a
+/// model file overwritten meanwhile does not reach the running model (its replies are the
+/// untouched model's), while the cache file itself overwritten in place is an error, as the
+/// model file is without the cache.
+#[test]
+fn layers_streamed_from_the_packed_cache_are_the_loaded_models_or_an_error() {
+    let Some(src) = models::find(models::SMOLLM2) else { return };
+    let dir = scratch("overwrite-cached");
+    let model = copy_model(&src, &dir);
+    let cache = dir.join("cache");
+    let (ok, want, stderr) = streamed_chat(&model, Some(&cache), &|| {});
+    assert!(ok, "{stderr}");
+    let (at, nbytes, _) = tensor_at(&model, "blk.20.ffn_down.weight");
+    let (ok, got, stderr) = streamed_chat(&model, Some(&cache), &|| {
+        patch(&model, at, &vec![0u8; nbytes as usize]);
+    });
+    assert!(ok, "{stderr}");
+    assert_eq!(got, want, "the running model's replies changed with the model file");
+
+    let packed = || std::fs::read_dir(cache.join("packed")).unwrap().map(|e| e.unwrap().path()).find(|p| p.extension().is_some_and(|x| x == "pack")).expect("a cache file");
+    streamed_chat(&model, Some(&cache), &|| {}); // the cache of the patched model
+    let file = packed();
+    // The last bytes before the index (the trailer's first u64): the last layer's, streamed.
+    let bytes = std::fs::read(&file).unwrap();
+    let index_at = u64::from_le_bytes(bytes[bytes.len() - 32..][..8].try_into().unwrap());
+    let (ok, stdout, stderr) = streamed_chat(&model, Some(&cache), &|| {
+        patch(&file, index_at - 64, &[0xa5; 64]);
+    });
+    assert!(!ok, "exit 0 after the cache file changed: {stdout}");
+    assert!(stderr.contains("changed while the model was in use") && stderr.contains(".pack"), "{stderr}");
 }
 
 /// The wheel fetch_models.sh keeps in the cache: a local package index for the race test

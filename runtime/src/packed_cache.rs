@@ -34,7 +34,7 @@ use std::time::{Duration, SystemTime};
 use crate::backend::SharedBytes;
 use crate::model::LoadedModel;
 use crate::quant::DType;
-use crate::source::ByteSource;
+use crate::source::{ByteSource, FileSource};
 
 /// Version of the file layout described above (not of the packed bytes: that is in the
 /// backend's tag).
@@ -227,9 +227,11 @@ pub fn file_prefix(model: &LoadedModel, tag: &str) -> String {
     format!("{}.{}.", clean(&stem), clean(tag))
 }
 
-/// A valid cache file, mapped: the tensors' bytes in place.
+/// A valid cache file, mapped: the tensors' bytes in place, and the open file for
+/// positioned reads of the tensors a streamed load reads layer by layer.
 pub struct Mapped {
     map: Arc<memmap2::Mmap>,
+    source: Arc<FileSource>,
     entries: std::collections::HashMap<String, (TensorKey, std::ops::Range<usize>)>,
 }
 
@@ -237,6 +239,15 @@ impl Mapped {
     /// Maps `path` and checks it against `key` and the `tensors` this load asks for (in
     /// any order). `Ok(None)`: there is no file. `Err(Stale)`: there is one, not usable.
     pub fn open(path: &Path, key: &[u8], tensors: &[TensorKey]) -> Result<Option<Mapped>, OpenError> {
+        Self::open_streaming(path, key, tensors, &|_| false)
+    }
+
+    /// As [`Mapped::open`], for a load that streams the tensors `streamed` names: those are
+    /// checked by positioned reads instead of through the mapping, and the mapping is not
+    /// populated, so they never count in the process's resident memory; the streamer reads
+    /// them from [`Mapped::source`] (the very file checked here, even if another process
+    /// renames a new cache over its name meanwhile).
+    pub fn open_streaming(path: &Path, key: &[u8], tensors: &[TensorKey], streamed: &(dyn Fn(&str) -> bool + Sync)) -> Result<Option<Mapped>, OpenError> {
         let file = match File::open(path) {
             Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -250,7 +261,12 @@ impl Mapped {
         // SAFETY: the file is only ever replaced by rename, never written in place, so the
         // mapped bytes do not change under us (someone truncating it by hand would make
         // reads fault, as with any mapped file; llama.cpp maps models the same way).
-        let map = unsafe { memmap2::MmapOptions::new().populate().map(&file) }.map_err(OpenError::Io)?;
+        let streams = tensors.iter().any(|t| streamed(&t.name));
+        let mut options = memmap2::MmapOptions::new();
+        if !streams {
+            options.populate();
+        }
+        let map = unsafe { options.map(&file) }.map_err(OpenError::Io)?;
         #[cfg(target_os = "linux")]
         {
             // The kernels stream every weight once per token: huge pages where the
@@ -265,8 +281,25 @@ impl Mapped {
         if let Some(i) = (0..want.len().max(have.len())).find(|&i| want.get(i) != have.get(i)) {
             return Err(Stale::Tensors(want.get(i).or(have.get(i)).map_or_else(String::new, |t| t.name.clone())).into());
         }
-        verify(&map, &entries)?;
-        Ok(Some(Mapped { map: Arc::new(map), entries: entries.into_iter().map(|(t, r, _)| (t.name.clone(), (t, r))).collect() }))
+        if streams {
+            // Not populated: ask for the resident tensors' pages ahead (a hint).
+            for (_, r, _) in entries.iter().filter(|e| !streamed(&e.0.name)) {
+                let _ = map.advise_range(memmap2::Advice::WillNeed, r.start, r.len());
+            }
+        }
+        let source = Arc::new(FileSource::from_file(path, file).map_err(OpenError::Io)?);
+        verify(&map, source.as_ref(), &entries, streamed)?;
+        Ok(Some(Mapped { map: Arc::new(map), source, entries: entries.into_iter().map(|(t, r, _)| (t.name.clone(), (t, r))).collect() }))
+    }
+
+    /// Where tensor `name`'s packed bytes lie in [`Mapped::source`].
+    pub fn range(&self, name: &str) -> Option<(&TensorKey, std::ops::Range<u64>)> {
+        self.entries.get(name).map(|(t, r)| (t, r.start as u64..r.end as u64))
+    }
+
+    /// The checked file, for positioned reads (streamed layers).
+    pub fn source(&self) -> Arc<dyn ByteSource> {
+        self.source.clone()
     }
 
     /// Tensor `name`'s packed bytes, shared with the mapping.
@@ -340,19 +373,24 @@ fn key_difference(stored: &[u8], want: &[u8]) -> &'static str {
     }
 }
 
-/// Checks every tensor's hash, split over the cores.
-fn verify(map: &[u8], entries: &[Entry]) -> Result<(), Stale> {
+/// Checks every tensor's hash, split over the cores: through the mapping, or for the
+/// tensors `streamed` names, by positioned reads of `file` a few MiB at a time.
+fn verify(map: &[u8], file: &dyn ByteSource, entries: &[Entry], streamed: &(dyn Fn(&str) -> bool + Sync)) -> Result<(), Stale> {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(entries.len().max(1));
     let next = std::sync::atomic::AtomicUsize::new(0);
     let bad = std::sync::Mutex::new(None);
     std::thread::scope(|s| {
         for _ in 0..threads {
-            s.spawn(|| loop {
-                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                let Some((t, r, hash)) = entries.get(i) else { break };
-                if xxhash_rust::xxh3::xxh3_64(&map[r.clone()]) != *hash {
-                    *bad.lock().unwrap_or_else(|e| e.into_inner()) = Some(t.name.clone());
-                    break;
+            s.spawn(|| {
+                let mut buf = Vec::new();
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let Some((t, r, hash)) = entries.get(i) else { break };
+                    let got = if streamed(&t.name) { read_hash(file, r, &mut buf) } else { Some(xxhash_rust::xxh3::xxh3_64(&map[r.clone()])) };
+                    if got != Some(*hash) {
+                        *bad.lock().unwrap_or_else(|e| e.into_inner()) = Some(t.name.clone());
+                        break;
+                    }
                 }
             });
         }
@@ -361,6 +399,21 @@ fn verify(map: &[u8], entries: &[Entry]) -> Result<(), Stale> {
         Some(name) => Err(Stale::Checksum(name)),
         None => Ok(()),
     }
+}
+
+/// The xxh3 of `file`'s bytes `r`, read 4 MiB at a time into `buf` (None: a read failed,
+/// which the caller reports as a mismatch: the file is not usable either way).
+fn read_hash(file: &dyn ByteSource, r: &std::ops::Range<usize>, buf: &mut Vec<u8>) -> Option<u64> {
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    buf.resize(4 << 20, 0);
+    let mut at = r.start;
+    while at < r.end {
+        let n = (r.end - at).min(buf.len());
+        file.read_exact_at(at as u64, &mut buf[..n]).ok()?;
+        h.update(&buf[..n]);
+        at += n;
+    }
+    Some(h.digest())
 }
 
 /// Writes a cache file as the tensors load; `finish` makes it visible.

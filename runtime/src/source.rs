@@ -128,6 +128,13 @@ impl FileSource {
         Ok(FileSource { name, file, len: meta.len(), modified: meta.modified().ok(), read: AtomicU64::new(0) })
     }
 
+    /// Over a file already open (`path` names it in errors): the packed-weight cache reads
+    /// the very file it checked.
+    pub fn from_file(path: &std::path::Path, file: std::fs::File) -> io::Result<Self> {
+        let meta = file.metadata()?;
+        Ok(FileSource { name: path.display().to_string(), file, len: meta.len(), modified: meta.modified().ok(), read: AtomicU64::new(0) })
+    }
+
     /// An error when the file's size or modification time differs from the opened one's.
     fn check_unchanged(&self) -> io::Result<()> {
         let meta = self.file.metadata()?;

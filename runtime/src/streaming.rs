@@ -6,6 +6,10 @@
 //! allocated once and reused (never reallocated per token). The KV cache is not part of
 //! this: it lives in the runtime and every layer fills it at every step.
 //!
+//! With the packed-weight cache (`packed_cache.rs`), the layers are read from the cache
+//! file, already in the backend's packed layout: a step only reads (the fast CPU backend
+//! otherwise repacks each streamed layer on the prefetch thread, every token).
+//!
 //! On wasm32 (no threads) the read happens when the layer is needed.
 
 use std::sync::Arc;
@@ -110,10 +114,25 @@ pub struct StreamStats {
     pub wait: Duration,
     /// Time spent writing staged bytes into device slots.
     pub upload: Duration,
+    /// Whether the layers are read from the packed-weight cache file (no repacking per
+    /// step) rather than from the model files.
+    pub packed: bool,
 }
 
 /// A layer's bytes, one buffer per tensor (in `build_layer` order).
 type Staging = Vec<Vec<u8>>;
+
+/// What the bytes a streamed layer's tensors point at are.
+#[derive(Clone, Copy)]
+pub enum Stage {
+    /// The model file's bytes, which the backend takes as they are.
+    File,
+    /// The model file's bytes, run through the backend's staging transform
+    /// (`Backend::staging`) by the reader.
+    Transform(StageFn),
+    /// Bytes the transform already produced (the packed-weight cache file's).
+    Packed,
+}
 
 /// Why a streamed layer's bytes did not arrive.
 #[derive(Debug, thiserror::Error)]
@@ -138,15 +157,19 @@ struct Staged {
 
 /// Reads a layer's tensors into one buffer each (reusing the buffers' allocations); with
 /// the backend's staging transform, each through `scratch` and transformed into its buffer.
-fn read_layer(sources: &[Arc<dyn ByteSource>], entries: &[TensorEntry], buf: &mut Staging, stage: Option<StageFn>, scratch: &mut Vec<u8>) -> Result<Duration, StreamError> {
+fn read_layer(sources: &[Arc<dyn ByteSource>], entries: &[TensorEntry], buf: &mut Staging, stage: Stage, scratch: &mut Vec<u8>) -> Result<Duration, StreamError> {
+    let transform = match stage {
+        Stage::Transform(f) => Some(f),
+        Stage::File | Stage::Packed => None,
+    };
     let clock = Clock::start();
     buf.resize_with(entries.len(), Vec::new);
     for (t, b) in entries.iter().zip(buf.iter_mut()) {
         let src = sources.get(t.file).ok_or_else(|| StreamError::NoSource { tensor: t.name.clone(), file: t.file })?;
-        let target = if stage.is_some() { &mut *scratch } else { &mut *b };
+        let target = if transform.is_some() { &mut *scratch } else { &mut *b };
         target.resize(t.nbytes as usize, 0);
         src.read_exact_at(t.offset, target).map_err(|source| StreamError::Read { file: src.name().to_owned(), tensor: t.name.clone(), source })?;
-        if let Some(f) = stage {
+        if let Some(f) = transform {
             let (rows, cols) = rows_cols(t).map_err(|e| StreamError::Shape(Box::new(e)))?;
             f(t.dtype, rows, cols, scratch, b).map_err(|source| StreamError::Stage { tensor: t.name.clone(), source })?;
         }
@@ -159,11 +182,11 @@ enum Reader {
     #[cfg(not(target_arch = "wasm32"))]
     Thread { tx: std::sync::mpsc::Sender<(usize, Staging)>, rx: std::sync::mpsc::Receiver<Staged>, _handle: std::thread::JoinHandle<()> },
     #[cfg(target_arch = "wasm32")]
-    Direct { sources: Vec<Arc<dyn ByteSource>>, entries: Arc<Vec<Vec<TensorEntry>>>, ready: Option<Staged>, stage: Option<StageFn>, scratch: Vec<u8> },
+    Direct { sources: Vec<Arc<dyn ByteSource>>, entries: Arc<Vec<Vec<TensorEntry>>>, ready: Option<Staged>, stage: Stage, scratch: Vec<u8> },
 }
 
 impl Reader {
-    fn new(sources: Vec<Arc<dyn ByteSource>>, entries: Arc<Vec<Vec<TensorEntry>>>, stage: Option<StageFn>) -> Self {
+    fn new(sources: Vec<Arc<dyn ByteSource>>, entries: Arc<Vec<Vec<TensorEntry>>>, stage: Stage) -> Self {
         #[cfg(not(target_arch = "wasm32"))]
         {
             let (tx, req_rx) = std::sync::mpsc::channel::<(usize, Staging)>();
@@ -228,15 +251,16 @@ pub struct Streamer<B: Backend> {
     in_flight: Option<usize>,
     /// A staging set not in use (two exist: one being read, one being uploaded).
     spare: Staging,
-    /// Whether staged bytes went through the backend's staging transform.
+    /// Whether staged bytes are the backend's staging transform's (done by the reader or
+    /// read from the packed-weight cache).
     staged: bool,
     pub stats: StreamStats,
 }
 
 impl<B: Backend> Streamer<B> {
-    /// `layers[l]`: `None` for a resident layer.
-    /// `stage`: the backend's staging transform (`Backend::staging`), run by the reader.
-    pub fn new(sources: Vec<Arc<dyn ByteSource>>, layers: Vec<Option<LayerLayout>>, slots: usize, stage: Option<StageFn>) -> Self {
+    /// `layers[l]`: `None` for a resident layer; its tensors' `file`, `offset` and `nbytes`
+    /// say where in `sources` their bytes lie, `stage` what those bytes are.
+    pub fn new(sources: Vec<Arc<dyn ByteSource>>, layers: Vec<Option<LayerLayout>>, slots: usize, stage: Stage) -> Self {
         let (skeletons, entries): (Vec<_>, Vec<_>) = layers.into_iter().map(|l| match l {
             Some((s, e)) => (Some(s), e),
             None => (None, Vec::new()),
@@ -246,7 +270,7 @@ impl<B: Backend> Streamer<B> {
         let slots = slots.max(1);
         Streamer {
             reader: Reader::new(sources, entries.clone(), stage),
-            staged: stage.is_some(),
+            staged: !matches!(stage, Stage::File),
             entries,
             skeletons,
             order,
@@ -254,7 +278,7 @@ impl<B: Backend> Streamer<B> {
             slot_layer: vec![None; slots],
             in_flight: None,
             spare: Vec::new(),
-            stats: StreamStats::default(),
+            stats: StreamStats { packed: matches!(stage, Stage::Packed), ..StreamStats::default() },
         }
     }
 

@@ -10,7 +10,7 @@ use crate::arch::{Param, Part, TensorId};
 use crate::backend::{Backend, BackendError};
 use crate::model::{LoadedModel, ModelConfig, TensorEntry};
 use crate::source::ByteSource;
-use crate::streaming::{StreamPlan, StreamStats, Streamer};
+use crate::streaming::{LayerLayout, Stage, StreamPlan, StreamStats, Streamer};
 
 #[derive(Debug, thiserror::Error)]
 pub enum WeightError {
@@ -231,7 +231,8 @@ struct CacheTarget {
     tensors: Vec<crate::packed_cache::TensorKey>,
 }
 
-/// The cache file a fully resident load of `m` on `b` uses, or why there is none
+/// The cache file a load of `m` on `b` uses (one file holds every tensor, whichever
+/// layers a load streams), or why there is none
 /// (`Err(status)`: off, or the model files' identity could not be read).
 #[cfg(any(unix, windows))]
 fn cache_target<B: Backend>(b: &B, m: &LoadedModel, sources: &[&dyn ByteSource], dir: Option<&std::path::Path>) -> Result<Result<CacheTarget, crate::packed_cache::CacheStatus>, WeightError> {
@@ -245,6 +246,11 @@ fn cache_target<B: Backend>(b: &B, m: &LoadedModel, sources: &[&dyn ByteSource],
     };
     let path = pc::cache_path(dir, m, &tag, &key);
     Ok(Ok(CacheTarget { tag, key, path, tensors }))
+}
+
+/// Per layer: the structure and tensors of each layer `plan` streams (`None`: resident).
+fn streamed_layouts(m: &LoadedModel, plan: &StreamPlan) -> Result<Vec<Option<LayerLayout>>, WeightError> {
+    (0..m.config.n_layers).map(|l| if plan.resident[l as usize] { Ok(None) } else { layer_plan(m, l).map(Some) }).collect()
 }
 
 /// Every tensor a fully resident load uploads, in the order it uploads them: the
@@ -317,36 +323,62 @@ impl<B: Backend> Weights<B> {
     /// read from `sources` (shared with a prefetch thread) when the forward pass needs them.
     pub fn load_planned(b: &B, m: &LoadedModel, sources: Vec<Arc<dyn ByteSource>>, plan: &StreamPlan, progress: &mut dyn FnMut(u64, u64)) -> Result<Self, WeightError> {
         let mut w = Self::load_inner(b, m, &|i| sources.get(i).map(|s| s.as_ref()), plan, progress, &Via::Files)?;
-        if plan.streamed_layers() > 0 {
-            let layers = (0..m.config.n_layers).map(|l| if plan.resident[l as usize] { Ok(None) } else { layer_plan(m, l).map(Some) }).collect::<Result<_, _>>()?;
-            w.streamer = Some(RefCell::new(Streamer::new(sources, layers, plan.slots, b.staging())));
-        }
+        w.stream_from_files(b, m, sources, plan)?;
         Ok(w)
     }
 
+    /// Streams `plan`'s non-resident layers from the model files, through the backend's
+    /// staging transform (the fast CPU backend repacks them on the prefetch thread).
+    fn stream_from_files(&mut self, b: &B, m: &LoadedModel, sources: Vec<Arc<dyn ByteSource>>, plan: &StreamPlan) -> Result<(), WeightError> {
+        if plan.streamed_layers() == 0 {
+            return Ok(());
+        }
+        let stage = b.staging().map_or(Stage::File, Stage::Transform);
+        self.streamer = Some(RefCell::new(Streamer::new(sources, streamed_layouts(m, plan)?, plan.slots, stage)));
+        Ok(())
+    }
+
+    /// Streams `plan`'s non-resident layers from a checked packed-weight cache file: each
+    /// tensor's entry points at its packed bytes there, which the streamer reads as they
+    /// are (no repacking per step: streamed decode is bound by reads).
+    #[cfg(any(unix, windows))]
+    fn stream_from_cache(&mut self, m: &LoadedModel, map: &crate::packed_cache::Mapped, plan: &StreamPlan) -> Result<(), WeightError> {
+        if plan.streamed_layers() == 0 {
+            return Ok(());
+        }
+        let mut layers = streamed_layouts(m, plan)?;
+        for t in layers.iter_mut().flatten().flat_map(|(_, entries)| entries.iter_mut()) {
+            let (_, r) = map.range(&t.name).ok_or_else(|| WeightError::NotCached { tensor: t.name.clone() })?;
+            (t.file, t.offset, t.nbytes) = (0, r.start, r.end - r.start);
+        }
+        self.streamer = Some(RefCell::new(Streamer::new(vec![map.source()], layers, plan.slots, Stage::Packed)));
+        Ok(())
+    }
+
     /// As [`Weights::load_planned`], through the packed-weight cache in `dir` (see
-    /// `packed_cache.rs`) when the backend has one, every layer is resident and `dir` is
-    /// given: a valid cache file is mapped instead of reading and repacking the model;
-    /// without one the weights load as usual and are written to a new one. Nothing about
-    /// the cache fails the load: the status says what happened.
+    /// `packed_cache.rs`) when the backend has one and `dir` is given: a valid cache file
+    /// is mapped instead of reading and repacking the model, and streamed layers are read
+    /// from it; without one the weights load as usual (streamed layers packed once, one
+    /// tensor at a time) and are written to a new one. Nothing about the cache fails the
+    /// load: the status says what happened.
     #[cfg(any(unix, windows))]
     pub fn load_cached(b: &B, m: &LoadedModel, sources: Vec<Arc<dyn ByteSource>>, plan: &StreamPlan, dir: Option<&std::path::Path>, progress: &mut dyn FnMut(u64, u64)) -> Result<(Self, crate::packed_cache::CacheStatus), WeightError> {
         use crate::packed_cache::{self as pc, CacheStatus};
         let plain = |progress: &mut dyn FnMut(u64, u64), status| Self::load_planned(b, m, sources.clone(), plan, progress).map(|w| (w, status));
-        if plan.streamed_layers() > 0 {
-            return plain(progress, CacheStatus::Off("layers stream under --max-memory; the cache serves resident loads".into()));
-        }
         let refs: Vec<&dyn ByteSource> = sources.iter().map(|s| s.as_ref()).collect();
         let target = match cache_target(b, m, &refs, dir)? {
             Ok(t) => t,
             Err(status) => return plain(progress, status),
         };
         let source = |i: usize| refs.get(i).copied();
+        let streamed: std::collections::HashSet<String> = streamed_layouts(m, plan)?.into_iter().flatten().flat_map(|(_, e)| e).map(|t| t.name).collect();
+        let open = |path: &std::path::Path| pc::Mapped::open_streaming(path, &target.key, &target.tensors, &|name| streamed.contains(name));
         let t0 = std::time::Instant::now();
-        let rebuilt = match pc::Mapped::open(&target.path, &target.key, &target.tensors) {
+        let rebuilt = match open(&target.path) {
             Ok(Some(map)) => {
                 let verify = t0.elapsed();
-                match Self::load_inner(b, m, &source, plan, progress, &Via::Mapped(&map)) {
+                let loaded = Self::load_inner(b, m, &source, plan, progress, &Via::Mapped(&map)).and_then(|mut w| w.stream_from_cache(m, &map, plan).map(|()| w));
+                match loaded {
                     Ok(w) => return Ok((w, CacheStatus::Used { path: target.path, verify })),
                     Err(e) => Some(format!("{}: {e}", target.path.display())),
                 }
@@ -354,18 +386,36 @@ impl<B: Backend> Weights<B> {
             Ok(None) => None,
             Err(e) => Some(format!("{}: {e}", target.path.display())),
         };
-        let writer = match pc::Writer::create(&target.path, pc::file_prefix(m, &target.tag), target.key) {
+        let writer = match pc::Writer::create(&target.path, pc::file_prefix(m, &target.tag), target.key.clone()) {
             Ok(w) => w,
             Err(e) => return plain(progress, CacheStatus::Failed(e.to_string())),
         };
         let t0 = std::time::Instant::now();
         let via = Via::Record(RefCell::new(Ok(writer)));
-        let w = Self::load_inner(b, m, &source, plan, progress, &via)?;
+        let mut w = Self::load_inner(b, m, &source, plan, progress, &via)?;
         let Via::Record(cell) = via else { unreachable!("built as Record above") };
-        let status = match cell.into_inner().and_then(pc::Writer::finish) {
+        let mut status = match cell.into_inner().and_then(pc::Writer::finish) {
             Ok(path) => CacheStatus::Written { path, rebuilt, write: t0.elapsed() },
             Err(e) => CacheStatus::Failed(e.to_string()),
         };
+        if plan.streamed_layers() > 0 {
+            // Stream from the file just written (checked like any other), else as without one.
+            let map = match &status {
+                CacheStatus::Written { path, .. } => match open(path) {
+                    Ok(Some(map)) => Some(map),
+                    Ok(None) => None,
+                    Err(e) => {
+                        status = CacheStatus::Failed(format!("{}: written, then not usable: {e}", path.display()));
+                        None
+                    }
+                },
+                _ => None,
+            };
+            match map {
+                Some(map) => w.stream_from_cache(m, &map, plan)?,
+                None => w.stream_from_files(b, m, sources, plan)?,
+            }
+        }
         Ok((w, status))
     }
 
@@ -390,7 +440,11 @@ impl<B: Backend> Weights<B> {
 
     fn load_inner<'s>(b: &B, m: &LoadedModel, source: &dyn Fn(usize) -> Option<&'s dyn ByteSource>, plan: &StreamPlan, progress: &mut dyn FnMut(u64, u64), via: &Via) -> Result<Self, WeightError> {
         let cfg = &m.config;
-        let total = plan.resident_bytes();
+        #[cfg(any(unix, windows))]
+        let records = matches!(via, Via::Record(_));
+        #[cfg(not(any(unix, windows)))]
+        let records = false;
+        let total = if records { plan.resident_bytes() + plan.streamed_bytes() } else { plan.resident_bytes() };
         let done = std::cell::Cell::new(0u64);
         let progress = RefCell::new(progress);
         let source_of = |t: &TensorEntry| source(t.file).ok_or_else(|| WeightError::Read { file: format!("file #{}", t.file), tensor: t.name.clone(), message: "no source".into() });
@@ -463,6 +517,19 @@ impl<B: Backend> Weights<B> {
             }
             let mut get = |id: TensorId, _required: bool| m.tensor(id).map(upload).transpose();
             layers.push(Some(build_layer(cfg, l, &mut get, &missing)?));
+        }
+        if records {
+            // A load that writes the packed-weight cache packs the streamed layers too, one
+            // tensor at a time (dropped once written), so the file serves every later load.
+            #[cfg(any(unix, windows))]
+            let failed = || matches!(via, Via::Record(cell) if cell.borrow().is_err());
+            #[cfg(not(any(unix, windows)))]
+            let failed = || true;
+            for l in (0..cfg.n_layers).filter(|&l| !plan.resident[l as usize] && !failed()) {
+                for t in layer_tensors(m, l)? {
+                    drop(upload(&t)?);
+                }
+            }
         }
         Ok(Weights { embed, output, output_norm, layers, rope_factors, plan: plan.clone(), streamer: None })
     }

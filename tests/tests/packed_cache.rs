@@ -3,13 +3,15 @@
 //! repacks the model computes; a cache file for another instruction set, for a model file
 //! changed in place (its mtime, or a header byte with the mtime put back), or one truncated
 //! or corrupted, is never used: the load rebuilds it, says why, and the rebuilt file is
-//! used next time.
+//! used next time. Under a memory budget the streamed layers are read from the same file,
+//! packed (no repacking per step), with the same logits bit for bit.
 
 use std::path::{Path, PathBuf};
 
 use strata::backend::fast::{FastCpuBackend, Isa};
 use strata::engine::{Engine, EngineOptions};
 use strata::packed_cache::CacheStatus;
+use strata_conformance::engine::quarter_budget;
 use strata_conformance::models;
 
 fn dir(name: &str) -> PathBuf {
@@ -20,12 +22,16 @@ fn dir(name: &str) -> PathBuf {
 }
 
 fn open(model: &Path, isa: Option<Isa>, cache: Option<&Path>) -> Engine<FastCpuBackend> {
+    open_with_budget(model, isa, cache, None)
+}
+
+fn open_with_budget(model: &Path, isa: Option<Isa>, cache: Option<&Path>, max_memory: Option<u64>) -> Engine<FastCpuBackend> {
     let b = match isa {
         Some(isa) => FastCpuBackend::with_isa(2, isa),
         None => FastCpuBackend::with_threads(2),
     }
     .unwrap();
-    let opts = EngineOptions { context: 64, max_memory: None, packed_cache: cache.map(Path::to_path_buf) };
+    let opts = EngineOptions { context: 64, max_memory, packed_cache: cache.map(Path::to_path_buf) };
     Engine::open(b, model, opts, &mut |_, _| {}).unwrap_or_else(|e| panic!("{}: {e}", model.display()))
 }
 
@@ -87,6 +93,74 @@ fn smollm2_through_the_cache_equals_repacking_bit_for_bit() {
 #[test]
 fn gemma3_through_the_cache_equals_repacking_bit_for_bit() {
     identical_through_the_cache(models::GEMMA3);
+}
+
+/// Whether `e`'s layers streamed (after a forward pass), and from the packed cache file.
+fn streams_packed(e: &Engine<FastCpuBackend>) -> bool {
+    let stats = e.stream_stats().expect("layers stream under the budget");
+    assert!(stats.layers_streamed > 0 && stats.bytes_read > 0, "{stats:?}");
+    stats.packed
+}
+
+/// Under a quarter budget: without the cache the streamed layers are repacked from the
+/// model file; the load that writes the cache (packing the streamed layers once) and the
+/// one that maps it both read them packed from the cache file, all three with the resident
+/// repacking load's logits bit for bit; and the one file serves a resident load too.
+fn streamed_through_the_cache(file: &str) {
+    let Some(model) = models::find(file) else { return };
+    let cache = dir(&format!("streamed-{file}"));
+    let budget = Some(quarter_budget(&model));
+    let want = logits(&mut open(&model, None, None));
+    let mut plain = open_with_budget(&model, None, None, budget);
+    assert!(logits(&mut plain) == want, "{file}: streamed without the cache");
+    assert!(!streams_packed(&plain), "no cache: the layers come from the model file");
+    drop(plain);
+    let mut first = open_with_budget(&model, None, Some(&cache), budget);
+    let (path, _) = written(&status(&first));
+    assert!(logits(&mut first) == want, "{file}: streamed by the load that wrote the cache");
+    assert!(streams_packed(&first), "{file}: the writing load streams from the file it wrote");
+    drop(first);
+    let mut second = open_with_budget(&model, None, Some(&cache), budget);
+    assert_eq!(used(&status(&second)), path);
+    assert!(logits(&mut second) == want, "{file}: streamed from the packed cache");
+    assert!(streams_packed(&second));
+    drop(second);
+    assert_eq!(used(&status(&open(&model, None, Some(&cache)))), path, "a resident load uses the file a streamed one wrote");
+    let _ = std::fs::remove_dir_all(&cache);
+}
+
+#[test]
+fn smollm2_streamed_from_the_cache_equals_resident_bit_for_bit() {
+    streamed_through_the_cache(models::SMOLLM2);
+}
+
+#[test]
+fn gemma3_streamed_from_the_cache_equals_resident_bit_for_bit() {
+    streamed_through_the_cache(models::GEMMA3);
+}
+
+/// A streamed load checks the tensors it streams too (by reads, not through the mapping):
+/// one flipped byte in the last layer's last tensor, streamed under the budget, is found
+/// and the file rebuilt.
+#[test]
+fn a_corrupted_streamed_tensor_is_rebuilt_never_streamed() {
+    let Some(model) = models::find(models::SMOLLM2) else { return };
+    let cache = dir("streamed-damage");
+    let budget = Some(quarter_budget(&model));
+    let (path, _) = written(&status(&open(&model, None, Some(&cache))));
+    let mut bytes = std::fs::read(&path).unwrap();
+    let index_at = u64::from_le_bytes(bytes[bytes.len() - 32..][..8].try_into().unwrap()) as usize;
+    bytes[index_at - 1] ^= 0x04;
+    std::fs::write(&path, &bytes).unwrap();
+    let mut e = open_with_budget(&model, None, Some(&cache), budget);
+    let (rebuilt_path, rebuilt) = written(&status(&e));
+    assert_eq!(rebuilt_path, path);
+    assert!(rebuilt.is_some_and(|r| r.contains("corrupted")), "the damaged streamed tensor is named");
+    logits(&mut e);
+    assert!(streams_packed(&e));
+    drop(e);
+    assert_eq!(used(&status(&open_with_budget(&model, None, Some(&cache), budget))), path);
+    let _ = std::fs::remove_dir_all(&cache);
 }
 
 /// Rebuilt with a reason, then used: the rebuilt file is valid.

@@ -465,7 +465,7 @@ fn print_profile<B: Backend>(engine: &Engine<B>, before: &strata::streaming::Str
     eprintln!(
         "[profile {stage}, per token: read {:.1} MiB {} in {:.2} ms ({:.0} MiB/s), upload {:.2} ms, waiting for prefetch {:.2} ms, compute {:.2} ms, total {:.2} ms]",
         bytes / 1048576.0,
-        if now.packed { "packed, from the packed cache" } else { "from the model file" },
+        if now.packed { "mapped from the packed cache" } else { "from the model file" },
         ms(read),
         if read.is_zero() { 0.0 } else { bytes * n / 1048576.0 / read.as_secs_f64() },
         ms(upload),

@@ -35,6 +35,7 @@ use crate::backend::SharedBytes;
 use crate::model::LoadedModel;
 use crate::quant::DType;
 use crate::source::{ByteSource, FileSource};
+use crate::streaming::MappedLayers;
 
 /// Version of the file layout described above (not of the packed bytes: that is in the
 /// backend's tag).
@@ -227,8 +228,7 @@ pub fn file_prefix(model: &LoadedModel, tag: &str) -> String {
     format!("{}.{}.", clean(&stem), clean(tag))
 }
 
-/// A valid cache file, mapped: the tensors' bytes in place, and the open file for
-/// positioned reads of the tensors a streamed load reads layer by layer.
+/// A valid cache file, mapped: the tensors' bytes in place.
 pub struct Mapped {
     map: Arc<memmap2::Mmap>,
     source: Arc<FileSource>,
@@ -244,9 +244,9 @@ impl Mapped {
 
     /// As [`Mapped::open`], for a load that streams the tensors `streamed` names: those are
     /// checked by positioned reads instead of through the mapping, and the mapping is not
-    /// populated, so they never count in the process's resident memory; the streamer reads
-    /// them from [`Mapped::source`] (the very file checked here, even if another process
-    /// renames a new cache over its name meanwhile).
+    /// populated, so they never count in the process's resident memory until a layer
+    /// streams them in ([`Mapped::layers`]: the very file checked here, even if another
+    /// process renames a new cache over its name meanwhile).
     pub fn open_streaming(path: &Path, key: &[u8], tensors: &[TensorKey], streamed: &(dyn Fn(&str) -> bool + Sync)) -> Result<Option<Mapped>, OpenError> {
         let file = match File::open(path) {
             Ok(f) => f,
@@ -292,20 +292,64 @@ impl Mapped {
         Ok(Some(Mapped { map: Arc::new(map), source, entries: entries.into_iter().map(|(t, r, _)| (t.name.clone(), (t, r))).collect() }))
     }
 
-    /// Where tensor `name`'s packed bytes lie in [`Mapped::source`].
+    /// Where tensor `name`'s packed bytes lie in the file.
     pub fn range(&self, name: &str) -> Option<(&TensorKey, std::ops::Range<u64>)> {
         self.entries.get(name).map(|(t, r)| (t, r.start as u64..r.end as u64))
     }
 
-    /// The checked file, for positioned reads (streamed layers).
-    pub fn source(&self) -> Arc<dyn ByteSource> {
-        self.source.clone()
+    /// The mapping, for streamed layers adopted in place (`streaming::Stage::Mapped`).
+    pub fn layers(&self) -> Arc<dyn MappedLayers> {
+        Arc::new(MappedFile { map: self.map.clone(), file: self.source.clone() })
     }
 
     /// Tensor `name`'s packed bytes, shared with the mapping.
     pub fn bytes(&self, name: &str) -> Option<(&TensorKey, SharedBytes)> {
         let (t, r) = self.entries.get(name)?;
         Some((t, SharedBytes::new(self.map.clone(), r.clone())?))
+    }
+}
+
+/// Streamed layers' view of the mapping: weights borrow its ranges; the prefetch thread
+/// populates the next layer's pages, and a layer leaving its slot drops its own. `file`
+/// is the mapped file, checked unchanged at every layer as a streamed model file is.
+struct MappedFile {
+    map: Arc<memmap2::Mmap>,
+    file: Arc<FileSource>,
+}
+
+impl MappedLayers for MappedFile {
+    fn bytes(&self, range: std::ops::Range<u64>) -> Option<SharedBytes> {
+        SharedBytes::new(self.map.clone(), usize::try_from(range.start).ok()?..usize::try_from(range.end).ok()?)
+    }
+
+    fn populate(&self, range: std::ops::Range<u64>) -> std::io::Result<()> {
+        let (start, len) = (range.start as usize, (range.end - range.start) as usize);
+        #[cfg(target_os = "linux")]
+        if self.map.advise_range(memmap2::Advice::PopulateRead, start, len).is_ok() {
+            return self.file.check_unchanged();
+        }
+        // Kernels before 5.14, other systems: touch one byte per page.
+        let bytes = self.map.get(start..start + len).ok_or_else(|| std::io::Error::other(format!("bytes {start}+{len} past the mapping")))?;
+        let mut sum = 0u8;
+        for page in bytes.chunks(4096) {
+            sum ^= page[0];
+        }
+        std::hint::black_box(sum);
+        self.file.check_unchanged()
+    }
+
+    fn name(&self) -> &str {
+        self.file.name()
+    }
+
+    fn release(&self, range: std::ops::Range<u64>) {
+        #[cfg(unix)]
+        // SAFETY: a read-only shared mapping of a file that is never written in place
+        // (see `Mapped::open_streaming`): MADV_DONTNEED only unmaps the pages, and a later
+        // access reads the same bytes back from the page cache or the file.
+        let _ = unsafe { self.map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, range.start as usize, (range.end - range.start) as usize) };
+        #[cfg(not(unix))]
+        let _ = range; // no way to unmap a range: the system pages it out under pressure
     }
 }
 

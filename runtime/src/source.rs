@@ -136,7 +136,7 @@ impl FileSource {
     }
 
     /// An error when the file's size or modification time differs from the opened one's.
-    fn check_unchanged(&self) -> io::Result<()> {
+    pub(crate) fn check_unchanged(&self) -> io::Result<()> {
         let meta = self.file.metadata()?;
         let modified = meta.modified().ok();
         if meta.len() == self.len && modified == self.modified {

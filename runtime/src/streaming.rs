@@ -6,16 +6,19 @@
 //! allocated once and reused (never reallocated per token). The KV cache is not part of
 //! this: it lives in the runtime and every layer fills it at every step.
 //!
-//! With the packed-weight cache (`packed_cache.rs`), the layers are read from the cache
-//! file, already in the backend's packed layout: a step only reads (the fast CPU backend
-//! otherwise repacks each streamed layer on the prefetch thread, every token).
+//! With the packed-weight cache (`packed_cache.rs`), streamed layers are the cache file's
+//! mapped bytes, already in the backend's packed layout (`Stage::Mapped`): the prefetch
+//! thread brings the next layer's pages in (MADV_POPULATE_READ) after giving back those of
+//! the layer its slot evicted (MADV_DONTNEED), so a step neither repacks nor copies and
+//! the process keeps only the resident tensors and the slots' layers mapped. (Without it
+//! the fast CPU backend repacks each streamed layer on the prefetch thread, every token.)
 //!
 //! On wasm32 (no threads) the read happens when the layer is needed.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::backend::{Backend, BackendError, StageFn};
+use crate::backend::{Backend, BackendError, SharedBytes, StageFn};
 use crate::clock::Clock;
 use crate::model::{LoadedModel, TensorEntry};
 use crate::source::ByteSource;
@@ -114,24 +117,42 @@ pub struct StreamStats {
     pub wait: Duration,
     /// Time spent writing staged bytes into device slots.
     pub upload: Duration,
-    /// Whether the layers are read from the packed-weight cache file (no repacking per
-    /// step) rather than from the model files.
+    /// Whether the layers are mapped from the packed-weight cache file (no repacking or
+    /// copy per step) rather than read from the model files.
     pub packed: bool,
 }
 
 /// A layer's bytes, one buffer per tensor (in `build_layer` order).
 type Staging = Vec<Vec<u8>>;
 
-/// What the bytes a streamed layer's tensors point at are.
-#[derive(Clone, Copy)]
+/// What the bytes a streamed layer's tensors point at are, and how they arrive.
+#[derive(Clone)]
 pub enum Stage {
-    /// The model file's bytes, which the backend takes as they are.
+    /// The model file's bytes, read into staging buffers; the backend takes them as they
+    /// are.
     File,
-    /// The model file's bytes, run through the backend's staging transform
+    /// The model file's bytes, read and run through the backend's staging transform
     /// (`Backend::staging`) by the reader.
     Transform(StageFn),
-    /// Bytes the transform already produced (the packed-weight cache file's).
-    Packed,
+    /// Bytes the transform already produced, in a mapped file (the packed-weight cache's):
+    /// adopted in place (`Backend::adopt_packed`), never copied. The reader brings the next
+    /// layer's pages in; a layer leaving its slot gives its pages back.
+    Mapped(Arc<dyn MappedLayers>),
+}
+
+/// A mapped file whose byte ranges streamed layers borrow as weights (`entries`'
+/// `offset`/`nbytes` are ranges in it).
+pub trait MappedLayers: Send + Sync {
+    /// Bytes `range` as a weight's storage (`None`: not within the file).
+    fn bytes(&self, range: std::ops::Range<u64>) -> Option<SharedBytes>;
+    /// Reads `range`'s pages into memory and this process's page tables, so the forward
+    /// pass does not fault on them (the read of a mapped layer, on the prefetch thread).
+    fn populate(&self, range: std::ops::Range<u64>) -> std::io::Result<()>;
+    /// Drops `range`'s pages from this process (they stay in the page cache, and a later
+    /// access reads them again): what keeps resident memory within the budget.
+    fn release(&self, range: std::ops::Range<u64>);
+    /// The file's name, for errors.
+    fn name(&self) -> &str;
 }
 
 /// Why a streamed layer's bytes did not arrive.
@@ -157,10 +178,11 @@ struct Staged {
 
 /// Reads a layer's tensors into one buffer each (reusing the buffers' allocations); with
 /// the backend's staging transform, each through `scratch` and transformed into its buffer.
-fn read_layer(sources: &[Arc<dyn ByteSource>], entries: &[TensorEntry], buf: &mut Staging, stage: Stage, scratch: &mut Vec<u8>) -> Result<Duration, StreamError> {
+fn read_layer(sources: &[Arc<dyn ByteSource>], entries: &[TensorEntry], buf: &mut Staging, stage: &Stage, scratch: &mut Vec<u8>) -> Result<Duration, StreamError> {
     let transform = match stage {
-        Stage::Transform(f) => Some(f),
-        Stage::File | Stage::Packed => None,
+        Stage::Transform(f) => Some(*f),
+        Stage::Mapped(map) => return populate_layer(map.as_ref(), entries, buf),
+        Stage::File => None,
     };
     let clock = Clock::start();
     buf.resize_with(entries.len(), Vec::new);
@@ -177,10 +199,36 @@ fn read_layer(sources: &[Arc<dyn ByteSource>], entries: &[TensorEntry], buf: &mu
     Ok(clock.elapsed())
 }
 
+/// A mapped layer's "read": its pages brought in; `buf` holds one empty buffer per tensor.
+fn populate_layer(map: &dyn MappedLayers, entries: &[TensorEntry], buf: &mut Staging) -> Result<Duration, StreamError> {
+    let clock = Clock::start();
+    buf.resize_with(entries.len(), Vec::new);
+    for t in entries {
+        map.populate(t.offset..t.offset + t.nbytes).map_err(|source| StreamError::Read { file: map.name().into(), tensor: t.name.clone(), source })?;
+    }
+    Ok(clock.elapsed())
+}
+
+/// Gives back a mapped layer's pages (`Stage::Mapped`; nothing to do otherwise).
+fn release_layer(stage: &Stage, entries: &[TensorEntry]) {
+    if let Stage::Mapped(map) = stage {
+        for t in entries {
+            map.release(t.offset..t.offset + t.nbytes);
+        }
+    }
+}
+
+/// A read for the prefetch reader: `layer` into `buf`, after releasing layer `release`.
+struct Request {
+    layer: usize,
+    buf: Staging,
+    release: Option<usize>,
+}
+
 /// The prefetch reader: a thread natively, direct reads on wasm32.
 enum Reader {
     #[cfg(not(target_arch = "wasm32"))]
-    Thread { tx: std::sync::mpsc::Sender<(usize, Staging)>, rx: std::sync::mpsc::Receiver<Staged>, _handle: std::thread::JoinHandle<()> },
+    Thread { tx: std::sync::mpsc::Sender<Request>, rx: std::sync::mpsc::Receiver<Staged>, _handle: std::thread::JoinHandle<()> },
     #[cfg(target_arch = "wasm32")]
     Direct { sources: Vec<Arc<dyn ByteSource>>, entries: Arc<Vec<Vec<TensorEntry>>>, ready: Option<Staged>, stage: Stage, scratch: Vec<u8> },
 }
@@ -189,14 +237,17 @@ impl Reader {
     fn new(sources: Vec<Arc<dyn ByteSource>>, entries: Arc<Vec<Vec<TensorEntry>>>, stage: Stage) -> Self {
         #[cfg(not(target_arch = "wasm32"))]
         {
-            let (tx, req_rx) = std::sync::mpsc::channel::<(usize, Staging)>();
+            let (tx, req_rx) = std::sync::mpsc::channel::<Request>();
             let (done_tx, rx) = std::sync::mpsc::channel::<Staged>();
             let handle = std::thread::Builder::new()
                 .name("strata-prefetch".into())
                 .spawn(move || {
                     let mut scratch = Vec::new();
-                    for (layer, mut buf) in req_rx {
-                        let result = read_layer(&sources, &entries[layer], &mut buf, stage, &mut scratch);
+                    for Request { layer, mut buf, release } in req_rx {
+                        if let Some(old) = release {
+                            release_layer(&stage, &entries[old]);
+                        }
+                        let result = read_layer(&sources, &entries[layer], &mut buf, &stage, &mut scratch);
                         if done_tx.send(Staged { layer, buf, result }).is_err() {
                             break;
                         }
@@ -209,15 +260,18 @@ impl Reader {
         Reader::Direct { sources, entries, ready: None, stage, scratch: Vec::new() }
     }
 
-    /// Starts reading `layer` into `buf`.
-    fn request(&mut self, layer: usize, buf: Staging) -> Result<(), StreamError> {
+    /// Starts reading `layer` into `buf`, after giving back the pages of layer `release`.
+    fn request(&mut self, layer: usize, buf: Staging, release: Option<usize>) -> Result<(), StreamError> {
         match self {
             #[cfg(not(target_arch = "wasm32"))]
-            Reader::Thread { tx, .. } => tx.send((layer, buf)).map_err(|_| StreamError::ReaderStopped),
+            Reader::Thread { tx, .. } => tx.send(Request { layer, buf, release }).map_err(|_| StreamError::ReaderStopped),
             #[cfg(target_arch = "wasm32")]
             Reader::Direct { sources, entries, ready, stage, scratch } => {
+                if let Some(old) = release {
+                    release_layer(stage, &entries[old]);
+                }
                 let mut buf = buf;
-                let result = read_layer(sources, &entries[layer], &mut buf, *stage, scratch);
+                let result = read_layer(sources, &entries[layer], &mut buf, stage, scratch);
                 *ready = Some(Staged { layer, buf, result });
                 Ok(())
             }
@@ -251,9 +305,8 @@ pub struct Streamer<B: Backend> {
     in_flight: Option<usize>,
     /// A staging set not in use (two exist: one being read, one being uploaded).
     spare: Staging,
-    /// Whether staged bytes are the backend's staging transform's (done by the reader or
-    /// read from the packed-weight cache).
-    staged: bool,
+    /// What the staged bytes are (`Stage::Mapped`: none are staged; weights borrow the map).
+    stage: Stage,
     pub stats: StreamStats,
 }
 
@@ -269,8 +322,7 @@ impl<B: Backend> Streamer<B> {
         let order: Vec<usize> = (0..entries.len()).filter(|&l| !entries[l].is_empty()).collect();
         let slots = slots.max(1);
         Streamer {
-            reader: Reader::new(sources, entries.clone(), stage),
-            staged: !matches!(stage, Stage::File),
+            reader: Reader::new(sources, entries.clone(), stage.clone()),
             entries,
             skeletons,
             order,
@@ -278,7 +330,8 @@ impl<B: Backend> Streamer<B> {
             slot_layer: vec![None; slots],
             in_flight: None,
             spare: Vec::new(),
-            stats: StreamStats { packed: matches!(stage, Stage::Packed), ..StreamStats::default() },
+            stats: StreamStats { packed: matches!(stage, Stage::Mapped(_)), ..StreamStats::default() },
+            stage,
         }
     }
 
@@ -303,7 +356,7 @@ impl<B: Backend> Streamer<B> {
         let staged = loop {
             if self.in_flight.is_none() {
                 let buf = std::mem::take(&mut self.spare);
-                self.reader.request(layer, buf).map_err(err)?;
+                self.reader.request(layer, buf, None).map_err(err)?;
                 self.in_flight = Some(layer);
             }
             let clock = Clock::start();
@@ -318,22 +371,38 @@ impl<B: Backend> Streamer<B> {
         };
         let read_time = staged.result.map_err(err)?;
         self.stats.read += read_time;
-        self.stats.bytes_read += staged.buf.iter().map(|b| b.len() as u64).sum::<u64>();
+        self.stats.bytes_read += match self.stage {
+            Stage::Mapped(_) => self.entries[layer].iter().map(|t| t.nbytes).sum::<u64>(),
+            Stage::File | Stage::Transform(_) => staged.buf.iter().map(|b| b.len() as u64).sum::<u64>(),
+        };
         self.stats.layers_streamed += 1;
+        // Mapped weights are adopted first (it is cheap), so that the reader gives back the
+        // pages of the layer they evict before it brings the next one in.
+        let clock = Clock::start();
+        let mut evicted = match &self.stage {
+            Stage::Mapped(map) => self.adopt_mapped(b, map.clone(), layer, si)?,
+            Stage::File | Stage::Transform(_) => None,
+        };
+        self.stats.upload += clock.elapsed();
         // Prefetch the next streamed layer (wrapping to the first for the next token) while
         // this one uploads and computes.
         if let Some(pos) = self.order.iter().position(|&l| l == layer) {
             let next = self.order[(pos + 1) % self.order.len()];
             if next != layer {
                 let buf = std::mem::take(&mut self.spare);
-                self.reader.request(next, buf).map_err(err)?;
+                self.reader.request(next, buf, evicted.take()).map_err(err)?;
                 self.in_flight = Some(next);
             }
         }
-        let clock = Clock::start();
+        if let Some(old) = evicted {
+            release_layer(&self.stage, &self.entries[old]);
+        }
         let mut buf = staged.buf;
-        self.upload(b, layer, si, &mut buf)?;
-        self.stats.upload += clock.elapsed();
+        if !matches!(self.stage, Stage::Mapped(_)) {
+            let clock = Clock::start();
+            self.upload(b, layer, si, &mut buf)?;
+            self.stats.upload += clock.elapsed();
+        }
         self.spare = buf;
         Ok(())
     }
@@ -342,6 +411,7 @@ impl<B: Backend> Streamer<B> {
     /// `buf` gets back buffers to stage the next read in (on the CPU: the slot's previous
     /// storage, so no bytes are copied).
     fn upload(&mut self, b: &B, layer: usize, si: usize, buf: &mut Staging) -> Result<(), WeightError> {
+        let staged = matches!(self.stage, Stage::Transform(_));
         let entries = &self.entries[layer];
         let backend_err = |t: &TensorEntry, source| WeightError::Backend { tensor: t.name.clone(), source };
         if buf.len() != entries.len() {
@@ -357,7 +427,7 @@ impl<B: Backend> Streamer<B> {
                 for ((w, t), bytes) in weights.into_iter().zip(entries).zip(buf.iter_mut()) {
                     let (rows, cols) = rows_cols(t)?;
                     let taken = std::mem::take(bytes);
-                    let r = if self.staged { b.swap_staged(w, t.dtype, rows, cols, taken) } else { b.swap_weight(w, t.dtype, rows, cols, taken) };
+                    let r = if staged { b.swap_staged(w, t.dtype, rows, cols, taken) } else { b.swap_weight(w, t.dtype, rows, cols, taken) };
                     *bytes = r.map_err(|e| backend_err(t, e))?;
                 }
             }
@@ -366,23 +436,43 @@ impl<B: Backend> Streamer<B> {
                 for (t, bytes) in entries.iter().zip(buf.iter_mut()) {
                     let (rows, cols) = rows_cols(t)?;
                     let taken = std::mem::take(bytes);
-                    let r = if self.staged { b.adopt_staged(t.dtype, rows, cols, taken) } else { b.upload_weight_owned(t.dtype, rows, cols, taken) };
+                    let r = if staged { b.adopt_staged(t.dtype, rows, cols, taken) } else { b.upload_weight_owned(t.dtype, rows, cols, taken) };
                     weights.push(Some(r.map_err(|e| backend_err(t, e))?));
                 }
-                let skeleton = self.skeletons[layer].clone().ok_or_else(|| WeightError::Unsupported(format!("layer {layer} is not streamed")))?;
-                let mut missing = false;
-                let slot = skeleton.map(&mut |i| {
-                    let w = weights.get_mut(i).and_then(Option::take);
-                    missing |= w.is_none();
-                    w
-                });
-                if missing {
-                    return Err(WeightError::Unsupported(format!("layer {layer}: tensor list and structure disagree")));
-                }
-                *empty = Some(slot.map(&mut |w| w.expect("checked above")));
+                *empty = Some(assemble(self.skeletons[layer].clone(), layer, weights)?);
             }
         }
         self.slot_layer[si] = Some(layer);
         Ok(())
     }
+
+    /// Slot `si` takes `layer`'s weights in place in the mapped file. Returns the layer it
+    /// held, whose pages the caller gives back (its forward pass is done: a slot is
+    /// refilled only after).
+    fn adopt_mapped(&mut self, b: &B, map: Arc<dyn MappedLayers>, layer: usize, si: usize) -> Result<Option<usize>, WeightError> {
+        let entries = &self.entries[layer];
+        let mut weights = Vec::with_capacity(entries.len());
+        for t in entries {
+            let (rows, cols) = rows_cols(t)?;
+            let bytes = map.bytes(t.offset..t.offset + t.nbytes).ok_or_else(|| WeightError::NotCached { tensor: t.name.clone() })?;
+            weights.push(Some(b.adopt_packed(t.dtype, rows, cols, bytes).map_err(|source| WeightError::Backend { tensor: t.name.clone(), source })?));
+        }
+        self.slots[si] = Some(assemble(self.skeletons[layer].clone(), layer, weights)?);
+        Ok(self.slot_layer[si].replace(layer))
+    }
+}
+
+/// A streamed layer's structure with its weights (`weights[i]`: the skeleton's index `i`).
+fn assemble<W>(skeleton: Option<LayerWeights<usize>>, layer: usize, mut weights: Vec<Option<W>>) -> Result<LayerWeights<W>, WeightError> {
+    let skeleton = skeleton.ok_or_else(|| WeightError::Unsupported(format!("layer {layer} is not streamed")))?;
+    let mut missing = false;
+    let slot = skeleton.map(&mut |i| {
+        let w = weights.get_mut(i).and_then(Option::take);
+        missing |= w.is_none();
+        w
+    });
+    if missing {
+        return Err(WeightError::Unsupported(format!("layer {layer}: tensor list and structure disagree")));
+    }
+    Ok(slot.map(&mut |w| w.expect("checked above")))
 }

@@ -339,8 +339,9 @@ impl<B: Backend> Weights<B> {
     }
 
     /// Streams `plan`'s non-resident layers from a checked packed-weight cache file: each
-    /// tensor's entry points at its packed bytes there, which the streamer reads as they
-    /// are (no repacking per step: streamed decode is bound by reads).
+    /// tensor's entry points at its packed bytes there, which streamed weights borrow in
+    /// place from the mapping (no repacking and no copy per step: streamed decode is bound
+    /// by bringing the pages in).
     #[cfg(any(unix, windows))]
     fn stream_from_cache(&mut self, m: &LoadedModel, map: &crate::packed_cache::Mapped, plan: &StreamPlan) -> Result<(), WeightError> {
         if plan.streamed_layers() == 0 {
@@ -351,7 +352,7 @@ impl<B: Backend> Weights<B> {
             let (_, r) = map.range(&t.name).ok_or_else(|| WeightError::NotCached { tensor: t.name.clone() })?;
             (t.file, t.offset, t.nbytes) = (0, r.start, r.end - r.start);
         }
-        self.streamer = Some(RefCell::new(Streamer::new(vec![map.source()], layers, plan.slots, Stage::Packed)));
+        self.streamer = Some(RefCell::new(Streamer::new(Vec::new(), layers, plan.slots, Stage::Mapped(map.layers()))));
         Ok(())
     }
 

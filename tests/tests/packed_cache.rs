@@ -139,6 +139,50 @@ fn gemma3_streamed_from_the_cache_equals_resident_bit_for_bit() {
     streamed_through_the_cache(models::GEMMA3);
 }
 
+/// Kilobytes of `path`'s mappings in this process's memory (Linux: /proc/self/smaps).
+#[cfg(target_os = "linux")]
+fn mapped_rss_kib(path: &Path) -> u64 {
+    let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap();
+    let name = path.to_str().unwrap();
+    let mut inside = false;
+    let mut kib = 0;
+    for line in smaps.lines() {
+        if let Some(rest) = line.strip_prefix("Rss:") {
+            if inside {
+                kib += rest.trim().trim_end_matches("kB").trim().parse::<u64>().unwrap();
+            }
+        } else if line.split_whitespace().next().is_some_and(|f| f.contains('-') && !f.ends_with(':')) {
+            inside = line.ends_with(name);
+        }
+    }
+    kib
+}
+
+/// Streamed layers borrow the mapping in place, and a layer leaving its slot gives its
+/// pages back: after decoding, the file's pages in this process are the resident tensors
+/// plus a few layers, well under the whole file (a streamer that kept every layer mapped
+/// would hold all of it).
+#[cfg(target_os = "linux")]
+#[test]
+fn streamed_layers_give_their_pages_back() {
+    let Some(model) = models::find(models::SMOLLM2) else { return };
+    let cache = dir("streamed-rss");
+    let budget = quarter_budget(&model);
+    let (path, _) = written(&status(&open(&model, None, Some(&cache))));
+    let mut e = open_with_budget(&model, None, Some(&cache), Some(budget));
+    assert_eq!(used(&status(&e)), path);
+    logits(&mut e);
+    assert!(streams_packed(&e));
+    let m = strata::model::load(&model).unwrap();
+    let plan = strata::streaming::StreamPlan::new(&m, Some(budget)).unwrap();
+    let file_kib = std::fs::metadata(&path).unwrap().len() / 1024;
+    let rss = mapped_rss_kib(&path);
+    println!("cache file {file_kib} KiB, mapped {rss} KiB, streamed {} KiB of the model file", plan.streamed_bytes() / 1024);
+    assert!(rss > 0, "the resident tensors are mapped from the file");
+    assert!(rss < file_kib - plan.streamed_bytes() / 2048, "{rss} KiB of a {file_kib} KiB cache file still mapped");
+    let _ = std::fs::remove_dir_all(&cache);
+}
+
 /// A streamed load checks the tensors it streams too (by reads, not through the mapping):
 /// one flipped byte in the last layer's last tensor, streamed under the budget, is found
 /// and the file rebuilt.

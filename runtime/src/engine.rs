@@ -66,15 +66,20 @@ impl<B: Backend> Engine<B> {
         opts: EngineOptions,
         progress: &mut dyn FnMut(u64, u64),
     ) -> Result<Self, EngineError> {
-        let template = ChatTemplate::for_model(&model, &tokenizer);
         let session = Session::with_budget(backend, model, sources, opts.context, opts.max_memory, progress)?;
-        Ok(Engine {
+        Ok(Self::assemble(session, tokenizer))
+    }
+
+    /// The engine over a loaded session (the chat template read from its model).
+    fn assemble(session: Session<B>, tokenizer: Tokenizer) -> Self {
+        let template = ChatTemplate::for_model(session.model(), &tokenizer);
+        Engine {
             session,
             tokenizer,
             template,
             #[cfg(any(unix, windows))]
             cache: None,
-        })
+        }
     }
 
     /// A GGUF from any byte source (a browser file, memory): header, tokenizer, weights.
@@ -109,9 +114,8 @@ impl<B: Backend> Engine<B> {
             .map(|f| crate::source::FileSource::open(f).map(|s| Arc::new(s) as Arc<dyn ByteSource>))
             .collect::<Result<Vec<_>, _>>()
             .map_err(crate::Errors::from)?;
-        let template = ChatTemplate::for_model(&model, &tokenizer);
         let (session, cache) = Session::with_cache(backend, model, sources, opts.context, opts.max_memory, opts.packed_cache.as_deref(), progress)?;
-        Ok(Engine { session, tokenizer, template, cache: Some(cache) })
+        Ok(Engine { cache: Some(cache), ..Self::assemble(session, tokenizer) })
     }
 
     /// What loading did with the packed-weight cache (`None`: not loaded by `open`).

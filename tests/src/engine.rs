@@ -105,6 +105,24 @@ pub fn cosine(a: &[f32], b: &[f32]) -> f64 {
     ab / (aa.sqrt() * bb.sqrt())
 }
 
+/// The three prompts the steady-state batching tests (no allocation, no buffer creation)
+/// prefill, one cache each.
+pub const THREE_PROMPTS: [&[u32]; 3] = [&[1, 504, 3458, 282], &[1, 4649], &[1, 314, 2867]];
+
+/// One batched decode step of three sequences (tokens `tok`, `tok + 1`, `tok + 2`, one
+/// each), returning their last-token logits stacked.
+pub fn decode_three<B: strata::backend::Backend>(net: &Net<'_, B>, kvs: &mut [KvCache<B>], tok: u32) -> B::Buf {
+    use strata::arch::forward::Seq;
+    let toks = [tok, tok + 1, tok + 2];
+    let [a, b, c] = kvs else { panic!("decode_three takes three caches, not {}", kvs.len()) };
+    let mut batch = [
+        Seq { kv: a, tokens: &toks[0..1], logits: Logits::Last },
+        Seq { kv: b, tokens: &toks[1..2], logits: Logits::Last },
+        Seq { kv: c, tokens: &toks[2..3], logits: Logits::Last },
+    ];
+    net.forward_batch(&mut batch).unwrap_or_else(|e| panic!("{e}"))
+}
+
 /// A real model loaded on any backend (the wgpu / browser / CUDA model cases).
 pub struct ModelOn<B: strata::backend::Backend> {
     pub b: B,

@@ -7,7 +7,7 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use strata::arch::forward::Logits;
-use strata_conformance::engine::{fast_cpu, CpuModel};
+use strata_conformance::engine::{decode_three, fast_cpu, CpuModel, THREE_PROMPTS};
 use strata_conformance::models;
 
 struct Counting;
@@ -66,25 +66,14 @@ fn a_warm_decode_step_allocates_nothing() {
 /// attention scratch comes from the pool).
 #[test]
 fn a_warm_batched_decode_step_allocates_nothing() {
-    use strata::arch::forward::Seq;
     let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let Some(path) = models::find(models::SMOLLM2) else { return };
     let m = CpuModel::load_on(fast_cpu(), &path);
     let mut kvs: Vec<_> = (0..3).map(|_| m.cache(64)).collect();
-    let prompts: [&[u32]; 3] = [&[1, 504, 3458, 282], &[1, 4649], &[1, 314, 2867]];
-    for (kv, p) in kvs.iter_mut().zip(prompts) {
+    for (kv, p) in kvs.iter_mut().zip(THREE_PROMPTS) {
         drop(m.net().forward(kv, p, Logits::Last).unwrap());
     }
-    let step = |kvs: &mut [strata::kv_cache::KvCache<_>], tok: u32| {
-        let toks = [tok, tok + 1, tok + 2];
-        let [a, b, c] = kvs else { unreachable!("three caches") };
-        let mut batch = [
-            Seq { kv: a, tokens: &toks[0..1], logits: Logits::Last },
-            Seq { kv: b, tokens: &toks[1..2], logits: Logits::Last },
-            Seq { kv: c, tokens: &toks[2..3], logits: Logits::Last },
-        ];
-        drop(m.net().forward_batch(&mut batch).unwrap());
-    };
+    let step = |kvs: &mut [strata::kv_cache::KvCache<_>], tok: u32| drop(decode_three(&m.net(), kvs, tok));
     for tok in [30, 378, 2396] {
         step(&mut kvs, tok);
     }

@@ -206,6 +206,12 @@ struct RopeEntry<T> {
 impl<T> RopeCache<T> {
     /// The table for `a`, made by `fill(a, table)` when neither entry holds it.
     pub fn table(&mut self, a: &RopeArgs, fill: impl FnOnce(&RopeArgs, &mut T)) -> &T {
+        self.table_mut(a, fill)
+    }
+
+    /// As `table`, for a backend whose tables may need refreshing (the wgpu backend's live
+    /// in a per-submission arena).
+    pub fn table_mut(&mut self, a: &RopeArgs, fill: impl FnOnce(&RopeArgs, &mut T)) -> &mut T {
         let hit = self.entries.iter().position(|e| e.mscale.to_bits() == a.mscale.to_bits() && e.positions == a.positions && e.freq == a.inv_freq);
         let i = match hit {
             Some(i) => i,
@@ -222,7 +228,7 @@ impl<T> RopeCache<T> {
                 i
             }
         };
-        &self.entries[i].table
+        &mut self.entries[i].table
     }
 }
 

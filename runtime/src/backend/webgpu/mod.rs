@@ -11,6 +11,7 @@
 
 pub mod kernels;
 pub mod preprocess;
+mod reuse;
 
 use std::cell::{Cell, RefCell};
 use std::future::Future;
@@ -22,6 +23,8 @@ use wgpu::util::DeviceExt;
 
 use self::kernels::{add_sizes, dtype_define, elementwise_op, PipelineCache, Target};
 use self::preprocess::Defines;
+use self::reuse::{Arena, Bound, Region, Reuse};
+pub use self::reuse::Creations;
 use super::{need, shape, u32_of, AttnArgs, BResult, Backend, BackendError, RopeArgs};
 use crate::backend::{Activation, RopeStyle};
 use crate::quant::DType;
@@ -108,10 +111,18 @@ pub async fn adapters() -> Vec<AdapterReport> {
     instance().enumerate_adapters(wgpu::Backends::all()).await.iter().enumerate().map(|(i, a)| report(i, a)).collect()
 }
 
-/// A device-side f32 buffer of `len` values.
+/// A device-side f32 buffer of `len` values. Dropped, its buffer goes back to the
+/// backend's free list (`reuse.rs`) for the next `alloc` of its size.
 pub struct WgpuBuf {
     buf: wgpu::Buffer,
     len: usize,
+    home: Arc<Mutex<Reuse>>,
+}
+
+impl Drop for WgpuBuf {
+    fn drop(&mut self) {
+        self.home.lock().unwrap_or_else(|p| p.into_inner()).give(self.buf.clone());
+    }
 }
 
 impl WgpuBuf {
@@ -161,9 +172,17 @@ pub struct WgpuBackend {
     pending_ops: Cell<usize>,
     /// The first uncaptured error or device loss, reported by the next op.
     error: Arc<Mutex<Option<String>>>,
-    /// RoPE (cos, sin) tables on the device, uploaded once per step (a new buffer per
-    /// table: a recorded dispatch keeps the old one alive).
-    rope: RefCell<super::RopeCache<Option<wgpu::Buffer>>>,
+    /// RoPE (cos, sin) tables on the device, uploaded once per step into `uploads` (again
+    /// when a submission went by since: the arena has started over).
+    rope: RefCell<super::RopeCache<Option<Region>>>,
+    /// Free buffers, cached bind groups and the creation counts (`reuse.rs`).
+    reuse: Arc<Mutex<Reuse>>,
+    /// Each op's parameter block: slot `pending_ops` of this uniform arena.
+    params: RefCell<Arena>,
+    /// Token ids and RoPE tables of the current submission.
+    uploads: RefCell<Arena>,
+    /// Submissions so far: a `Region` of an arena is valid within its own.
+    epoch: Cell<u64>,
 }
 
 fn dev_err(e: impl std::fmt::Display) -> BackendError {
@@ -176,6 +195,15 @@ fn params(words: &[u32]) -> Vec<u8> {
     v.resize(v.len().div_ceil(16).max(1) * 16, 0);
     v
 }
+
+/// The largest parameter block an op passes (attention's 12 words).
+const MAX_PARAMS_BYTES: u64 = 48;
+/// The uploads arena's first size: a decode step's ids and RoPE tables many times over.
+const UPLOADS_BYTES: u64 = 1 << 20;
+/// Usage of activation buffers (pooled by size and usage).
+const ACTIVATION: wgpu::BufferUsages = wgpu::BufferUsages::STORAGE.union(wgpu::BufferUsages::COPY_SRC).union(wgpu::BufferUsages::COPY_DST);
+/// Usage of readback staging buffers.
+const READBACK: wgpu::BufferUsages = wgpu::BufferUsages::MAP_READ.union(wgpu::BufferUsages::COPY_DST);
 
 impl WgpuBackend {
     /// Opens the default (or chosen) adapter with every feature the kernels can use.
@@ -263,7 +291,36 @@ impl WgpuBackend {
             pending_ops: Cell::new(0),
             error,
             rope: RefCell::default(),
+            reuse: Arc::default(),
+            params: RefCell::new(Arena::new("params", wgpu::BufferUsages::UNIFORM, u64::from(limits.min_uniform_buffer_offset_alignment))),
+            uploads: RefCell::new(Arena::new("uploads", wgpu::BufferUsages::STORAGE, u64::from(limits.min_storage_buffer_offset_alignment))),
+            epoch: Cell::new(0),
         })
+    }
+
+    /// Buffers and bind groups created so far: a warm decode step adds none.
+    pub fn creations(&self) -> Creations {
+        self.reuse.lock().unwrap_or_else(|p| p.into_inner()).creations
+    }
+
+    /// A buffer of `size` bytes and `usage`: a free one of that size, else a new one.
+    fn pooled(&self, label: &str, size: u64, usage: wgpu::BufferUsages) -> wgpu::Buffer {
+        let mut reuse = self.reuse.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(buf) = reuse.take(size, usage) {
+            return buf;
+        }
+        reuse.creations.buffers += 1;
+        self.device.create_buffer(&wgpu::BufferDescriptor { label: Some(label), size, usage, mapped_at_creation: false })
+    }
+
+    /// `data` in the uploads arena for ops recorded in this submission (submitting first
+    /// when the arena is full).
+    fn upload_region(&self, data: &[u8]) -> Region {
+        if !self.uploads.borrow().fits(data.len() as u64) {
+            self.flush();
+        }
+        let mut reuse = self.reuse.lock().unwrap_or_else(|p| p.into_inner());
+        self.uploads.borrow_mut().push(&self.device, &self.queue, &mut reuse.creations, data, UPLOADS_BYTES, self.epoch.get())
     }
 
     pub fn adapter(&self) -> &AdapterReport {
@@ -304,12 +361,15 @@ impl WgpuBackend {
         }
     }
 
-    /// Submits everything recorded so far.
+    /// Submits everything recorded so far; the arenas start over.
     fn flush(&self) {
         if let Some(enc) = self.pending.borrow_mut().take() {
             self.queue.submit([enc.finish()]);
         }
         self.pending_ops.set(0);
+        self.params.borrow_mut().reset();
+        self.uploads.borrow_mut().reset();
+        self.epoch.set(self.epoch.get() + 1);
     }
 
     /// Workgroup grid for `threads` threads in groups of `wg`: (x, y, threads per y-row).
@@ -325,14 +385,29 @@ impl WgpuBackend {
 
     /// Records one dispatch of `file` with `defines`; `bufs` are (binding, buffer) and the
     /// parameter block goes to binding `param_binding`.
-    fn dispatch(&self, file: &'static str, mut defines: Defines, bufs: &[(u32, &wgpu::Buffer)], param_binding: u32, words: &[u32], groups: (u32, u32, u32)) -> BResult<()> {
+    fn dispatch(&self, file: &'static str, defines: Defines, bufs: &[(u32, &wgpu::Buffer)], param_binding: u32, words: &[u32], groups: (u32, u32, u32)) -> BResult<()> {
+        let bound: Vec<Bound> = bufs.iter().map(|&(b, buf)| Bound::whole(b, buf)).collect();
+        self.dispatch_bound(file, defines, &bound, param_binding, words, groups)
+    }
+
+    /// As `dispatch`, with bindings of buffer ranges.
+    fn dispatch_bound(&self, file: &'static str, mut defines: Defines, bound: &[Bound], param_binding: u32, words: &[u32], groups: (u32, u32, u32)) -> BResult<()> {
         self.check()?;
         add_sizes(file, &mut defines);
         let pipeline = self.pipelines.get(&self.device, file, &defines).map_err(|e| dev_err(format!("kernel {file}: {e}")))?;
-        let pbuf = self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor { label: Some("params"), contents: &params(words), usage: wgpu::BufferUsages::UNIFORM });
-        let mut entries: Vec<wgpu::BindGroupEntry> = bufs.iter().map(|&(b, buf)| wgpu::BindGroupEntry { binding: b, resource: buf.as_entire_binding() }).collect();
-        entries.push(wgpu::BindGroupEntry { binding: param_binding, resource: pbuf.as_entire_binding() });
-        let bind = self.device.create_bind_group(&wgpu::BindGroupDescriptor { label: Some(file), layout: &pipeline.get_bind_group_layout(0), entries: &entries });
+        // The parameters go to this op's slot of the uniform arena: slot `pending_ops` is
+        // written once per submission.
+        let block = params(words);
+        debug_assert!(block.len() as u64 <= MAX_PARAMS_BYTES);
+        let region = {
+            let mut reuse = self.reuse.lock().unwrap_or_else(|p| p.into_inner());
+            let mut arena = self.params.borrow_mut();
+            let slot_bytes = MAX_PARAMS_BYTES.next_multiple_of(arena.align());
+            arena.slot(&self.device, &self.queue, &mut reuse.creations, self.pending_ops.get() as u64, slot_bytes, FLUSH_OPS as u64, &block)
+        };
+        let mut entries: Vec<Bound> = bound.to_vec();
+        entries.push(Bound { binding: param_binding, buf: &region.0, offset: region.1, size: block.len() as u64 });
+        let bind = self.reuse.lock().unwrap_or_else(|p| p.into_inner()).bind_group(&self.device, file, &pipeline, &entries);
         self.record(|enc| {
             let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some(file), timestamp_writes: None });
             pass.set_pipeline(&pipeline);
@@ -350,23 +425,16 @@ impl WgpuBackend {
         self.dispatch("elementwise.wgsl", d, bufs, 2, &[n as u32, stride, cap.to_bits(), 0, 0, 0, 0, 0], (gx, gy, 1))
     }
 
+    /// A new buffer holding `bytes` (weights; `upload`).
     fn storage(&self, label: &str, bytes: &[u8]) -> wgpu::Buffer {
-        self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-            label: Some(label),
-            contents: bytes,
-            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
-        })
+        self.reuse.lock().unwrap_or_else(|p| p.into_inner()).creations.buffers += 1;
+        self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor { label: Some(label), contents: bytes, usage: ACTIVATION })
     }
 
     /// Copies `bytes` bytes from `src` at `offset` into a mapped host vector.
     async fn read_bytes(&self, src: &wgpu::Buffer, offset: u64, bytes: u64) -> BResult<Vec<u8>> {
         self.check()?;
-        let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("readback"),
-            size: bytes,
-            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
-        });
+        let staging = self.pooled("readback", bytes, READBACK);
         self.record(|enc| enc.copy_buffer_to_buffer(src, offset, &staging, 0, bytes));
         self.flush();
         let (tx, rx) = oneshot();
@@ -379,6 +447,7 @@ impl WgpuBackend {
         self.check()?;
         let data = staging.slice(..).get_mapped_range().map_err(|e| dev_err(format!("{}: mapping the readback: {e}", self.report.name)))?.to_vec();
         staging.unmap();
+        self.reuse.lock().unwrap_or_else(|p| p.into_inner()).give(staging);
         Ok(data)
     }
 }
@@ -487,14 +556,9 @@ impl Backend for WgpuBackend {
     fn alloc(&self, len: usize) -> BResult<WgpuBuf> {
         let bytes = len.max(1) as u64 * 4;
         self.buffer_fits("alloc", bytes)?;
-        let buf = self.device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("activation"),
-            size: bytes,
-            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
-        });
+        let buf = self.pooled("activation", bytes, ACTIVATION);
         self.check()?;
-        Ok(WgpuBuf { buf, len })
+        Ok(WgpuBuf { buf, len, home: self.reuse.clone() })
     }
 
     fn upload(&self, data: &[f32]) -> BResult<WgpuBuf> {
@@ -502,7 +566,7 @@ impl Backend for WgpuBackend {
         let bytes: Vec<u8> = if data.is_empty() { vec![0; 4] } else { data.iter().flat_map(|v| v.to_le_bytes()).collect() };
         let buf = self.storage("activation", &bytes);
         self.check()?;
-        Ok(WgpuBuf { buf, len: data.len() })
+        Ok(WgpuBuf { buf, len: data.len(), home: self.reuse.clone() })
     }
 
     async fn read(&self, buf: &WgpuBuf, offset: usize, len: usize) -> BResult<Vec<f32>> {
@@ -522,11 +586,13 @@ impl Backend for WgpuBackend {
             return Ok(());
         }
         let ids_bytes: Vec<u8> = ids.iter().flat_map(|v| v.to_le_bytes()).collect();
-        let ids_buf = self.storage("ids", &ids_bytes);
         let (gx, gy, stride) = self.grid("embed", ids.len() * k.div_ceil(32), kernels::ELEMENTWISE_WG)?;
         for part in &table.parts {
+            // Uploaded per part: a part's dispatch may have submitted the arena's contents.
+            let ids_buf = self.upload_region(&ids_bytes);
             let words = [k as u32, ids.len() as u32, table.row_bytes as u32, part.row0 as u32, part.rows as u32, stride, scale.to_bits(), 0];
-            self.dispatch("embed.wgsl", self.target.weight_defines(table.dtype), &[(0, &part.buf), (1, &ids_buf), (2, &out.buf)], 3, &words, (gx, gy, 1))?;
+            let bound = [Bound::whole(0, &part.buf), ids_buf.bound(1), Bound::whole(2, &out.buf)];
+            self.dispatch_bound("embed.wgsl", self.target.weight_defines(table.dtype), &bound, 3, &words, (gx, gy, 1))?;
         }
         Ok(())
     }
@@ -596,20 +662,23 @@ impl Backend for WgpuBackend {
         }
         // cos/sin per (token, pair), computed exactly as the CPU reference computes them,
         // uploaded once per step (q and k of every layer share it).
+        let upload = |a: &RopeArgs| {
+            let cs: Vec<u8> = a.cos_sin_table().iter().flat_map(|v| v.to_le_bytes()).collect();
+            self.upload_region(&cs)
+        };
         let mut cache = self.rope.borrow_mut();
-        let cs_buf = cache
-            .table(a, |a, slot| {
-                let cs: Vec<u8> = a.cos_sin_table().iter().flat_map(|v| v.to_le_bytes()).collect();
-                *slot = Some(self.storage("rope cos/sin", &cs));
-            })
-            .clone()
-            .expect("filled on a miss");
+        let slot = cache.table_mut(a, |a, slot| *slot = Some(upload(a)));
+        // A table from an earlier submission: the arena has started over since.
+        if slot.as_ref().is_none_or(|r| r.epoch != self.epoch.get()) {
+            *slot = Some(upload(a));
+        }
+        let cs = slot.clone().expect("filled above");
         drop(cache);
         let (gx, gy, stride) = self.grid("rope", tokens * heads * half, kernels::ELEMENTWISE_WG)?;
         let mut d = self.target.base_defines();
         d.insert("NEOX", u8::from(a.style == RopeStyle::Neox).to_string());
         let words = [tokens as u32, heads as u32, head_dim as u32, half as u32, stride, 0, 0, 0];
-        self.dispatch("rope.wgsl", d, &[(0, &x.buf), (1, &cs_buf)], 2, &words, (gx, gy, 1))
+        self.dispatch_bound("rope.wgsl", d, &[Bound::whole(0, &x.buf), cs.bound(1)], 2, &words, (gx, gy, 1))
     }
 
     fn copy_rows(&self, dst: &mut WgpuBuf, dst_row: usize, src: &WgpuBuf, src_row: usize, rows: usize, width: usize) -> BResult<()> {
@@ -702,15 +771,16 @@ impl Backend for WgpuBackend {
         if chunks as u64 > MAX_GROUPS {
             return Err(shape("top_k", format!("{n} values exceed the dispatch grid")));
         }
-        let cand = self.storage("top-k candidates", &vec![0u8; chunks * k * 8]);
-        let best = self.storage("top-k", &vec![0u8; k * 8]);
+        // Every (key, index) pair of both is written (topk.wgsl), so pooled buffers do.
+        let cand = self.alloc(chunks * k * 2)?;
+        let best = self.alloc(k * 2)?;
         let mut d = self.target.base_defines();
         d.insert("STAGE1", "1".into());
-        self.dispatch("topk.wgsl", d, &[(0, &x.buf), (1, &cand)], 2, &[n as u32, k as u32, kernels::TOPK_CHUNK, 0], (chunks as u32, 1, 1))?;
+        self.dispatch("topk.wgsl", d, &[(0, &x.buf), (1, &cand.buf)], 2, &[n as u32, k as u32, kernels::TOPK_CHUNK, 0], (chunks as u32, 1, 1))?;
         let mut d = self.target.base_defines();
         d.insert("STAGE1", "0".into());
-        self.dispatch("topk.wgsl", d, &[(0, &cand), (1, &best)], 2, &[(chunks * k) as u32, k as u32, 0, 0], (1, 1, 1))?;
-        let bytes = self.read_bytes(&best, 0, (k * 8) as u64).await?;
+        self.dispatch("topk.wgsl", d, &[(0, &cand.buf), (1, &best.buf)], 2, &[(chunks * k) as u32, k as u32, 0, 0], (1, 1, 1))?;
+        let bytes = self.read_bytes(&best.buf, 0, (k * 8) as u64).await?;
         let words: Vec<u32> = bytes.chunks_exact(4).map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
         Ok(super::topk_pairs(&words))
     }

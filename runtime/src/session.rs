@@ -97,6 +97,14 @@ pub struct Session<B: Backend> {
     context: usize,
 }
 
+/// The checks made before any weight is read (a bad context, an op the backend declines),
+/// and the streaming plan.
+fn prepare<B: Backend>(backend: &B, model: &LoadedModel, context: usize, max_memory: Option<u64>) -> Result<StreamPlan, SessionError> {
+    check_context(context)?;
+    crate::arch::forward::check_supported(backend, model)?;
+    Ok(StreamPlan::new(model, max_memory)?)
+}
+
 impl<B: Backend> Session<B> {
     /// Uploads the weights (`sources[i]` reads `model.files.files[i]`) and allocates a KV
     /// cache of `context` positions (capped at the model's context length).
@@ -107,8 +115,7 @@ impl<B: Backend> Session<B> {
         context: usize,
         progress: &mut dyn FnMut(u64, u64),
     ) -> Result<Self, SessionError> {
-        // A bad context is an error before any weight is read.
-        check_context(context)?;
+        prepare(&backend, &model, context, None)?;
         let weights = Weights::load_with_progress(&backend, &model, sources, progress)?;
         Self::with_weights(backend, model, weights, context)
     }
@@ -123,8 +130,7 @@ impl<B: Backend> Session<B> {
         max_memory: Option<u64>,
         progress: &mut dyn FnMut(u64, u64),
     ) -> Result<Self, SessionError> {
-        check_context(context)?;
-        let plan = StreamPlan::new(&model, max_memory)?;
+        let plan = prepare(&backend, &model, context, max_memory)?;
         let weights = Weights::load_planned(&backend, &model, sources, &plan, progress)?;
         Self::with_weights(backend, model, weights, context)
     }
@@ -141,8 +147,7 @@ impl<B: Backend> Session<B> {
         cache_dir: Option<&std::path::Path>,
         progress: &mut dyn FnMut(u64, u64),
     ) -> Result<(Self, crate::packed_cache::CacheStatus), SessionError> {
-        check_context(context)?;
-        let plan = StreamPlan::new(&model, max_memory)?;
+        let plan = prepare(&backend, &model, context, max_memory)?;
         let (weights, status) = Weights::load_cached(&backend, &model, sources, &plan, cache_dir, progress)?;
         Ok((Self::with_weights(backend, model, weights, context)?, status))
     }

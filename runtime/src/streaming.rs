@@ -219,6 +219,7 @@ fn release_layer(stage: &Stage, entries: &[TensorEntry]) {
 }
 
 /// A read for the prefetch reader: `layer` into `buf`, after releasing layer `release`.
+#[cfg(not(target_arch = "wasm32"))]
 struct Request {
     layer: usize,
     buf: Staging,

@@ -9,7 +9,10 @@
 //! - a guard region of `GUARD` values after every output buffer changed;
 //! - the op failing with an error that is not `Unsupported`.
 //!
-//! An op the backend reports as `Unsupported` is reported as such, never as passed.
+//! Each case is a runtime op (`strata::backend::Op`, [`spec`]) plus the data to feed it.
+//! The harness asks the backend first (`Backend::supports_op`): an op it declines is
+//! reported as unsupported, never as passed, and not run; an op it accepts and then
+//! refuses as `Unsupported` fails (the backend's answer was wrong).
 //! The harness is async and generic over `Backend`, so every backend (wgpu natively, WebGPU
 //! and wasm in the browser, CUDA) runs the same cases.
 
@@ -22,7 +25,7 @@ use strata::quant::DType;
 pub const GUARD: usize = 64;
 const GUARD_VALUE: f32 = -1234.5625;
 
-/// One op with its dtype, shape and parameters.
+/// One op with its dtype, shape and parameters, and how its inputs are drawn.
 #[derive(Clone, Debug)]
 pub enum Op {
     /// `x_scale`: activations are uniform in ±x_scale.
@@ -56,22 +59,30 @@ pub enum Outcome {
     Unsupported(String),
 }
 
-/// The op family of a case (the key for limits).
-pub fn family(op: &Op) -> &'static str {
-    match op {
-        Op::Matmul { .. } => "matmul",
-        Op::Embed { .. } => "embed",
-        Op::RmsNorm { .. } => "rms_norm",
-        Op::AddBias { .. } => "add_bias",
-        Op::Rope { .. } => "rope",
-        Op::Attention { .. } => "attention",
-        Op::Gated { .. } => "gated",
-        Op::Add { .. } => "add",
-        Op::Softcap { .. } => "softcap",
-        Op::CopyRows { .. } => "copy_rows",
-        Op::CopyCols { .. } => "copy_cols",
-        Op::TopK { .. } => "top_k",
+/// The runtime op a case runs: what the backend is asked whether it supports.
+pub fn spec(op: &Op) -> strata::backend::Op {
+    use strata::backend::Op as R;
+    match *op {
+        Op::Matmul { dtype, rows, n, k, .. } => R::Matmul { dtype, rows, n, k },
+        Op::Embed { dtype, vocab, cols, ref ids, .. } => R::Embed { dtype, vocab, cols, tokens: ids.len() },
+        Op::RmsNorm { dtype, rows, cols, .. } => R::RmsNorm { dtype, rows, cols },
+        Op::AddBias { dtype, rows, cols } => R::AddBias { dtype, rows, cols },
+        Op::Rope { style, tokens, heads, head_dim, rope_dim, .. } => R::Rope { style, tokens, heads, head_dim, rope_dim },
+        Op::Attention { tokens, past, heads, kv_heads, hd, hdv, window, softcap } => {
+            R::Attention { tokens, past, n_heads: heads, n_kv_heads: kv_heads, head_dim: hd, head_dim_v: hdv, window: window.is_some(), softcap: softcap.is_some() }
+        }
+        Op::Gated { act, n } => R::Gated { act, n },
+        Op::Add { n } => R::Add { n },
+        Op::Softcap { n, .. } => R::Softcap { n },
+        Op::CopyRows { rows, width, .. } => R::CopyRows { rows, width },
+        Op::CopyCols { rows, src_width, col, cols } => R::CopyCols { rows, src_width, col, cols },
+        Op::TopK { n, k, .. } => R::TopK { n, k },
     }
+}
+
+/// The op family of a case (the key for limits): the runtime op's name.
+pub fn family(op: &Op) -> &'static str {
+    spec(op).name()
 }
 
 /// How closely a backend is expected to follow the reference.
@@ -456,9 +467,13 @@ pub async fn run_case<B: Backend>(b: &B, case: &Case, precision: impl Into<Preci
         Ok(r) => r,
         Err(e) => return Outcome::Fail(format!("the CPU reference failed: {e}")),
     };
+    let op = spec(&case.op);
+    if !b.supports_op(&op) {
+        return Outcome::Unsupported(op.describe());
+    }
     let got = match execute(b, case).await {
         Ok(r) => r,
-        Err(BackendError::Unsupported { what, .. }) => return Outcome::Unsupported(what),
+        Err(e @ BackendError::Unsupported { .. }) => return Outcome::Fail(format!("{} says it supports {}, then: {e}", b.name(), op.describe())),
         Err(e) => return Outcome::Fail(format!("error: {e}")),
     };
     let lim = limit(family(&case.op), precision);

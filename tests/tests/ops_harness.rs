@@ -21,8 +21,12 @@ enum Fault {
     Nan,
     /// top_k returns its first two entries swapped.
     TopKOrder,
-    /// attention is not implemented.
+    /// attention is not implemented, and `supports_op` says so.
     NoAttention,
+    /// attention is not implemented, but `supports_op` claims it.
+    ClaimsAttention,
+    /// Q4_1 weights are not supported.
+    NoQ4_1,
 }
 
 struct Faulty {
@@ -37,7 +41,10 @@ impl Backend for Faulty {
         "faulty cpu".into()
     }
     fn supports(&self, dtype: DType) -> bool {
-        self.cpu.supports(dtype)
+        self.cpu.supports(dtype) && !(self.fault == Fault::NoQ4_1 && dtype == DType::Q4_1)
+    }
+    fn supports_op(&self, op: &strata::backend::Op) -> bool {
+        strata::backend::supports_weight_of(self, op) && (self.fault != Fault::NoAttention || op.attention_head_dim().is_none())
     }
     fn upload_weight(&self, dtype: DType, rows: usize, cols: usize, bytes: &[u8]) -> BResult<CpuWeight> {
         self.cpu.upload_weight(dtype, rows, cols, bytes)
@@ -80,7 +87,7 @@ impl Backend for Faulty {
         self.cpu.copy_cols(dst, src, rows, sw, col, cols)
     }
     fn attention(&self, q: &Vec<f32>, k: &Vec<f32>, v: &Vec<f32>, a: &AttnArgs, out: &mut Vec<f32>) -> BResult<()> {
-        if self.fault == Fault::NoAttention {
+        if matches!(self.fault, Fault::NoAttention | Fault::ClaimsAttention) {
             return Err(BackendError::Unsupported { backend: self.name(), what: "attention".into() });
         }
         self.cpu.attention(q, k, v, a, out)
@@ -150,6 +157,50 @@ fn top_k_order_is_exact() {
 #[test]
 fn a_missing_op_is_unsupported_not_passed() {
     for o in outcomes(Fault::NoAttention, "attention/") {
-        assert!(matches!(o, Outcome::Unsupported(_)), "{o:?}");
+        assert!(matches!(&o, Outcome::Unsupported(what) if what.starts_with("attention with head_dim")), "{o:?}");
     }
+}
+
+/// A backend whose `supports_op` accepts an op it then refuses fails: a session would
+/// have uploaded a model it cannot run.
+#[test]
+fn an_op_claimed_and_then_refused_fails() {
+    for o in outcomes(Fault::ClaimsAttention, "attention/") {
+        assert!(matches!(&o, Outcome::Fail(m) if m.contains("says it supports attention")), "{o:?}");
+    }
+}
+
+/// The cases cover every op of the runtime's op set.
+#[test]
+fn every_runtime_op_has_cases() {
+    let names: std::collections::BTreeSet<&str> = cases().iter().map(|c| strata_conformance::ops::family(&c.op)).collect();
+    for op in strata::backend::op::ALL_NAMES {
+        assert!(names.contains(op), "no case runs {op}");
+    }
+}
+
+/// A session asks its backend before it reads a weight: a model with an op the backend
+/// declines is an `Unsupported` error naming the op (and the tensor, for a weight's
+/// dtype), with nothing uploaded. The same backend without the fault loads the model.
+#[test]
+fn a_session_fails_before_uploading_when_its_backend_declines_an_op() {
+    use std::sync::Arc;
+    use strata::source::{ByteSource, FileSource};
+    let Some(path) = strata_conformance::models::find(strata_conformance::models::SMOLLM2) else { return };
+    let session = |fault: Fault, uploaded: &mut u64| {
+        let model = strata::model::load(&path).unwrap_or_else(|e| panic!("{e}"));
+        let sources = model.files.files.iter().map(|f| Arc::new(FileSource::open(f).unwrap()) as Arc<dyn ByteSource>).collect();
+        let b = Faulty { cpu: CpuBackend::new(), fault };
+        strata::session::Session::with_budget(b, model, sources, 64, None, &mut |done, _| *uploaded = done)
+    };
+    for (fault, want) in [(Fault::NoAttention, "faulty cpu does not support attention with head_dim 64/64"), (Fault::NoQ4_1, "of Q4_1 weights (tensor \"")] {
+        let mut uploaded = 0;
+        let e = session(fault, &mut uploaded).err().expect("declined");
+        assert!(matches!(&e, strata::session::SessionError::Backend(BackendError::Unsupported { .. })), "{e}");
+        assert!(e.to_string().contains(want), "{e}");
+        assert_eq!(uploaded, 0, "bytes uploaded before the error");
+    }
+    let mut uploaded = 0;
+    assert!(session(Fault::None, &mut uploaded).is_ok());
+    assert!(uploaded > 50 << 20, "{uploaded} bytes uploaded");
 }

@@ -65,8 +65,10 @@ fn limits_are_clear_errors() {
     let q = b.alloc(600).unwrap();
     let mut out = b.alloc(600).unwrap();
     let args = strata::backend::AttnArgs { tokens: 1, past: 0, n_heads: 1, n_kv_heads: 1, head_dim: 600, head_dim_v: 600, scale: 1.0, window: None, softcap: None };
+    assert!(!b.supports_op(&args.op()), "supports_op declines what attention refuses");
     let err = b.attention(&q, &q, &q, &args, &mut out).expect_err("head_dim 600 is past the kernel's 512");
     assert!(matches!(err, strata::backend::BackendError::Unsupported { .. }), "{err}");
+    assert!(!b.supports_op(&strata::backend::Op::Matmul { dtype: strata::quant::DType::IQ2XXS, rows: 1, n: 4, k: 256 }));
     let err = b.embed(&b.upload_weight(strata::quant::DType::F32, 2, 4, &[0u8; 32]).unwrap(), &[2], 1.0, &mut out).expect_err("id 2 of 2 rows");
     assert!(err.to_string().contains("token id 2"), "{err}");
 }

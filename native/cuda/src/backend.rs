@@ -361,6 +361,10 @@ impl Backend for CudaBackend {
         dtype_define(dtype).is_some()
     }
 
+    fn supports_op(&self, op: &strata::backend::Op) -> bool {
+        strata::backend::supports_weight_of(self, op) && op.attention_head_dim().is_none_or(|d| d <= kernels::MAX_HEAD_DIM)
+    }
+
     fn upload_weight(&self, dtype: DType, rows: usize, cols: usize, bytes: &[u8]) -> BResult<CudaWeight> {
         let row_bytes = self.check_layout(dtype, rows, cols, bytes.len())?;
         let n = row_bytes * rows;
@@ -524,9 +528,8 @@ impl Backend for CudaBackend {
 
     fn attention(&self, q: &CudaBuf, k: &CudaBuf, v: &CudaBuf, a: &AttnArgs, out: &mut CudaBuf) -> BResult<()> {
         a.check(q.len, k.len, v.len, out.len)?;
-        let max = kernels::MAX_HEAD_DIM;
-        if a.head_dim > max || a.head_dim_v > max {
-            return Err(BackendError::Unsupported { backend: self.name(), what: format!("attention with head_dim {}/{} (at most {max})", a.head_dim, a.head_dim_v) });
+        if !self.supports_op(&a.op()) {
+            return Err(BackendError::Unsupported { backend: self.name(), what: format!("{} (at most {})", a.op().describe(), kernels::MAX_HEAD_DIM) });
         }
         if a.tokens == 0 || a.n_heads == 0 {
             return Ok(());

@@ -11,9 +11,10 @@
 //! sequence, so attention never crosses sequences. One batch may prefill one sequence while
 //! others decode a token each.
 
-use crate::backend::{AttnArgs, Backend, BackendError, RopeArgs};
+use crate::arch::{expected_tensors, Param, Part, TensorId};
+use crate::backend::{AttnArgs, Backend, BackendError, Op, RopeArgs};
 use crate::kv_cache::KvCache;
-use crate::model::{LayerAttention, ModelConfig};
+use crate::model::{LayerAttention, LoadedModel, ModelConfig};
 use crate::rope::RopeTables;
 use crate::weights::{GateUp, Qkv, WeightError, Weights};
 
@@ -84,6 +85,77 @@ impl<B: Backend> Net<'_, B> {
             Ok(_) => Ok(None),
             Err(ForwardError::Backend(BackendError::NonFinite { layer })) => Ok(Some(layer)),
             Err(e) => Err(e),
+        }
+    }
+}
+
+/// Every distinct op a forward pass of `model` runs for one token, with the tensor it reads
+/// where it reads one: what a session asks its backend (`Backend::supports_op`) before it
+/// uploads a byte. (More tokens change sizes, not which ops and kernels run.)
+pub fn ops_of(model: &LoadedModel) -> Vec<(Op, Option<TensorId>)> {
+    let cfg = &model.config;
+    let mut ops: Vec<(Op, Option<TensorId>)> = Vec::new();
+    let mut add = |op: Op, id: Option<TensorId>| {
+        if !ops.iter().any(|(o, _)| *o == op) {
+            ops.push((op, id));
+        }
+    };
+    let dims = |shape: &[u64]| (shape[0] as usize, shape.get(1).map_or(1, |&c| c as usize));
+    for spec in expected_tensors(cfg) {
+        let Some(t) = model.tensor(spec.id) else { continue };
+        let (dtype, id) = (t.dtype, Some(spec.id));
+        let (rows, cols) = dims(&spec.shape);
+        // A vector's one dimension is its length.
+        let len = rows * cols;
+        match (spec.id.part, spec.id.param) {
+            (p, _) if p.is_rope_factors() => {}
+            (Part::TokenEmbd, _) => {
+                add(Op::Embed { dtype, vocab: rows, cols, tokens: 1 }, id);
+                if cfg.tied_embeddings {
+                    add(Op::Matmul { dtype, rows: 1, n: rows, k: cols }, id);
+                }
+            }
+            (p, _) if p.is_norm() => add(Op::RmsNorm { dtype, rows: 1, cols: len }, id),
+            (_, Param::Bias) => add(Op::AddBias { dtype, rows: 1, cols: len }, id),
+            _ => add(Op::Matmul { dtype, rows: 1, n: rows, k: cols }, id),
+        }
+    }
+    let (nh, nkv, hd, hdv) = (cfg.n_heads as usize, cfg.n_kv_heads as usize, cfg.head_dim as usize, cfg.head_dim_v as usize);
+    for heads in [nh, nkv] {
+        add(Op::Rope { style: cfg.rope_style, tokens: 1, heads, head_dim: hd, rope_dim: cfg.rope_dim as usize }, None);
+    }
+    for kind in &cfg.layer_attention {
+        let window = *kind == LayerAttention::Local && cfg.sliding_window.is_some();
+        let op = Op::Attention { tokens: 1, past: 0, n_heads: nh, n_kv_heads: nkv, head_dim: hd, head_dim_v: hdv, window, softcap: cfg.attn_logit_softcap.is_some() };
+        add(op, None);
+    }
+    let ff = cfg.intermediate_size as usize;
+    add(Op::CopyRows { rows: 1, width: nkv * hd }, None);
+    add(Op::Gated { act: cfg.activation, n: ff }, None);
+    add(Op::Add { n: cfg.hidden_size as usize }, None);
+    if cfg.fused_qkv {
+        add(Op::CopyCols { rows: 1, src_width: nh * hd + nkv * hd + nkv * hdv, col: 0, cols: nh * hd }, None);
+    }
+    if cfg.fused_gate_up {
+        add(Op::CopyCols { rows: 1, src_width: 2 * ff, col: 0, cols: ff }, None);
+    }
+    if cfg.final_logit_softcap.is_some() {
+        add(Op::Softcap { n: cfg.vocab_size as usize }, None);
+    }
+    ops
+}
+
+/// The first op of `model` that `b` declines, as the `Unsupported` error a session gives
+/// before uploading anything (naming the tensor where the op reads one).
+pub fn check_supported<B: Backend>(b: &B, model: &LoadedModel) -> Result<(), BackendError> {
+    match ops_of(model).into_iter().find(|(op, _)| !b.supports_op(op)) {
+        None => Ok(()),
+        Some((op, id)) => {
+            let what = match id.and_then(|id| model.tensor(id)) {
+                Some(t) => format!("{} (tensor {:?})", op.describe(), t.name),
+                None => op.describe(),
+            };
+            Err(BackendError::Unsupported { backend: b.name(), what })
         }
     }
 }

@@ -8,12 +8,14 @@
 
 pub mod cpu;
 pub mod fast;
+pub mod op;
 #[cfg(feature = "wgpu")]
 pub mod webgpu;
 
 use std::future::Future;
 
 use crate::quant::DType;
+pub use self::op::Op;
 
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
 pub enum BackendError {
@@ -155,10 +157,16 @@ impl RopeArgs<'_> {
     /// The checks every backend's `rope` makes: an even `rope_dim` within the head and one
     /// frequency per pair. Returns the number of pairs.
     pub fn check(&self, head_dim: usize) -> BResult<usize> {
-        if self.rope_dim > head_dim || self.rope_dim % 2 != 0 || self.inv_freq.len() != self.rope_dim / 2 {
-            return Err(BackendError::Shape { op: "rope", message: format!("rope_dim {} / head_dim {head_dim} / {} frequencies", self.rope_dim, self.inv_freq.len()) });
+        self.op(0, head_dim).check()?;
+        if self.inv_freq.len() != self.rope_dim / 2 {
+            return Err(BackendError::Shape { op: "rope", message: format!("rope_dim {} with {} frequencies", self.rope_dim, self.inv_freq.len()) });
         }
         Ok(self.rope_dim / 2)
+    }
+
+    /// This call as an [`Op`], rotating `heads` heads of `head_dim`.
+    pub fn op(&self, heads: usize, head_dim: usize) -> Op {
+        Op::Rope { style: self.style, tokens: self.positions.len(), heads, head_dim, rope_dim: self.rope_dim }
     }
 
     /// `[tokens, pairs]` of (cos, sin) * mscale, from `position * inv_freq` in f32: the CPU
@@ -233,12 +241,24 @@ impl<T> RopeCache<T> {
 }
 
 impl AttnArgs {
+    /// This call as an [`Op`].
+    pub fn op(&self) -> Op {
+        Op::Attention {
+            tokens: self.tokens,
+            past: self.past,
+            n_heads: self.n_heads,
+            n_kv_heads: self.n_kv_heads,
+            head_dim: self.head_dim,
+            head_dim_v: self.head_dim_v,
+            window: self.window.is_some(),
+            softcap: self.softcap.is_some(),
+        }
+    }
+
     /// The checks every backend's `attention` makes, given its buffers' lengths
     /// (q, k cache, v cache, output).
     pub fn check(&self, q: usize, k: usize, v: usize, out: usize) -> BResult<()> {
-        if self.n_kv_heads == 0 || self.n_heads % self.n_kv_heads != 0 {
-            return Err(BackendError::Shape { op: "attention", message: format!("{} heads over {} kv heads", self.n_heads, self.n_kv_heads) });
-        }
+        self.op().check()?;
         let kv_len = self.past + self.tokens;
         need("attention", "q", q, self.tokens * self.n_heads * self.head_dim)?;
         need("attention", "k cache", k, kv_len * self.n_kv_heads * self.head_dim)?;
@@ -257,10 +277,7 @@ pub fn check_token_ids(ids: &[u32], vocab: usize) -> BResult<()> {
 
 /// The check every backend's `top_k` makes on `k`.
 pub fn check_top_k(k: usize) -> BResult<()> {
-    if k > MAX_DEVICE_TOP_K {
-        return Err(shape("top_k", format!("k = {k} exceeds {MAX_DEVICE_TOP_K} (read the logits instead)")));
-    }
-    Ok(())
+    Op::TopK { n: 0, k }.check()
 }
 
 /// The checks every backend's `copy_rows` makes (buffer lengths in values).
@@ -271,9 +288,7 @@ pub fn check_copy_rows(dst: usize, dst_row: usize, src: usize, src_row: usize, r
 
 /// The checks every backend's `copy_cols` makes (buffer lengths in values).
 pub fn check_copy_cols(dst: usize, src: usize, rows: usize, src_width: usize, col: usize, cols: usize) -> BResult<()> {
-    if col + cols > src_width {
-        return Err(BackendError::Shape { op: "copy_cols", message: format!("columns {col}..{} of rows of {src_width}", col + cols) });
-    }
+    Op::CopyCols { rows, src_width, col, cols }.check()?;
     need("copy_cols", "source", src, rows * src_width)?;
     need("copy_cols", "destination", dst, rows * cols)
 }
@@ -354,6 +369,12 @@ pub trait Backend {
     fn name(&self) -> String;
     /// Whether `matmul` / `embed` read this weight dtype directly.
     fn supports(&self, dtype: DType) -> bool;
+    /// Whether this backend runs `op` (asked before a model is uploaded, and by the op
+    /// harness). An op it accepts may still fail on its buffers' lengths or its data, never
+    /// as `Unsupported`. The default: ops on weights of a supported dtype.
+    fn supports_op(&self, op: &Op) -> bool {
+        supports_weight_of(self, op)
+    }
     fn upload_weight(&self, dtype: DType, rows: usize, cols: usize, bytes: &[u8]) -> BResult<Self::Weight>;
     /// As `upload_weight`, taking the bytes by value (the CPU backend keeps them without a
     /// copy, so loading never holds a tensor twice).
@@ -457,6 +478,11 @@ pub trait Backend {
     fn all_finite(&self, _x: &Self::Buf, _n: usize) -> Option<bool> {
         None
     }
+}
+
+/// `Backend::supports_op`'s default: the op reads no weight, or one of a dtype `b` reads.
+pub fn supports_weight_of<B: Backend + ?Sized>(b: &B, op: &Op) -> bool {
+    op.weight_dtype().is_none_or(|d| b.supports(d))
 }
 
 /// The largest `k` that `Backend::top_k` accepts; sampling with a larger top-k reads the

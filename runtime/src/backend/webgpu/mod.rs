@@ -509,6 +509,10 @@ impl Backend for WgpuBackend {
         dtype_define(dtype).is_some()
     }
 
+    fn supports_op(&self, op: &super::Op) -> bool {
+        super::supports_weight_of(self, op) && op.attention_head_dim().is_none_or(|d| d <= kernels::ATTN_MAX_HD as usize)
+    }
+
     fn upload_weight(&self, dtype: DType, rows: usize, cols: usize, bytes: &[u8]) -> BResult<WgpuWeight> {
         if !self.supports(dtype) {
             return Err(BackendError::Unsupported { backend: self.name(), what: format!("weights of dtype {dtype}") });
@@ -706,9 +710,8 @@ impl Backend for WgpuBackend {
     fn attention(&self, q: &WgpuBuf, k: &WgpuBuf, v: &WgpuBuf, a: &AttnArgs, out: &mut WgpuBuf) -> BResult<()> {
         let (hd, hdv) = (a.head_dim, a.head_dim_v);
         a.check(q.len, k.len, v.len, out.len)?;
-        let max = kernels::ATTN_MAX_HD as usize;
-        if hd > max || hdv > max {
-            return Err(BackendError::Unsupported { backend: self.name(), what: format!("attention with head_dim {hd}/{hdv} (at most {max})") });
+        if !self.supports_op(&a.op()) {
+            return Err(BackendError::Unsupported { backend: self.name(), what: format!("{} (at most {})", a.op().describe(), kernels::ATTN_MAX_HD) });
         }
         if a.tokens == 0 {
             return Ok(());

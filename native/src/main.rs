@@ -651,7 +651,7 @@ fn chat<B: Backend>(mut m: Loaded<B>, sampling: &SamplingArgs, n: usize) -> Resu
 fn logits<B: Backend>(mut m: Loaded<B>, top: usize, json: bool, prompt: &str) -> Result<(), Fail> {
     let ids = m.engine.encode_prompt(prompt).map_err(|e| e.to_string())?;
     let l = pollster::block_on(m.engine.session_mut().prefill(&ids)).map_err(|e| empty_prompt_hint(e.into()))?;
-    let order = strata::sampler::top_k(&l, top);
+    let order = strata::backend::top_k(&l, top);
     if json {
         let top: Vec<_> = order.iter().map(|&i| serde_json::json!({"id": i, "logit": l[i]})).collect();
         out(&serde_json::json!({"prompt_tokens": ids, "top": top}).to_string());

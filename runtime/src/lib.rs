@@ -12,6 +12,7 @@ mod clock;
 pub mod error;
 pub mod inspect;
 pub mod kv_cache;
+pub mod layer;
 pub mod model;
 #[cfg(any(unix, windows))]
 pub mod packed_cache;

@@ -2,6 +2,8 @@
 //! top-k / top-p / min-p filters, then a seeded draw. `temperature == 0` is greedy.
 //! The order and the penalty rule follow llama.cpp's samplers.
 
+use crate::backend::top_k;
+
 /// Sampling settings. The defaults are llama.cpp's CLI defaults.
 #[derive(Clone, Debug, PartialEq)]
 pub struct SamplerConfig {
@@ -162,43 +164,6 @@ pub fn argmax(v: &[f32]) -> usize {
     best
 }
 
-/// Indices of the `k` largest values, largest first (ties: lower index first).
-pub fn top_k(v: &[f32], k: usize) -> Vec<usize> {
-    // The device kernels' order (`backend::topk_key`): NaN and infinities first.
-    let key = |i: usize| crate::backend::topk_key(v[i]);
-    let order = |a: &usize, b: &usize| key(*b).cmp(&key(*a)).then(a.cmp(b));
-    let k = k.min(v.len());
-    if k == 0 {
-        return Vec::new();
-    }
-    if k <= SMALL_K {
-        // One pass keeping the k best in order (decode calls this per token over the whole
-        // vocabulary): an index replaces the last only with a strictly better key, and goes
-        // after the equal keys already held, so ties keep the lower index first.
-        let mut best: Vec<(u32, usize)> = Vec::with_capacity(k + 1);
-        for (i, &x) in v.iter().enumerate() {
-            let kx = crate::backend::topk_key(x);
-            if best.len() == k && kx <= best[k - 1].0 {
-                continue;
-            }
-            let at = best.partition_point(|&(kb, _)| kb >= kx);
-            best.insert(at, (kx, i));
-            best.truncate(k);
-        }
-        return best.into_iter().map(|(_, i)| i).collect();
-    }
-    let mut idx: Vec<usize> = (0..v.len()).collect();
-    // Linear-time selection of the k best, then sort only those.
-    if k < idx.len() {
-        idx.select_nth_unstable_by(k - 1, order);
-        idx.truncate(k);
-    }
-    idx.sort_by(order);
-    idx
-}
-
-/// Up to this many candidates, `top_k` keeps them in one pass instead of selecting.
-const SMALL_K: usize = 64;
 
 /// A sampled token's log-probability and its most likely alternatives': the model's own
 /// distribution (log-softmax of the raw logits, before penalties, temperature and
@@ -233,23 +198,6 @@ mod tests {
 
     /// The one-pass path and the selection path give the same indices in the same order,
     /// with ties (lower index first) and non-finite values (first) in the input.
-    #[test]
-    fn top_k_small_equals_selection() {
-        let mut v: Vec<f32> = (0..5000).map(|i| ((i * 7919) % 613) as f32 * 0.25 - 50.0).collect();
-        v[17] = f32::NAN;
-        v[4000] = f32::INFINITY;
-        v[123] = -0.0;
-        for k in [1, 2, 5, 33, SMALL_K] {
-            let fast = top_k(&v, k);
-            let mut idx: Vec<usize> = (0..v.len()).collect();
-            let key = |i: usize| crate::backend::topk_key(v[i]);
-            idx.sort_by(|a, b| key(*b).cmp(&key(*a)).then(a.cmp(b)));
-            idx.truncate(k);
-            assert_eq!(fast, idx, "k = {k}");
-        }
-        assert_eq!(top_k(&v[..3], 10).len(), 3);
-    }
-
     /// Logits ln 1 .. ln 4 (plus any constant): probabilities 1/10 .. 4/10.
     #[test]
     fn logprobs_are_the_log_softmax() {

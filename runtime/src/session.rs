@@ -102,7 +102,7 @@ pub struct Session<B: Backend> {
 fn prepare<B: Backend>(backend: &B, model: &LoadedModel, context: usize, max_memory: Option<u64>) -> Result<StreamPlan, SessionError> {
     check_context(context)?;
     crate::arch::forward::check_supported(backend, model)?;
-    Ok(StreamPlan::new(model, max_memory)?)
+    Ok(StreamPlan::new(model, max_memory).map_err(WeightError::from)?)
 }
 
 impl<B: Backend> Session<B> {

@@ -22,10 +22,20 @@ use crate::backend::{Backend, BackendError, SharedBytes, StageFn};
 use crate::clock::Clock;
 use crate::model::{LoadedModel, TensorEntry};
 use crate::source::ByteSource;
-use crate::weights::{rows_cols, LayerWeights, WeightError};
+use crate::layer::{layer_tensors, rows_cols, LayerWeights, LayoutError};
 
 /// A streamed layer's structure (weights as indices into `entries`) and its tensors.
 pub type LayerLayout = (LayerWeights<usize>, Vec<TensorEntry>);
+
+/// Why no residency plan fits.
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    /// `--max-memory` cannot hold the resident tensors plus one streamed layer.
+    #[error("{0}")]
+    Budget(String),
+    #[error(transparent)]
+    Layout(#[from] LayoutError),
+}
 
 /// Which layers are resident, and what that costs.
 #[derive(Clone, Debug, PartialEq)]
@@ -41,16 +51,16 @@ pub struct StreamPlan {
 
 impl StreamPlan {
     /// Every layer resident.
-    pub fn all_resident(m: &LoadedModel) -> Result<Self, WeightError> {
+    pub fn all_resident(m: &LoadedModel) -> Result<Self, PlanError> {
         Self::new(m, None)
     }
 
     /// Plans residency under `budget` bytes of weights on the device (None: everything).
     /// Errors before any work when the budget cannot hold the resident tensors plus one
     /// layer.
-    pub fn new(m: &LoadedModel, budget: Option<u64>) -> Result<Self, WeightError> {
+    pub fn new(m: &LoadedModel, budget: Option<u64>) -> Result<Self, PlanError> {
         let n = m.config.n_layers;
-        let layer_bytes: Vec<u64> = (0..n).map(|l| Ok(crate::weights::layer_tensors(m, l)?.iter().map(|t| t.nbytes).sum())).collect::<Result<_, WeightError>>()?;
+        let layer_bytes: Vec<u64> = (0..n).map(|l| Ok(layer_tensors(m, l)?.iter().map(|t| t.nbytes).sum())).collect::<Result<_, LayoutError>>()?;
         let total: u64 = m.files.tensors.iter().map(|t| t.nbytes).sum();
         let global_bytes = total - layer_bytes.iter().sum::<u64>();
         let all = StreamPlan { resident: vec![true; n as usize], global_bytes, layer_bytes: layer_bytes.clone(), slots: 0, budget };
@@ -60,7 +70,7 @@ impl StreamPlan {
         }
         let max_layer = layer_bytes.iter().copied().max().unwrap_or(0);
         if budget < global_bytes + max_layer {
-            return Err(WeightError::Budget(format!(
+            return Err(PlanError::Budget(format!(
                 "--max-memory {} cannot hold the resident tensors ({} for embedding, output head and norms) plus one layer ({}): at least {} is needed",
                 mib(budget),
                 mib(global_bytes),
@@ -165,7 +175,17 @@ pub enum StreamError {
     #[error("tensor {tensor:?}: {source}")]
     Stage { tensor: String, source: BackendError },
     #[error(transparent)]
-    Shape(Box<WeightError>),
+    Layout(#[from] LayoutError),
+    /// The backend refused a streamed tensor's bytes.
+    #[error("tensor {tensor:?}: {source}")]
+    Backend { tensor: String, source: BackendError },
+    /// A checked packed-weight cache file lacks a streamed tensor (a bug: the check
+    /// compares the lists first).
+    #[error("tensor {tensor:?} is not in the packed-weight cache")]
+    NotCached { tensor: String },
+    /// A layer's staged bytes, its slot and its structure disagree (a bug).
+    #[error("layer {layer}: {what}")]
+    Inconsistent { layer: usize, what: String },
     #[error("the prefetch thread has stopped")]
     ReaderStopped,
 }
@@ -192,7 +212,7 @@ fn read_layer(sources: &[Arc<dyn ByteSource>], entries: &[TensorEntry], buf: &mu
         target.resize(t.nbytes as usize, 0);
         src.read_exact_at(t.offset, target).map_err(|source| StreamError::Read { file: src.name().to_owned(), tensor: t.name.clone(), source })?;
         if let Some(f) = transform {
-            let (rows, cols) = rows_cols(t).map_err(|e| StreamError::Shape(Box::new(e)))?;
+            let (rows, cols) = rows_cols(t)?;
             f(t.dtype, rows, cols, scratch, b).map_err(|source| StreamError::Stage { tensor: t.name.clone(), source })?;
         }
     }
@@ -347,8 +367,7 @@ impl<B: Backend> Streamer<B> {
 
     /// Makes `layer` resident in its slot: waits for its prefetched bytes (or reads them),
     /// starts reading the next streamed layer, and writes the bytes into the slot.
-    pub fn fetch(&mut self, b: &B, layer: usize) -> Result<(), WeightError> {
-        let err = |source: StreamError| WeightError::Stream { layer, source };
+    pub fn fetch(&mut self, b: &B, layer: usize) -> Result<(), StreamError> {
         let si = self.slot_index(layer);
         if self.slot_layer[si] == Some(layer) {
             return Ok(());
@@ -357,11 +376,11 @@ impl<B: Backend> Streamer<B> {
         let staged = loop {
             if self.in_flight.is_none() {
                 let buf = std::mem::take(&mut self.spare);
-                self.reader.request(layer, buf, None).map_err(err)?;
+                self.reader.request(layer, buf, None)?;
                 self.in_flight = Some(layer);
             }
             let clock = Clock::start();
-            let staged = self.reader.wait().map_err(err)?;
+            let staged = self.reader.wait()?;
             self.stats.wait += clock.elapsed();
             self.in_flight = None;
             if staged.layer == layer {
@@ -370,7 +389,7 @@ impl<B: Backend> Streamer<B> {
             // A read for another layer (after an error or a reset): recycle its buffer.
             self.spare = staged.buf;
         };
-        let read_time = staged.result.map_err(err)?;
+        let read_time = staged.result?;
         self.stats.read += read_time;
         self.stats.bytes_read += match self.stage {
             Stage::Mapped(_) => self.entries[layer].iter().map(|t| t.nbytes).sum::<u64>(),
@@ -391,7 +410,7 @@ impl<B: Backend> Streamer<B> {
             let next = self.order[(pos + 1) % self.order.len()];
             if next != layer {
                 let buf = std::mem::take(&mut self.spare);
-                self.reader.request(next, buf, evicted.take()).map_err(err)?;
+                self.reader.request(next, buf, evicted.take())?;
                 self.in_flight = Some(next);
             }
         }
@@ -411,19 +430,19 @@ impl<B: Backend> Streamer<B> {
     /// Moves a layer's bytes into slot `si` (creating the slot's weights on first use).
     /// `buf` gets back buffers to stage the next read in (on the CPU: the slot's previous
     /// storage, so no bytes are copied).
-    fn upload(&mut self, b: &B, layer: usize, si: usize, buf: &mut Staging) -> Result<(), WeightError> {
+    fn upload(&mut self, b: &B, layer: usize, si: usize, buf: &mut Staging) -> Result<(), StreamError> {
         let staged = matches!(self.stage, Stage::Transform(_));
         let entries = &self.entries[layer];
-        let backend_err = |t: &TensorEntry, source| WeightError::Backend { tensor: t.name.clone(), source };
+        let backend_err = |t: &TensorEntry, source| StreamError::Backend { tensor: t.name.clone(), source };
         if buf.len() != entries.len() {
-            return Err(WeightError::Unsupported(format!("layer {layer}: {} staged tensors for {}", buf.len(), entries.len())));
+            return Err(StreamError::Inconsistent { layer, what: format!("{} staged tensors for {}", buf.len(), entries.len()) });
         }
         self.slot_layer[si] = None;
         match &mut self.slots[si] {
             Some(slot) => {
                 let weights = slot.weights_mut();
                 if weights.len() != entries.len() {
-                    return Err(WeightError::Unsupported(format!("layer {layer} has {} tensors, the slot {}", entries.len(), weights.len())));
+                    return Err(StreamError::Inconsistent { layer, what: format!("{} tensors, the slot {}", entries.len(), weights.len()) });
                 }
                 for ((w, t), bytes) in weights.into_iter().zip(entries).zip(buf.iter_mut()) {
                     let (rows, cols) = rows_cols(t)?;
@@ -450,13 +469,13 @@ impl<B: Backend> Streamer<B> {
     /// Slot `si` takes `layer`'s weights in place in the mapped file. Returns the layer it
     /// held, whose pages the caller gives back (its forward pass is done: a slot is
     /// refilled only after).
-    fn adopt_mapped(&mut self, b: &B, map: Arc<dyn MappedLayers>, layer: usize, si: usize) -> Result<Option<usize>, WeightError> {
+    fn adopt_mapped(&mut self, b: &B, map: Arc<dyn MappedLayers>, layer: usize, si: usize) -> Result<Option<usize>, StreamError> {
         let entries = &self.entries[layer];
         let mut weights = Vec::with_capacity(entries.len());
         for t in entries {
             let (rows, cols) = rows_cols(t)?;
-            let bytes = map.bytes(t.offset..t.offset + t.nbytes).ok_or_else(|| WeightError::NotCached { tensor: t.name.clone() })?;
-            weights.push(Some(b.adopt_packed(t.dtype, rows, cols, bytes).map_err(|source| WeightError::Backend { tensor: t.name.clone(), source })?));
+            let bytes = map.bytes(t.offset..t.offset + t.nbytes).ok_or_else(|| StreamError::NotCached { tensor: t.name.clone() })?;
+            weights.push(Some(b.adopt_packed(t.dtype, rows, cols, bytes).map_err(|source| StreamError::Backend { tensor: t.name.clone(), source })?));
         }
         self.slots[si] = Some(assemble(self.skeletons[layer].clone(), layer, weights)?);
         Ok(self.slot_layer[si].replace(layer))
@@ -464,8 +483,8 @@ impl<B: Backend> Streamer<B> {
 }
 
 /// A streamed layer's structure with its weights (`weights[i]`: the skeleton's index `i`).
-fn assemble<W>(skeleton: Option<LayerWeights<usize>>, layer: usize, mut weights: Vec<Option<W>>) -> Result<LayerWeights<W>, WeightError> {
-    let skeleton = skeleton.ok_or_else(|| WeightError::Unsupported(format!("layer {layer} is not streamed")))?;
+fn assemble<W>(skeleton: Option<LayerWeights<usize>>, layer: usize, mut weights: Vec<Option<W>>) -> Result<LayerWeights<W>, StreamError> {
+    let skeleton = skeleton.ok_or_else(|| StreamError::Inconsistent { layer, what: "not a streamed layer".into() })?;
     let mut missing = false;
     let slot = skeleton.map(&mut |i| {
         let w = weights.get_mut(i).and_then(Option::take);
@@ -473,7 +492,7 @@ fn assemble<W>(skeleton: Option<LayerWeights<usize>>, layer: usize, mut weights:
         w
     });
     if missing {
-        return Err(WeightError::Unsupported(format!("layer {layer}: tensor list and structure disagree")));
+        return Err(StreamError::Inconsistent { layer, what: "its tensor list and its structure disagree".into() });
     }
     Ok(slot.map(&mut |w| w.expect("checked above")))
 }

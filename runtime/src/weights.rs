@@ -8,9 +8,10 @@ use std::sync::Arc;
 
 use crate::arch::{Param, Part, TensorId};
 use crate::backend::{Backend, BackendError};
-use crate::model::{LoadedModel, ModelConfig, TensorEntry};
+use crate::layer::{layer_entries, layer_plan, layer_tensors, rows_cols, LayerWeights, LayoutError};
+use crate::model::{LoadedModel, TensorEntry};
 use crate::source::ByteSource;
-use crate::streaming::{LayerLayout, Stage, StreamPlan, StreamStats, Streamer};
+use crate::streaming::{LayerLayout, PlanError, Stage, StreamPlan, StreamStats, Streamer};
 
 #[derive(Debug, thiserror::Error)]
 pub enum WeightError {
@@ -20,8 +21,10 @@ pub enum WeightError {
     Backend { tensor: String, source: BackendError },
     #[error("{0}")]
     Unsupported(String),
-    #[error("{0}")]
-    Budget(String),
+    #[error(transparent)]
+    Plan(#[from] PlanError),
+    #[error(transparent)]
+    Layout(#[from] LayoutError),
     #[error("streaming layer {layer}: {source}")]
     Stream { layer: usize, source: crate::streaming::StreamError },
     /// A checked packed-weight cache file lacks a tensor the load asks for (a bug: the
@@ -44,46 +47,6 @@ enum Via<'c> {
     #[cfg(not(any(unix, windows)))]
     #[allow(dead_code)]
     Never(std::marker::PhantomData<&'c ()>),
-}
-
-/// The Q/K/V projections: separate, or one fused tensor (Phi-3).
-#[derive(Clone)]
-pub enum Qkv<W> {
-    Split {
-        q: W, // [n_heads * hd, hidden]
-        k: W, // [n_kv_heads * hd, hidden]
-        v: W, // [n_kv_heads * hd_v, hidden]
-    },
-    Fused(W), // [(n_heads + n_kv_heads) * hd + n_kv_heads * hd_v, hidden]
-}
-
-/// The FFN input projections: separate, or one fused gate|up tensor (Phi-3).
-#[derive(Clone)]
-pub enum GateUp<W> {
-    Split {
-        gate: W, // [ff, hidden]
-        up: W,   // [ff, hidden]
-    },
-    Fused(W), // [2 * ff, hidden]: gate rows first, then up
-}
-
-/// The weights of one decoder layer (shapes row-major; `hd` = head_dim).
-#[derive(Clone)]
-pub struct LayerWeights<W> {
-    pub attn_norm: W,             // [hidden]
-    pub qkv: Qkv<W>,
-    pub q_bias: Option<W>,        // [n_heads * hd]
-    pub k_bias: Option<W>,        // [n_kv_heads * hd]
-    pub v_bias: Option<W>,        // [n_kv_heads * hd_v]
-    pub o: W,                     // [hidden, n_heads * hd_v]
-    pub o_bias: Option<W>,        // [hidden]
-    pub q_norm: Option<W>,        // [hd]  (QK-norm)
-    pub k_norm: Option<W>,        // [hd]
-    pub attn_post_norm: Option<W>, // [hidden] (Gemma)
-    pub ffn_norm: W,              // [hidden]
-    pub gate_up: GateUp<W>,
-    pub down: W,                  // [hidden, ff]
-    pub ffn_post_norm: Option<W>, // [hidden] (Gemma)
 }
 
 pub struct Weights<B: Backend> {
@@ -118,110 +81,6 @@ impl<W> std::ops::Deref for LayerRef<'_, W> {
     }
 }
 
-impl<W> LayerWeights<W> {
-    /// The same layer with every weight mapped (in [`build_layer`] order).
-    pub fn map<V>(self, f: &mut dyn FnMut(W) -> V) -> LayerWeights<V> {
-        LayerWeights {
-            attn_norm: f(self.attn_norm),
-            qkv: match self.qkv {
-                Qkv::Fused(w) => Qkv::Fused(f(w)),
-                Qkv::Split { q, k, v } => Qkv::Split { q: f(q), k: f(k), v: f(v) },
-            },
-            q_bias: self.q_bias.map(&mut *f),
-            k_bias: self.k_bias.map(&mut *f),
-            v_bias: self.v_bias.map(&mut *f),
-            o: f(self.o),
-            o_bias: self.o_bias.map(&mut *f),
-            q_norm: self.q_norm.map(&mut *f),
-            k_norm: self.k_norm.map(&mut *f),
-            attn_post_norm: self.attn_post_norm.map(&mut *f),
-            ffn_norm: f(self.ffn_norm),
-            gate_up: match self.gate_up {
-                GateUp::Fused(w) => GateUp::Fused(f(w)),
-                GateUp::Split { gate, up } => GateUp::Split { gate: f(gate), up: f(up) },
-            },
-            down: f(self.down),
-            ffn_post_norm: self.ffn_post_norm.map(&mut *f),
-        }
-    }
-
-    /// Every weight, in the order [`build_layer`] asks for them.
-    pub fn weights_mut(&mut self) -> Vec<&mut W> {
-        let mut v: Vec<&mut W> = vec![&mut self.attn_norm];
-        match &mut self.qkv {
-            Qkv::Fused(w) => v.push(w),
-            Qkv::Split { q, k, v: vv } => v.extend([q, k, vv]),
-        }
-        v.extend(self.q_bias.as_mut());
-        v.extend(self.k_bias.as_mut());
-        v.extend(self.v_bias.as_mut());
-        v.push(&mut self.o);
-        v.extend(self.o_bias.as_mut());
-        v.extend(self.q_norm.as_mut());
-        v.extend(self.k_norm.as_mut());
-        v.extend(self.attn_post_norm.as_mut());
-        v.push(&mut self.ffn_norm);
-        match &mut self.gate_up {
-            GateUp::Fused(w) => v.push(w),
-            GateUp::Split { gate, up } => v.extend([gate, up]),
-        }
-        v.push(&mut self.down);
-        v.extend(self.ffn_post_norm.as_mut());
-        v
-    }
-}
-
-/// Builds layer `l`, asking `get(id, required)` for each tensor in a fixed order (the
-/// order [`LayerWeights::weights_mut`] visits them). `get` returns `None` only for an
-/// optional tensor the model lacks.
-pub fn build_layer<W, E>(cfg: &ModelConfig, l: u32, get: &mut dyn FnMut(TensorId, bool) -> Result<Option<W>, E>, missing: &dyn Fn(TensorId) -> E) -> Result<LayerWeights<W>, E> {
-    let w = |part| TensorId::layer(l, part, Param::Weight);
-    let bias = |part| TensorId::layer(l, part, Param::Bias);
-    let req = |id: TensorId, get: &mut dyn FnMut(TensorId, bool) -> Result<Option<W>, E>| get(id, true)?.ok_or_else(|| missing(id));
-    Ok(LayerWeights {
-        attn_norm: req(w(Part::AttnNorm), get)?,
-        qkv: if cfg.fused_qkv {
-            Qkv::Fused(req(w(Part::AttnQkv), get)?)
-        } else {
-            Qkv::Split { q: req(w(Part::AttnQ), get)?, k: req(w(Part::AttnK), get)?, v: req(w(Part::AttnV), get)? }
-        },
-        q_bias: get(bias(Part::AttnQ), false)?,
-        k_bias: get(bias(Part::AttnK), false)?,
-        v_bias: get(bias(Part::AttnV), false)?,
-        o: req(w(Part::AttnOutput), get)?,
-        o_bias: get(bias(Part::AttnOutput), false)?,
-        q_norm: get(w(Part::AttnQNorm), false)?,
-        k_norm: get(w(Part::AttnKNorm), false)?,
-        attn_post_norm: get(w(Part::AttnPostNorm), false)?,
-        ffn_norm: req(w(Part::FfnNorm), get)?,
-        gate_up: if cfg.fused_gate_up {
-            GateUp::Fused(req(w(Part::FfnUp), get)?)
-        } else {
-            GateUp::Split { gate: req(w(Part::FfnGate), get)?, up: req(w(Part::FfnUp), get)? }
-        },
-        down: req(w(Part::FfnDown), get)?,
-        ffn_post_norm: get(w(Part::FfnPostNorm), false)?,
-    })
-}
-
-/// Layer `l`'s tensors in [`build_layer`] order, and the layer's structure with each
-/// weight replaced by its index in that list.
-pub fn layer_plan(m: &LoadedModel, l: u32) -> Result<(LayerWeights<usize>, Vec<TensorEntry>), WeightError> {
-    let mut entries = Vec::new();
-    let skeleton = build_layer::<usize, WeightError>(
-        &m.config,
-        l,
-        &mut |id, _| {
-            Ok(m.tensor(id).map(|t| {
-                entries.push(t.clone());
-                entries.len() - 1
-            }))
-        },
-        &|id| WeightError::Unsupported(format!("tensor {} missing after validation", id.gguf_name())),
-    )?;
-    Ok((skeleton, entries))
-}
-
 /// Where a load's packed-weight cache file lives and what it must hold.
 #[cfg(any(unix, windows))]
 struct CacheTarget {
@@ -250,7 +109,7 @@ fn cache_target<B: Backend>(b: &B, m: &LoadedModel, sources: &[&dyn ByteSource],
 
 /// Per layer: the structure and tensors of each layer `plan` streams (`None`: resident).
 fn streamed_layouts(m: &LoadedModel, plan: &StreamPlan) -> Result<Vec<Option<LayerLayout>>, WeightError> {
-    (0..m.config.n_layers).map(|l| if plan.resident[l as usize] { Ok(None) } else { layer_plan(m, l).map(Some) }).collect()
+    (0..m.config.n_layers).map(|l| if plan.resident[l as usize] { Ok(None) } else { Ok(Some(layer_plan(m, l)?)) }).collect()
 }
 
 /// Every tensor a fully resident load uploads, in the order it uploads them: the
@@ -260,26 +119,12 @@ pub fn load_order(m: &LoadedModel) -> Result<Vec<TensorEntry>, WeightError> {
     let parts = [Some(Part::TokenEmbd), (!m.config.tied_embeddings).then_some(Part::Output), Some(Part::OutputNorm)];
     let mut v = Vec::new();
     for p in parts.into_iter().flatten() {
-        v.push(m.tensor(g(p)).ok_or_else(|| WeightError::Unsupported(format!("tensor {} missing after validation", g(p).gguf_name())))?.clone());
+        v.push(m.tensor(g(p)).ok_or_else(|| LayoutError::Missing { tensor: g(p).gguf_name() })?.clone());
     }
     for l in 0..m.config.n_layers {
         v.extend(layer_tensors(m, l)?);
     }
     Ok(v)
-}
-
-/// The tensors of layer `l`, in [`build_layer`] order.
-pub fn layer_tensors(m: &LoadedModel, l: u32) -> Result<Vec<TensorEntry>, WeightError> {
-    Ok(layer_plan(m, l)?.1)
-}
-
-/// `[rows, cols]` of a weight tensor (`[n]` is `[1, n]`).
-pub(crate) fn rows_cols(t: &TensorEntry) -> Result<(usize, usize), WeightError> {
-    match t.shape.0.as_slice() {
-        [n] => Ok((1, *n as usize)),
-        [r, c] => Ok((*r as usize, *c as usize)),
-        other => Err(WeightError::Unsupported(format!("tensor {:?} has {} dims", t.name, other.len()))),
-    }
 }
 
 impl<B: Backend> Weights<B> {
@@ -299,7 +144,7 @@ impl<B: Backend> Weights<B> {
             return Ok(LayerRef::Resident(w));
         }
         let streamer = self.streamer.as_ref().ok_or_else(|| WeightError::Unsupported(format!("layer {l} is neither resident nor streamed")))?;
-        streamer.borrow_mut().fetch(b, l)?;
+        streamer.borrow_mut().fetch(b, l).map_err(|source| WeightError::Stream { layer: l, source })?;
         Ok(LayerRef::Streamed(Ref::map(streamer.borrow(), |s| s.slot_of(l))))
     }
 
@@ -495,7 +340,7 @@ impl<B: Backend> Weights<B> {
             Ok(w)
         };
         // Validation guarantees required tensors exist; a missing one here is a bug upstream.
-        let missing = |id: TensorId| WeightError::Unsupported(format!("tensor {} missing after validation", id.gguf_name()));
+        let missing = |id: TensorId| WeightError::from(LayoutError::Missing { tensor: id.gguf_name() });
         let req = |id: TensorId| upload(m.tensor(id).ok_or_else(|| missing(id))?);
         let g = |part| TensorId::global(part, Param::Weight);
         let embed = req(g(Part::TokenEmbd))?;
@@ -516,8 +361,7 @@ impl<B: Backend> Weights<B> {
                 layers.push(None);
                 continue;
             }
-            let mut get = |id: TensorId, _required: bool| m.tensor(id).map(upload).transpose();
-            layers.push(Some(build_layer(cfg, l, &mut get, &missing)?));
+            layers.push(Some(layer_entries(m, l)?.try_map(&mut |t| upload(t))?));
         }
         if records {
             // A load that writes the packed-weight cache packs the streamed layers too, one

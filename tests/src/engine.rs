@@ -49,7 +49,8 @@ impl<B: strata::backend::Backend> CpuModel<B> {
     }
 }
 
-pub use strata::sampler::{argmax, top_k};
+pub use strata::backend::top_k;
+pub use strata::sampler::argmax;
 
 /// Largest |a - b| over two equal-length logit sets.
 pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {

@@ -5,7 +5,10 @@
 //!   weights, streaming or sessions: they know the op set only;
 //! - `model` names no backend, only the op vocabulary (`Activation`, `RopeStyle`);
 //! - the runtime never names the native or web crates, and the web crate never the
-//!   native ones (in code or in Cargo.toml).
+//!   native ones (in code or in Cargo.toml);
+//! - the runtime's modules import each other in one direction only: no loop such as
+//!   `weights` ↔ `streaming` or `arch` ↔ `model` (the forward pass, `arch/forward.rs`,
+//!   counts as a module of its own above the weight store).
 //!
 //! Comments are skipped (docs may point anywhere).
 
@@ -121,4 +124,124 @@ fn manifests_keep_the_runtime_and_the_web_crate_off_the_native_crates() {
 fn the_checker_finds_an_import_and_skips_comments() {
     let text = "use crate::backend::Op;\nuse crate::model::ModelConfig; // the config\n/// see [`crate::model`]\nlet x = 1; // crate::arch\n";
     assert_eq!(violations(text, &["crate::model", "crate::arch"]), vec![(2, "crate::model".to_string())]);
+}
+
+/// The runtime's modules and which others each one names (`crate::x`, `crate::{x, y}`).
+/// A module is a top-level file or directory of `runtime/src`; the forward pass
+/// (`arch/forward.rs`) counts as its own module, `forward`, above the weights it reads.
+fn module_graph(files: &[(String, String)]) -> std::collections::BTreeMap<String, std::collections::BTreeSet<String>> {
+    let mut graph: std::collections::BTreeMap<String, std::collections::BTreeSet<String>> = Default::default();
+    for (path, text) in files {
+        let node = if path == "arch/forward.rs" { "forward".to_string() } else { path.split('/').next().unwrap().trim_end_matches(".rs").to_string() };
+        let code: String = text.lines().map(|l| l.split("//").next().unwrap_or("")).collect::<Vec<_>>().join("\n");
+        let mut refs = std::collections::BTreeSet::new();
+        // The module a path names (`arch::forward::…` is the forward pass, not `arch`).
+        let ident = |s: &str| {
+            if s.starts_with("arch::forward") {
+                return "forward".to_string();
+            }
+            s.chars().take_while(|c| c.is_ascii_lowercase() || *c == '_').collect::<String>()
+        };
+        for (i, _) in code.match_indices("crate::") {
+            let rest = &code[i + "crate::".len()..];
+            if let Some(group) = rest.strip_prefix('{') {
+                // Top-level names of a grouped import: split at depth-0 commas.
+                let (mut depth, mut start) = (0usize, 0usize);
+                for (j, c) in group.char_indices() {
+                    match c {
+                        '{' => depth += 1,
+                        '}' if depth == 0 => {
+                            refs.insert(ident(group[start..j].trim()));
+                            break;
+                        }
+                        '}' => depth -= 1,
+                        ',' if depth == 0 => {
+                            refs.insert(ident(group[start..j].trim()));
+                            start = j + 1;
+                        }
+                        _ => {}
+                    }
+                }
+            } else {
+                refs.insert(ident(rest));
+            }
+        }
+        if node == "forward" && code.contains("super::") {
+            refs.insert("arch".into());
+        }
+        if node == "arch" && code.contains("forward::") {
+            refs.insert("forward".into());
+        }
+        refs.retain(|r| !r.is_empty() && *r != node && r != "self");
+        graph.entry(node).or_default().extend(refs);
+    }
+    graph
+}
+
+/// A cycle of `graph` (its modules in order, the first repeated at the end), if any.
+fn find_cycle(graph: &std::collections::BTreeMap<String, std::collections::BTreeSet<String>>) -> Option<Vec<String>> {
+    fn visit(n: &str, g: &std::collections::BTreeMap<String, std::collections::BTreeSet<String>>, path: &mut Vec<String>, done: &mut std::collections::BTreeSet<String>) -> Option<Vec<String>> {
+        if let Some(at) = path.iter().position(|p| p == n) {
+            let mut cycle = path[at..].to_vec();
+            cycle.push(n.to_string());
+            return Some(cycle);
+        }
+        if done.contains(n) {
+            return None;
+        }
+        path.push(n.to_string());
+        for next in g.get(n).into_iter().flatten() {
+            if let Some(c) = visit(next, g, path, done) {
+                return Some(c);
+            }
+        }
+        path.pop();
+        done.insert(n.to_string());
+        None
+    }
+    let mut done = Default::default();
+    graph.keys().find_map(|n| visit(n, graph, &mut Vec::new(), &mut done))
+}
+
+/// No two modules of the runtime name each other, directly or around a loop: the loader
+/// (`model`) below the layer definition (`layer`), the streamer, the weight store and the
+/// forward pass, each above the ones it uses.
+#[test]
+fn the_runtime_modules_import_each_other_in_one_direction() {
+    let src = root().join("runtime/src");
+    let mut paths = Vec::new();
+    rust_files(&src, &mut paths);
+    let files: Vec<(String, String)> = paths
+        .iter()
+        .map(|p| (p.strip_prefix(&src).unwrap().to_string_lossy().replace('\\', "/"), std::fs::read_to_string(p).unwrap()))
+        .collect();
+    let graph = module_graph(&files);
+    for (from, to) in [("forward", "weights"), ("weights", "streaming"), ("streaming", "layer"), ("layer", "model"), ("model", "arch")] {
+        assert!(graph[from].contains(to), "the scan lost the edge {from} -> {to}: {graph:?}");
+    }
+    assert_eq!(find_cycle(&graph), None, "modules that import each other");
+}
+
+/// The scanner reads grouped imports and the checker reports the loop it finds.
+#[test]
+fn the_module_scan_sees_grouped_imports_and_reports_a_loop() {
+    let files = vec![
+        ("weights.rs".to_string(), "use crate::{layer::{Qkv, GateUp}, model};\n// crate::session\n".to_string()),
+        ("streaming.rs".to_string(), "use crate::weights::Weights;\n".to_string()),
+        ("layer.rs".to_string(), "fn f() { crate::model::load(); }\n".to_string()),
+        ("session.rs".to_string(), "use crate::arch::forward::Net;\n".to_string()),
+        ("arch/forward.rs".to_string(), "use super::Part; use crate::weights::W;\n".to_string()),
+    ];
+    let graph = module_graph(&files);
+    assert_eq!(graph["weights"].iter().map(String::as_str).collect::<Vec<_>>(), ["layer", "model"]);
+    assert_eq!(graph["forward"].iter().map(String::as_str).collect::<Vec<_>>(), ["arch", "weights"]);
+    assert_eq!(graph["session"].iter().map(String::as_str).collect::<Vec<_>>(), ["forward"]);
+    assert_eq!(find_cycle(&graph), None);
+    let mut looped = files;
+    looped.push(("model/mod.rs".to_string(), "use crate::streaming::StreamPlan;".to_string()));
+    let graph = module_graph(&looped);
+    let cycle = find_cycle(&graph).expect("layer -> model -> streaming -> weights -> layer is a loop");
+    assert_eq!(cycle.first(), cycle.last());
+    assert!(cycle.windows(2).all(|e| graph[&e[0]].contains(&e[1])), "not a path of the graph: {cycle:?}");
+    assert_eq!(cycle.len(), 5, "{cycle:?}");
 }

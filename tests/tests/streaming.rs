@@ -5,8 +5,7 @@
 
 use strata::backend::cpu::CpuBackend;
 use strata::backend::webgpu::WgpuOptions;
-use strata::streaming::StreamPlan;
-use strata::weights::WeightError;
+use strata::streaming::{PlanError, StreamPlan};
 use strata_conformance::engine::{quarter_budget as quarter, streamed_equals_resident, wgpu_or_skip};
 use strata_conformance::models;
 
@@ -50,7 +49,7 @@ fn a_budget_below_one_layer_is_an_error_before_any_work() {
     let all = StreamPlan::all_resident(&m).unwrap();
     let max_layer = *all.layer_bytes.iter().max().unwrap();
     let err = StreamPlan::new(&m, Some(all.global_bytes + max_layer - 1)).unwrap_err();
-    assert!(matches!(&err, WeightError::Budget(msg) if msg.contains("plus one layer")), "{err}");
+    assert!(matches!(&err, PlanError::Budget(msg) if msg.contains("plus one layer")), "{err}");
     // One layer more than the resident tensors: one slot, every layer streamed.
     let plan = StreamPlan::new(&m, Some(all.global_bytes + max_layer)).unwrap();
     assert_eq!((plan.slots, plan.streamed_layers()), (1, all.resident.len()));

@@ -11,12 +11,14 @@
 //! sequence, so attention never crosses sequences. One batch may prefill one sequence while
 //! others decode a token each.
 
-use crate::arch::{expected_tensors, Param, Part, TensorId};
+use crate::arch::{Param, Part, TensorId};
+use crate::model::expected_tensors;
 use crate::backend::{AttnArgs, Backend, BackendError, Op, RopeArgs};
 use crate::kv_cache::KvCache;
 use crate::model::{LayerAttention, LoadedModel, ModelConfig};
 use crate::rope::RopeTables;
-use crate::weights::{GateUp, Qkv, WeightError, Weights};
+use crate::layer::{GateUp, Qkv};
+use crate::weights::{WeightError, Weights};
 
 /// Why a forward pass failed: an op, or a streamed layer's weights.
 #[derive(Debug, thiserror::Error)]

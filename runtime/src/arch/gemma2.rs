@@ -2,7 +2,7 @@
 //! scaled by sqrt(hidden), tied head, logit soft-capping, local (even) / global (odd) layers.
 
 use super::{Arch, ArchSpec, Need, Param, Part, SlidingPattern};
-use crate::model::config::{Activation, RopeStyle};
+use crate::backend::{Activation, RopeStyle};
 
 pub(crate) const GEMMA2_LAYER: &[(Part, Param, Need)] = &[
     (Part::AttnNorm, Param::Weight, Need::Required),

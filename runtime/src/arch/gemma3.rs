@@ -2,7 +2,7 @@
 //! base 10000) then one global layer (the file's RoPE base), no soft-capping.
 
 use super::{Arch, ArchSpec, Need, Param, Part, SlidingPattern};
-use crate::model::config::{Activation, RopeStyle};
+use crate::backend::{Activation, RopeStyle};
 
 pub static SPEC: ArchSpec = ArchSpec {
     arch: Arch::Gemma3,

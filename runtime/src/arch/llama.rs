@@ -2,7 +2,7 @@
 //! SiLU-gated FFN, optional Q/K/V/O biases, GQA, optional Llama 3 RoPE factors.
 
 use super::{Arch, ArchSpec, Need, Param, Part, SlidingPattern, LLAMA_LAYER};
-use crate::model::config::{Activation, RopeStyle};
+use crate::backend::{Activation, RopeStyle};
 
 pub static SPEC: ArchSpec = ArchSpec {
     arch: Arch::Llama,

@@ -2,7 +2,7 @@
 //! gate|up projection twice the FFN width, optional LongRoPE factor tensors, sliding window.
 
 use super::{Arch, ArchSpec, Need, Param, Part, SlidingPattern};
-use crate::model::config::{Activation, RopeStyle};
+use crate::backend::{Activation, RopeStyle};
 
 pub static SPEC: ArchSpec = ArchSpec {
     arch: Arch::Phi3,

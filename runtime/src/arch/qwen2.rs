@@ -1,7 +1,7 @@
 //! Qwen2 / Qwen2.5: the Llama block with mandatory Q/K/V biases and NeoX RoPE.
 
 use super::{Arch, ArchSpec, Need, Param, Part, SlidingPattern};
-use crate::model::config::{Activation, RopeStyle};
+use crate::backend::{Activation, RopeStyle};
 
 pub static SPEC: ArchSpec = ArchSpec {
     arch: Arch::Qwen2,

@@ -1,7 +1,7 @@
 //! Qwen3 (dense): no Q/K/V biases, per-head RMSNorm on Q and K (QK-norm), explicit head_dim.
 
 use super::{Arch, ArchSpec, Need, Param, Part, SlidingPattern};
-use crate::model::config::{Activation, RopeStyle};
+use crate::backend::{Activation, RopeStyle};
 
 pub static SPEC: ArchSpec = ArchSpec {
     arch: Arch::Qwen3,

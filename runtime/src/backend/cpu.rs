@@ -319,7 +319,7 @@ impl Backend for CpuBackend {
     async fn top_k(&self, x: &Vec<f32>, n: usize, k: usize) -> BResult<Vec<(u32, f32)>> {
         need("top_k", "input", x.len(), n)?;
         super::check_top_k(k)?;
-        Ok(crate::sampler::top_k(&x[..n], k).into_iter().map(|i| (i as u32, super::topk_value(x[i]))).collect())
+        Ok(super::top_k(&x[..n], k).into_iter().map(|i| (i as u32, super::topk_value(x[i]))).collect())
     }
 }
 

@@ -9,6 +9,7 @@
 pub mod cpu;
 pub mod fast;
 pub mod op;
+pub mod topk;
 #[cfg(feature = "wgpu")]
 pub mod webgpu;
 
@@ -16,6 +17,7 @@ use std::future::Future;
 
 use crate::quant::DType;
 pub use self::op::Op;
+pub use self::topk::{top_k, topk_key, topk_key_to_f32, topk_pairs, topk_value};
 
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
 pub enum BackendError {
@@ -324,40 +326,6 @@ pub fn kernel_dtype_define(dtype: DType) -> Option<&'static str> {
     })
 }
 
-/// The order of `Backend::top_k`, as the kernels compute it: an f32's bits mapped to a u32
-/// whose unsigned order is `f32::total_cmp`'s, except that every NaN and infinity maps to
-/// the largest key (read back as a NaN). A row with any non-finite value therefore has one
-/// as its best candidate, and a sampler that looks at the best one sees it
-/// (`Session::pick` turns it into an error) whichever backend computed the row.
-pub fn topk_key(v: f32) -> u32 {
-    let b = v.to_bits();
-    if b & 0x7f80_0000 == 0x7f80_0000 {
-        u32::MAX
-    } else if b & 0x8000_0000 != 0 {
-        !b
-    } else {
-        b | 0x8000_0000
-    }
-}
-
-/// A value as `Backend::top_k` reports it on every backend, bit for bit: itself, or the
-/// NaN the non-finite key reads back as.
-pub fn topk_value(v: f32) -> f32 {
-    topk_key_to_f32(topk_key(v))
-}
-
-/// Device top-k results: the inverse of [`topk_key`] (the non-finite key reads as NaN).
-pub fn topk_key_to_f32(key: u32) -> f32 {
-    let bits = if key & 0x8000_0000 != 0 { key & 0x7fff_ffff } else { !key };
-    f32::from_bits(bits)
-}
-
-/// (key, index) word pairs read back from a device top-k, as (index, value); a missing
-/// entry (index `u32::MAX`, fewer values than k) is dropped.
-pub fn topk_pairs(words: &[u32]) -> Vec<(u32, f32)> {
-    words.chunks_exact(2).filter(|p| p[1] != u32::MAX).map(|p| (p[1], topk_key_to_f32(p[0]))).collect()
-}
-
 /// The op set. Every op checks the lengths it is given and fails with `Shape` rather than
 /// reading or writing out of bounds.
 pub trait Backend {
@@ -503,22 +471,4 @@ mod tests {
         assert!(matches!(&e, BackendError::Shape { op: "top_k", message } if message.contains("257 exceeds 256")), "{e}");
     }
 
-    #[test]
-    fn topk_keys_round_trip_order_like_total_cmp_and_put_non_finite_first() {
-        // The kernels' key_of (shaders/wgsl/topk.wgsl, shaders/cuda/topk.cu) is `topk_key`.
-        let key = topk_key;
-        let finite = [-3.4e38, -1e30, -1.0, -0.0, 0.0, 1e-40, 1.0, 3.4e38f32];
-        for w in finite.windows(2) {
-            assert_eq!(w[0].total_cmp(&w[1]), key(w[0]).cmp(&key(w[1])), "{} vs {}", w[0], w[1]);
-        }
-        for v in finite {
-            assert_eq!(topk_key_to_f32(key(v)).to_bits(), v.to_bits());
-        }
-        for bad in [f32::NEG_INFINITY, f32::INFINITY, f32::NAN, -f32::NAN, f32::from_bits(0x7f80_0001)] {
-            assert_eq!(key(bad), u32::MAX, "{bad}");
-            assert!(key(bad) > key(3.4e38));
-            assert!(topk_key_to_f32(key(bad)).is_nan());
-        }
-        assert_eq!(topk_pairs(&[key(2.0), 7, 0, u32::MAX]), vec![(7, 2.0)]);
-    }
 }

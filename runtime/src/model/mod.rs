@@ -10,6 +10,7 @@ pub mod config;
 pub mod gguf;
 mod reader;
 pub mod safetensors;
+pub mod tensors;
 mod validate;
 
 use std::collections::HashMap;
@@ -23,6 +24,7 @@ use crate::source::ByteSource;
 
 pub use config::{Activation, LayerAttention, ModelConfig, NormKind, RopeScaling, RopeStyle, Source};
 pub use gguf::GgufHeader;
+pub use tensors::{expected_shape, expected_tensors, TensorSpec};
 pub use validate::{analyze, Analysis};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

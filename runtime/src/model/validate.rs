@@ -185,7 +185,7 @@ fn check_tensors(
         Format::Gguf => id.gguf_name(),
         Format::Safetensors => id.hf_name(cfg.architecture).unwrap_or_else(|| id.gguf_name()),
     };
-    let expected = arch::expected_tensors(cfg);
+    let expected = super::expected_tensors(cfg);
     for spec in &expected {
         let Some(&i) = by_id.get(&spec.id) else {
             if spec.required {

@@ -985,7 +985,7 @@ impl Backend for FastCpuBackend {
     async fn top_k(&self, x: &FastBuf, n: usize, k: usize) -> BResult<Vec<(u32, f32)>> {
         need("top_k", "input", x.len(), n)?;
         super::check_top_k(k)?;
-        Ok(crate::sampler::top_k(&x.data[..n], k).into_iter().map(|i| (i as u32, crate::backend::topk_value(x.data[i]))).collect())
+        Ok(crate::backend::top_k(&x.data[..n], k).into_iter().map(|i| (i as u32, crate::backend::topk_value(x.data[i]))).collect())
     }
 }
 

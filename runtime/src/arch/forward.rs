@@ -1,7 +1,10 @@
-//! The decoder forward pass, written once against `Backend` for every architecture whose
-//! block is "pre-norm attention + gated FFN" (Llama, Qwen2, Qwen3, Gemma 2, Gemma 3, Phi-3). What
-//! differs between them is data in `ModelConfig` (fused projections, biases, QK-norm, post-norms, activation,
-//! embedding scale, soft-caps, local/global layers with their RoPE base).
+//! The decoder forward pass, written once against `Backend` from shared blocks: `run`
+//! reads top to bottom (embed, then per layer `attention_block` and `ffn_block`, then
+//! `head`), every block ending in `residual_add`. Every architecture here (Llama, Qwen2,
+//! Qwen3, Gemma 2, Gemma 3, Phi-3) is "pre-norm attention + gated FFN"; what differs is
+//! the layer's weights (`layer::LayerWeights`: fused or split projections, biases,
+//! QK-norm, post-norms) and data in `ModelConfig` (activation, embedding scale, soft-caps,
+//! local/global layers with their RoPE base). The activations live in one `Acts` per pass.
 //!
 //! Activations are `[rows, width]` for any number of rows: a single-token decode step is
 //! the same code with one row. A forward pass takes a *batch*: one or more sequences, each
@@ -17,7 +20,7 @@ use crate::backend::{AttnArgs, Backend, BackendError, Op, RopeArgs};
 use crate::kv_cache::KvCache;
 use crate::model::{LayerAttention, LoadedModel, ModelConfig};
 use crate::rope::RopeTables;
-use crate::layer::{GateUp, Qkv};
+use crate::layer::{GateUp, LayerWeights, Qkv};
 use crate::weights::{WeightError, Weights};
 
 /// Why a forward pass failed: an op, or a streamed layer's weights.
@@ -246,183 +249,234 @@ fn scratch<'a, B: Backend>(b: &B, slot: &'a mut Option<B::Buf>, len: usize) -> R
     }
 }
 
+/// A pass's sizes: `t` stacked rows, the model's widths, and the rows of its widest
+/// sequence (the per-sequence attention scratch holds that many).
+#[derive(Clone, Copy)]
+struct Dims {
+    t: usize,
+    widest: usize,
+    h: usize,
+    nh: usize,
+    nkv: usize,
+    hd: usize,
+    hdv: usize,
+    ff: usize,
+}
+
+impl Dims {
+    fn new(cfg: &ModelConfig, t: usize, widest: usize) -> Dims {
+        let u = |v: u32| v as usize;
+        Dims { t, widest, h: u(cfg.hidden_size), nh: u(cfg.n_heads), nkv: u(cfg.n_kv_heads), hd: u(cfg.head_dim), hdv: u(cfg.head_dim_v), ff: u(cfg.intermediate_size) }
+    }
+    /// Width of a fused Q|K|V row (Phi-3).
+    fn qkv_width(&self) -> usize {
+        self.nh * self.hd + self.nkv * self.hd + self.nkv * self.hdv
+    }
+}
+
+/// The activations of one pass, reused by every layer (row-major, `t` rows). Those only
+/// some models or batches need are allocated when a layer first needs them.
+struct Acts<B: Backend> {
+    x: B::Buf,      // [t, h] the residual stream
+    xn: B::Buf,     // [t, h] a block's normed input
+    q: B::Buf,      // [t, nh * hd]
+    k: B::Buf,      // [t, nkv * hd]
+    v: B::Buf,      // [t, nkv * hdv]
+    attn: B::Buf,   // [t, nh * hdv]
+    proj: B::Buf,   // [t, h] a block's output, before the residual add
+    gate: B::Buf,   // [t, ff]
+    up: B::Buf,     // [t, ff]
+    act: B::Buf,    // [t, ff]
+    qn: Option<B::Buf>,   // [t, nh * hd]  QK-norm
+    kn: Option<B::Buf>,   // [t, nkv * hd]
+    post: Option<B::Buf>, // [t, h] post-norms (Gemma)
+    wide_qkv: Option<B::Buf>, // [t, qkv_width] a fused Q|K|V projection (Phi-3)
+    wide_ffn: Option<B::Buf>, // [t, 2 * ff] a fused gate|up projection (Phi-3)
+    q_one: Option<B::Buf>,    // [widest, nh * hd] one sequence's queries (a batch of several)
+    attn_one: Option<B::Buf>, // [widest, nh * hdv]
+}
+
+impl<B: Backend> Acts<B> {
+    fn new(b: &B, d: &Dims) -> Result<Self, BackendError> {
+        let t = d.t;
+        Ok(Acts {
+            x: b.alloc(t * d.h)?,
+            xn: b.alloc(t * d.h)?,
+            q: b.alloc(t * d.nh * d.hd)?,
+            k: b.alloc(t * d.nkv * d.hd)?,
+            v: b.alloc(t * d.nkv * d.hdv)?,
+            attn: b.alloc(t * d.nh * d.hdv)?,
+            proj: b.alloc(t * d.h)?,
+            gate: b.alloc(t * d.ff)?,
+            up: b.alloc(t * d.ff)?,
+            act: b.alloc(t * d.ff)?,
+            qn: None,
+            kn: None,
+            post: None,
+            wide_qkv: None,
+            wide_ffn: None,
+            q_one: None,
+            attn_one: None,
+        })
+    }
+}
+
+/// `proj` through a block's post-norm when it has one (Gemma), then added to the residual
+/// stream `x`.
+fn residual_add<B: Backend>(net: &Net<'_, B>, d: &Dims, x: &mut B::Buf, proj: &mut B::Buf, post_norm: Option<&B::Weight>, post: &mut Option<B::Buf>) -> Result<(), BackendError> {
+    let (b, cfg) = (net.backend, net.cfg);
+    if let Some(pn) = post_norm {
+        let post = scratch(b, post, d.t * d.h)?;
+        b.rms_norm(proj, d.t, d.h, pn, cfg.norm_eps, cfg.norm_weight_offset, post)?;
+        std::mem::swap(proj, post);
+    }
+    b.add(x, proj, d.t * d.h)
+}
+
+/// The attention block of layer `l`: `x += post_norm(o(attend(rope(qk_norm(qkv(norm(x)))))))`,
+/// each sequence's K/V appended to its own cache and attended over alone.
+fn attention_block<B: Backend>(net: &Net<'_, B>, a: &mut Acts<B>, d: &Dims, lw: &LayerWeights<B::Weight>, l: usize, batch: &mut [Seq<'_, B>], positions: &[u32]) -> Result<(), BackendError> {
+    let (b, cfg) = (net.backend, net.cfg);
+    let Dims { t, nh, nkv, hd, hdv, .. } = *d;
+    let (eps, off) = (cfg.norm_eps, cfg.norm_weight_offset);
+    b.rms_norm(&a.x, t, d.h, &lw.attn_norm, eps, off, &mut a.xn)?;
+    match &lw.qkv {
+        Qkv::Split { q: wq, k: wk, v: wv } => {
+            b.matmul(&a.xn, t, wq, &mut a.q)?;
+            b.matmul(&a.xn, t, wk, &mut a.k)?;
+            b.matmul(&a.xn, t, wv, &mut a.v)?;
+        }
+        Qkv::Fused(wqkv) => {
+            let width = d.qkv_width();
+            let wide = scratch(b, &mut a.wide_qkv, t * width)?;
+            b.matmul(&a.xn, t, wqkv, wide)?;
+            b.copy_cols(&mut a.q, wide, t, width, 0, nh * hd)?;
+            b.copy_cols(&mut a.k, wide, t, width, nh * hd, nkv * hd)?;
+            b.copy_cols(&mut a.v, wide, t, width, nh * hd + nkv * hd, nkv * hdv)?;
+        }
+    }
+    for (bias, out) in [(&lw.q_bias, &mut a.q), (&lw.k_bias, &mut a.k), (&lw.v_bias, &mut a.v)] {
+        if let Some(bias) = bias {
+            b.add_bias(out, t, bias)?;
+        }
+    }
+    // QK-norm: RMS norm over each head's head_dim values.
+    if let (Some(qw), Some(kw)) = (&lw.q_norm, &lw.k_norm) {
+        let (qn, kn) = (scratch(b, &mut a.qn, t * nh * hd)?, scratch(b, &mut a.kn, t * nkv * hd)?);
+        b.rms_norm(&a.q, t * nh, hd, qw, eps, off, qn)?;
+        b.rms_norm(&a.k, t * nkv, hd, kw, eps, off, kn)?;
+        std::mem::swap(&mut a.q, qn);
+        std::mem::swap(&mut a.k, kn);
+    }
+    // RoPE at the tokens' absolute positions, with this layer's frequencies.
+    let kind = cfg.layer_attention[l];
+    let rope_args = RopeArgs { rope_dim: cfg.rope_dim as usize, style: cfg.rope_style, inv_freq: net.rope.for_layer(kind), mscale: net.rope.mscale, positions };
+    b.rope(&mut a.q, nh, hd, &rope_args)?;
+    b.rope(&mut a.k, nkv, hd, &rope_args)?;
+    attend_each_sequence(net, a, d, l, batch)?;
+    b.matmul(&a.attn, t, &lw.o, &mut a.proj)?;
+    if let Some(bias) = &lw.o_bias {
+        b.add_bias(&mut a.proj, t, bias)?;
+    }
+    residual_add(net, d, &mut a.x, &mut a.proj, lw.attn_post_norm.as_ref(), &mut a.post)
+}
+
+/// Per sequence: append its K/V rows to its cache, then attend over everything it has
+/// cached (never another sequence's rows). A batch of one attends in place; a batch of
+/// several copies each sequence's queries out of the stacked rows and its outputs back.
+fn attend_each_sequence<B: Backend>(net: &Net<'_, B>, a: &mut Acts<B>, d: &Dims, l: usize, batch: &mut [Seq<'_, B>]) -> Result<(), BackendError> {
+    let (b, cfg) = (net.backend, net.cfg);
+    let Dims { nh, nkv, hd, hdv, widest, .. } = *d;
+    let window = match cfg.layer_attention[l] {
+        LayerAttention::Local => cfg.sliding_window.map(|w| w as usize),
+        LayerAttention::Global => None,
+    };
+    let alone = batch.len() == 1;
+    let mut r0 = 0;
+    for s in batch.iter_mut() {
+        let (n, past) = (s.tokens.len(), s.kv.len);
+        let (kc, vc) = &mut s.kv.layers[l];
+        b.copy_rows(kc, past, &a.k, r0, n, nkv * hd)?;
+        b.copy_rows(vc, past, &a.v, r0, n, nkv * hdv)?;
+        let args = AttnArgs { tokens: n, past, n_heads: nh, n_kv_heads: nkv, head_dim: hd, head_dim_v: hdv, scale: cfg.attention_scale, window, softcap: cfg.attn_logit_softcap };
+        if alone {
+            b.attention(&a.q, kc, vc, &args, &mut a.attn)?;
+        } else {
+            let (qs, out) = (scratch(b, &mut a.q_one, widest * nh * hd)?, scratch(b, &mut a.attn_one, widest * nh * hdv)?);
+            b.copy_rows(qs, 0, &a.q, r0, n, nh * hd)?;
+            b.attention(qs, kc, vc, &args, out)?;
+            b.copy_rows(&mut a.attn, r0, out, 0, n, nh * hdv)?;
+        }
+        r0 += n;
+    }
+    Ok(())
+}
+
+/// The feed-forward block: `x += post_norm(down(act(gate(norm(x))) * up(norm(x))))`.
+/// (A mixture-of-experts FFN is the other block a layer will choose here: issue 29.)
+fn ffn_block<B: Backend>(net: &Net<'_, B>, a: &mut Acts<B>, d: &Dims, lw: &LayerWeights<B::Weight>) -> Result<(), BackendError> {
+    let (b, cfg) = (net.backend, net.cfg);
+    let Dims { t, h, ff, .. } = *d;
+    b.rms_norm(&a.x, t, h, &lw.ffn_norm, cfg.norm_eps, cfg.norm_weight_offset, &mut a.xn)?;
+    match &lw.gate_up {
+        GateUp::Split { gate: wg, up: wu } => {
+            b.matmul(&a.xn, t, wg, &mut a.gate)?;
+            b.matmul(&a.xn, t, wu, &mut a.up)?;
+        }
+        GateUp::Fused(wgu) => {
+            let wide = scratch(b, &mut a.wide_ffn, t * 2 * ff)?;
+            b.matmul(&a.xn, t, wgu, wide)?;
+            b.copy_cols(&mut a.gate, wide, t, 2 * ff, 0, ff)?;
+            b.copy_cols(&mut a.up, wide, t, 2 * ff, ff, ff)?;
+        }
+    }
+    b.gated(&a.gate, &a.up, t * ff, cfg.activation, &mut a.act)?;
+    b.matmul(&a.act, t, &lw.down, &mut a.proj)?;
+    residual_add(net, d, &mut a.x, &mut a.proj, lw.ffn_post_norm.as_ref(), &mut a.post)
+}
+
+/// The forward pass, top to bottom: embed the batch's stacked tokens, run each layer's
+/// attention and FFN blocks, then the final norm and the output head on the rows asked for.
 fn run<B: Backend>(net: &Net<'_, B>, batch: &mut [Seq<'_, B>], probe: bool) -> Result<B::Buf, ForwardError> {
-    let Net { backend: b, cfg, weights: w, rope } = *net;
+    let Net { backend: b, cfg, weights: w, .. } = *net;
     check_batch(batch, cfg)?;
     let rows = Rows::new(batch);
-    let t = rows.len;
-    // Rows of the widest sequence: the per-sequence attention scratch holds that many.
-    let widest = batch.iter().map(|s| s.tokens.len()).max().unwrap_or(0);
-    let alone = batch.len() == 1;
-    let h = cfg.hidden_size as usize;
-    let (nh, nkv) = (cfg.n_heads as usize, cfg.n_kv_heads as usize);
-    let (hd, hdv) = (cfg.head_dim as usize, cfg.head_dim_v as usize);
-    let ff = cfg.intermediate_size as usize;
-    let eps = cfg.norm_eps;
-    let off = cfg.norm_weight_offset;
-    let positions = rows.positions();
-
+    let d = Dims::new(cfg, rows.len, batch.iter().map(|s| s.tokens.len()).max().unwrap_or(0));
+    let mut a = Acts::new(b, &d)?;
     // Token embeddings: x [t, h] (Gemma scales them by sqrt(hidden)).
-    let mut x = b.alloc(t * h)?;
-    b.embed(&w.embed, rows.ids(), cfg.embedding_scale.unwrap_or(1.0), &mut x)?;
-
-    let mut xn = b.alloc(t * h)?;
-    let mut q = b.alloc(t * nh * hd)?;
-    let mut k = b.alloc(t * nkv * hd)?;
-    let mut v = b.alloc(t * nkv * hdv)?;
-    let mut attn = b.alloc(t * nh * hdv)?;
-    let mut proj = b.alloc(t * h)?;
-    // Only for QK-norm and post-norms (Gemma): allocated when a layer first needs them.
-    let (mut qn, mut kn, mut post) = (None, None, None);
-    let mut gate = b.alloc(t * ff)?;
-    let mut up = b.alloc(t * ff)?;
-    let mut act = b.alloc(t * ff)?;
-    // Fused projections (Phi-3) land here first, then split by columns.
-    let qkv_width = nh * hd + nkv * hd + nkv * hdv;
-    let (fused_qkv, fused_ffn) = (cfg.fused_qkv, cfg.fused_gate_up);
-    let mut wide_qkv = if fused_qkv { Some(b.alloc(t * qkv_width)?) } else { None };
-    let mut wide_ffn = if fused_ffn { Some(b.alloc(t * 2 * ff)?) } else { None };
-    // A batch of several sequences attends one sequence at a time: its queries are copied
-    // out of the stacked rows and its outputs back (a batch of one attends in place).
-    let (mut q_one, mut attn_one) = (None, None);
-
+    b.embed(&w.embed, rows.ids(), cfg.embedding_scale.unwrap_or(1.0), &mut a.x)?;
     for l in 0..w.layers.len() {
-        let kind = cfg.layer_attention[l];
         // Resident, or streamed into a device slot now (the next one is being read).
         let lw = w.layer(b, l)?;
-
-        // Attention block: xn = norm(x); q, k, v projections (+ biases).
-        b.rms_norm(&x, t, h, &lw.attn_norm, eps, off, &mut xn)?;
-        match (&lw.qkv, wide_qkv.as_mut()) {
-            (Qkv::Split { q: wq, k: wk, v: wv }, _) => {
-                b.matmul(&xn, t, wq, &mut q)?;
-                b.matmul(&xn, t, wk, &mut k)?;
-                b.matmul(&xn, t, wv, &mut v)?;
-            }
-            (Qkv::Fused(wqkv), Some(wide)) => {
-                b.matmul(&xn, t, wqkv, wide)?;
-                b.copy_cols(&mut q, wide, t, qkv_width, 0, nh * hd)?;
-                b.copy_cols(&mut k, wide, t, qkv_width, nh * hd, nkv * hd)?;
-                b.copy_cols(&mut v, wide, t, qkv_width, nh * hd + nkv * hd, nkv * hdv)?;
-            }
-            (Qkv::Fused(_), None) => unreachable!("allocated above when any layer is fused"),
-        }
-        if let Some(bias) = &lw.q_bias {
-            b.add_bias(&mut q, t, bias)?;
-        }
-        if let Some(bias) = &lw.k_bias {
-            b.add_bias(&mut k, t, bias)?;
-        }
-        if let Some(bias) = &lw.v_bias {
-            b.add_bias(&mut v, t, bias)?;
-        }
-        // QK-norm: RMS norm over each head's head_dim values.
-        if let (Some(qw), Some(kw)) = (&lw.q_norm, &lw.k_norm) {
-            let (qn, kn) = (scratch(b, &mut qn, t * nh * hd)?, scratch(b, &mut kn, t * nkv * hd)?);
-            b.rms_norm(&q, t * nh, hd, qw, eps, off, qn)?;
-            b.rms_norm(&k, t * nkv, hd, kw, eps, off, kn)?;
-            std::mem::swap(&mut q, qn);
-            std::mem::swap(&mut k, kn);
-        }
-        // RoPE at the tokens' absolute positions, with this layer's frequencies.
-        let rope_args = RopeArgs {
-            rope_dim: cfg.rope_dim as usize,
-            style: cfg.rope_style,
-            inv_freq: rope.for_layer(kind),
-            mscale: rope.mscale,
-            positions,
-        };
-        b.rope(&mut q, nh, hd, &rope_args)?;
-        b.rope(&mut k, nkv, hd, &rope_args)?;
-
-        // Per sequence: append its K/V to its cache, then attend over everything it has
-        // cached (never another sequence's rows).
-        let window = match kind {
-            LayerAttention::Local => cfg.sliding_window.map(|w| w as usize),
-            LayerAttention::Global => None,
-        };
-        let mut r0 = 0;
-        for s in batch.iter_mut() {
-            let (n, past) = (s.tokens.len(), s.kv.len);
-            let (kc, vc) = &mut s.kv.layers[l];
-            b.copy_rows(kc, past, &k, r0, n, nkv * hd)?;
-            b.copy_rows(vc, past, &v, r0, n, nkv * hdv)?;
-            let args = AttnArgs {
-                tokens: n,
-                past,
-                n_heads: nh,
-                n_kv_heads: nkv,
-                head_dim: hd,
-                head_dim_v: hdv,
-                scale: cfg.attention_scale,
-                window,
-                softcap: cfg.attn_logit_softcap,
-            };
-            if alone {
-                b.attention(&q, kc, vc, &args, &mut attn)?;
-            } else {
-                let (qs, out) = (scratch(b, &mut q_one, widest * nh * hd)?, scratch(b, &mut attn_one, widest * nh * hdv)?);
-                b.copy_rows(qs, 0, &q, r0, n, nh * hd)?;
-                b.attention(qs, kc, vc, &args, out)?;
-                b.copy_rows(&mut attn, r0, out, 0, n, nh * hdv)?;
-            }
-            r0 += n;
-        }
-        b.matmul(&attn, t, &lw.o, &mut proj)?;
-        if let Some(bias) = &lw.o_bias {
-            b.add_bias(&mut proj, t, bias)?;
-        }
-        if let Some(pn) = &lw.attn_post_norm {
-            let post = scratch(b, &mut post, t * h)?;
-            b.rms_norm(&proj, t, h, pn, eps, off, post)?;
-            std::mem::swap(&mut proj, post);
-        }
-        b.add(&mut x, &proj, t * h)?;
-
-        // FFN block: x += down(act(gate(norm(x))) * up(norm(x))).
-        b.rms_norm(&x, t, h, &lw.ffn_norm, eps, off, &mut xn)?;
-        match (&lw.gate_up, wide_ffn.as_mut()) {
-            (GateUp::Split { gate: wg, up: wu }, _) => {
-                b.matmul(&xn, t, wg, &mut gate)?;
-                b.matmul(&xn, t, wu, &mut up)?;
-            }
-            (GateUp::Fused(wgu), Some(wide)) => {
-                b.matmul(&xn, t, wgu, wide)?;
-                b.copy_cols(&mut gate, wide, t, 2 * ff, 0, ff)?;
-                b.copy_cols(&mut up, wide, t, 2 * ff, ff, ff)?;
-            }
-            (GateUp::Fused(_), None) => unreachable!("allocated above when any layer is fused"),
-        }
-        b.gated(&gate, &up, t * ff, cfg.activation, &mut act)?;
-        b.matmul(&act, t, &lw.down, &mut proj)?;
-        if let Some(pn) = &lw.ffn_post_norm {
-            let post = scratch(b, &mut post, t * h)?;
-            b.rms_norm(&proj, t, h, pn, eps, off, post)?;
-            std::mem::swap(&mut proj, post);
-        }
-        b.add(&mut x, &proj, t * h)?;
-        if probe && b.all_finite(&x, t * h) == Some(false) {
+        attention_block(net, &mut a, &d, &lw, l, batch, rows.positions())?;
+        ffn_block(net, &mut a, &d, &lw)?;
+        if probe && b.all_finite(&a.x, d.t * d.h) == Some(false) {
             return Err(BackendError::NonFinite { layer: l }.into());
         }
     }
     for s in batch.iter_mut() {
         s.kv.len += s.tokens.len();
     }
+    Ok(head(net, &mut a, &d, batch)?)
+}
 
-    // Final norm and output head, for the rows asked for (each sequence's last row, or
-    // all of its rows), stacked in batch order.
+/// Final norm and output head for the rows asked for (each sequence's last row, or all of
+/// its rows), stacked in batch order: logits `[rows, vocab]`.
+fn head<B: Backend>(net: &Net<'_, B>, a: &mut Acts<B>, d: &Dims, batch: &[Seq<'_, B>]) -> Result<B::Buf, BackendError> {
+    let (b, cfg, w) = (net.backend, net.cfg, net.weights);
+    let h = d.h;
     let out_rows: usize = batch.iter().map(Seq::logit_rows).sum();
     let mut last = b.alloc(out_rows * h)?;
     let (mut r0, mut o) = (0, 0);
-    for s in batch.iter() {
+    for s in batch {
         let (n, m) = (s.tokens.len(), s.logit_rows());
-        b.copy_rows(&mut last, o, &x, r0 + n - m, m, h)?;
+        b.copy_rows(&mut last, o, &a.x, r0 + n - m, m, h)?;
         (r0, o) = (r0 + n, o + m);
     }
-    b.rms_norm(&last, out_rows, h, &w.output_norm, eps, off, &mut xn)?;
+    b.rms_norm(&last, out_rows, h, &w.output_norm, cfg.norm_eps, cfg.norm_weight_offset, &mut a.xn)?;
     let vocab = cfg.vocab_size as usize;
     let mut out = b.alloc(out_rows * vocab)?;
-    b.matmul(&xn, out_rows, w.output(), &mut out)?;
+    b.matmul(&a.xn, out_rows, w.output(), &mut out)?;
     if let Some(cap) = cfg.final_logit_softcap {
         b.softcap(&mut out, out_rows * vocab, cap)?;
     }

@@ -79,6 +79,7 @@ pub fn cases() -> Vec<NamedCase> {
         ("unsupported_weight_dtype", unsupported_weight_dtype),
         ("quantized_model_and_bf16_native_dtype", quantized_model_and_bf16_native_dtype),
         ("gemma3_layers_and_explicit_head_dim", gemma3_layers_and_explicit_head_dim),
+        ("gemma2_default_softcaps_and_the_27b_query_scale", gemma2_default_softcaps_and_the_27b_query_scale),
         ("vocab_size_key_must_agree_with_token_list", vocab_size_key_must_agree_with_token_list),
         ("bad_magic", bad_magic),
         ("unsupported_versions", unsupported_versions),
@@ -327,6 +328,26 @@ fn gemma3_layers_and_explicit_head_dim() -> CaseResult {
     check_eq!(c.embedding_scale, Some(8.0));
     let a = analyze_bytes(Tiny::gemma3().gguf().remove_tensor("blk.3.attn_k_norm.weight").build())?;
     check!(kinds(&a).iter().any(|k| matches!(k, ErrorKind::MissingTensor { tensor, .. } if tensor == "blk.3.attn_k_norm.weight")));
+    Ok(())
+}
+
+/// Gemma 2's quirks (arch/gemma2.rs), against llama.cpp's `load_hparams` for
+/// LLM_ARCH_GEMMA2: soft-caps 50 (attention) and 30 (final) unless the file gives them, and
+/// queries scaled by 1/sqrt(n_embd / n_head) for the 27B (46 layers), else 1/sqrt(head_dim).
+fn gemma2_default_softcaps_and_the_27b_query_scale() -> CaseResult {
+    let gemma2 = |layers| Tiny { arch: "gemma2", layers, hidden: 64, heads: 4, kv_heads: Some(2), head_dim: Some(32), post_norms: true, ..Tiny::llama() };
+    let c = valid(&gemma2(2).gguf())?;
+    check_eq!((c.attn_logit_softcap, c.final_logit_softcap), (Some(50.0), Some(30.0)));
+    check_eq!(c.attention_scale, 1.0 / 32f32.sqrt());
+    let c = valid(&gemma2(2).gguf().kv("gemma2.attn_logit_softcapping", Value::F32(20.0)))?;
+    check_eq!((c.attn_logit_softcap, c.final_logit_softcap), (Some(20.0), Some(30.0)));
+    let c = valid(&gemma2(46).gguf())?;
+    check_eq!(c.attention_scale, 1.0 / 16f32.sqrt());
+    check!(matches!(&c.provenance["attention_scale"], Source::Derived(d) if d.contains("27B")));
+    // Other architectures have neither quirk.
+    let c = valid(&Tiny { arch: "gemma3", layers: 46, ..Tiny::gemma3() }.gguf())?;
+    check_eq!((c.attn_logit_softcap, c.final_logit_softcap), (None, None));
+    check_eq!(c.attention_scale, 1.0 / 48f32.sqrt());
     Ok(())
 }
 

@@ -1,7 +1,7 @@
 //! Gemma 2: pre- and post-norms around attention and FFN, GELU-tanh gating, embeddings
 //! scaled by sqrt(hidden), tied head, logit soft-capping, local (even) / global (odd) layers.
 
-use super::{Arch, ArchSpec, Need, Param, Part, SlidingPattern};
+use super::{Dims, Quirks, Arch, ArchSpec, Need, Param, Part, SlidingPattern};
 use crate::backend::{Activation, RopeStyle};
 
 pub(crate) const GEMMA2_LAYER: &[(Part, Param, Need)] = &[
@@ -17,6 +17,20 @@ pub(crate) const GEMMA2_LAYER: &[(Part, Param, Need)] = &[
     (Part::FfnDown, Param::Weight, Need::Required),
     (Part::FfnPostNorm, Param::Weight, Need::Required),
 ];
+
+/// Gemma's norms in Hugging Face checkpoints: a norm after attention, and the pre-FFN norm
+/// under its own name (a Llama checkpoint's "post_attention_layernorm" is its pre-FFN norm).
+pub(crate) const GEMMA_HF_NAMES: &[(Part, Option<&str>)] = &[
+    (Part::AttnPostNorm, Some("post_attention_layernorm")),
+    (Part::FfnNorm, Some("pre_feedforward_layernorm")),
+    (Part::FfnPostNorm, Some("post_feedforward_layernorm")),
+];
+
+/// llama.cpp's rule for Gemma 2 27B GGUFs (46 layers), which carry no
+/// `query_pre_attn_scalar`: queries scale by 1 / sqrt(hidden / n_heads), not head_dim.
+fn query_pre_attn_scalar_27b(d: &Dims) -> Option<(f32, &'static str)> {
+    (d.n_layers == 46).then(|| ((d.hidden / d.n_heads) as f32, "hidden_size / n_heads: llama.cpp's Gemma 2 27B rule"))
+}
 
 pub static SPEC: ArchSpec = ArchSpec {
     arch: Arch::Gemma2,
@@ -36,4 +50,10 @@ pub static SPEC: ArchSpec = ArchSpec {
     hf_norm_weight_offset: 1.0,
     layer_tensors: GEMMA2_LAYER,
     extra_global_tensors: &[],
+    quirks: Quirks {
+        default_softcaps: (Some(50.0), Some(30.0)),
+        gguf_query_pre_attn_scalar: Some(query_pre_attn_scalar_27b),
+        hf_names: GEMMA_HF_NAMES,
+        ..Quirks::NONE
+    },
 };

@@ -1,7 +1,7 @@
 //! Gemma 3 (text): Gemma 2's block plus QK-norm; five local layers (sliding window, RoPE
 //! base 10000) then one global layer (the file's RoPE base), no soft-capping.
 
-use super::{Arch, ArchSpec, Need, Param, Part, SlidingPattern};
+use super::{Quirks, Arch, ArchSpec, Need, Param, Part, SlidingPattern};
 use crate::backend::{Activation, RopeStyle};
 
 pub static SPEC: ArchSpec = ArchSpec {
@@ -36,4 +36,5 @@ pub static SPEC: ArchSpec = ArchSpec {
         (Part::FfnPostNorm, Param::Weight, Need::Required),
     ],
     extra_global_tensors: &[],
+    quirks: Quirks { hf_names: super::gemma2::GEMMA_HF_NAMES, ..Quirks::NONE },
 };

@@ -1,7 +1,7 @@
 //! Llama family: Llama 2/3, SmolLM/SmolLM2, TinyLlama, Mistral. Pre-norm RMSNorm blocks,
 //! SiLU-gated FFN, optional Q/K/V/O biases, GQA, optional Llama 3 RoPE factors.
 
-use super::{Arch, ArchSpec, Need, Param, Part, SlidingPattern, LLAMA_LAYER};
+use super::{Quirks, Arch, ArchSpec, Need, Param, Part, SlidingPattern, LLAMA_LAYER};
 use crate::backend::{Activation, RopeStyle};
 
 pub static SPEC: ArchSpec = ArchSpec {
@@ -22,4 +22,5 @@ pub static SPEC: ArchSpec = ArchSpec {
     hf_norm_weight_offset: 0.0,
     layer_tensors: LLAMA_LAYER,
     extra_global_tensors: &[(Part::RopeFreqs, Param::Weight, Need::Optional)],
+    quirks: Quirks::NONE,
 };

@@ -87,6 +87,38 @@ pub struct ArchSpec {
     pub layer_tensors: &'static [(Part, Param, Need)],
     /// Global tensors besides embedding, final norm and output head.
     pub extra_global_tensors: &'static [(Part, Param, Need)],
+    /// What this architecture does unlike the common decoder (the loader applies it).
+    pub quirks: Quirks,
+}
+
+/// An architecture's departures from the common decoder, each owned by its file and applied
+/// by the loader (`model::config::finish`), which names no architecture itself.
+pub struct Quirks {
+    /// Q|K|V may come as one projection: fused when layer 0 holds `attn_qkv` or lacks
+    /// `attn_q` (Phi-3).
+    pub fused_qkv: bool,
+    /// gate|up is one projection, twice the FFN width, gate rows first (Phi-3).
+    pub fused_gate_up: bool,
+    /// Soft-caps when the file gives none: (attention logits, final logits) (Gemma 2).
+    pub default_softcaps: (Option<f32>, Option<f32>),
+    /// `query_pre_attn_scalar` that a GGUF has no key for, from the model's shape, with the
+    /// rule's name (Gemma 2 27B, as llama.cpp scales it).
+    pub gguf_query_pre_attn_scalar: Option<fn(&Dims) -> Option<(f32, &'static str)>>,
+    /// Hugging Face module names that differ from the Llama family's (`None`: the part has
+    /// no HF tensor in this architecture).
+    pub hf_names: &'static [(Part, Option<&'static str>)],
+}
+
+/// The sizes a quirk may depend on.
+pub struct Dims {
+    pub n_layers: u32,
+    pub hidden: u32,
+    pub n_heads: u32,
+}
+
+impl Quirks {
+    /// No departure: the common decoder.
+    pub const NONE: Quirks = Quirks { fused_qkv: false, fused_gate_up: false, default_softcaps: (None, None), gguf_query_pre_attn_scalar: None, hf_names: &[] };
 }
 
 impl Arch {
@@ -205,9 +237,12 @@ impl Part {
         }
     }
 
-    /// The Hugging Face module name (without `model.layers.N.`), per architecture.
+    /// The Hugging Face module name (without `model.layers.N.`): the architecture's own
+    /// (`Quirks::hf_names`), else the Llama family's.
     pub fn hf_name(self, arch: Arch) -> Option<&'static str> {
-        let gemma = matches!(arch, Arch::Gemma2 | Arch::Gemma3);
+        if let Some(&(_, name)) = arch.spec().quirks.hf_names.iter().find(|(p, _)| *p == self) {
+            return name;
+        }
         Some(match self {
             Part::TokenEmbd => "model.embed_tokens",
             Part::OutputNorm => "model.norm",
@@ -221,16 +256,12 @@ impl Part {
             Part::AttnOutput => "self_attn.o_proj",
             Part::AttnQNorm => "self_attn.q_norm",
             Part::AttnKNorm => "self_attn.k_norm",
-            Part::AttnPostNorm if gemma => "post_attention_layernorm",
             Part::AttnPostNorm => return None,
             // In Llama-family checkpoints "post_attention_layernorm" is the pre-FFN norm.
-            Part::FfnNorm if gemma => "pre_feedforward_layernorm",
             Part::FfnNorm => "post_attention_layernorm",
             Part::FfnGate => "mlp.gate_proj",
-            Part::FfnUp if arch == Arch::Phi3 => "mlp.gate_up_proj",
             Part::FfnUp => "mlp.up_proj",
             Part::FfnDown => "mlp.down_proj",
-            Part::FfnPostNorm if gemma => "post_feedforward_layernorm",
             Part::FfnPostNorm => return None,
         })
     }

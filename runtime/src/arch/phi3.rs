@@ -1,7 +1,7 @@
 //! Phi-3: fused Q|K|V projection (`attn_qkv` / `qkv_proj`; split Q/K/V also accepted), fused
 //! gate|up projection twice the FFN width, optional LongRoPE factor tensors, sliding window.
 
-use super::{Arch, ArchSpec, Need, Param, Part, SlidingPattern};
+use super::{Quirks, Arch, ArchSpec, Need, Param, Part, SlidingPattern};
 use crate::backend::{Activation, RopeStyle};
 
 pub static SPEC: ArchSpec = ArchSpec {
@@ -35,4 +35,5 @@ pub static SPEC: ArchSpec = ArchSpec {
         (Part::RopeFactorsLong, Param::Weight, Need::Optional),
         (Part::RopeFactorsShort, Param::Weight, Need::Optional),
     ],
+    quirks: Quirks { fused_qkv: true, fused_gate_up: true, hf_names: &[(Part::FfnUp, Some("mlp.gate_up_proj"))], ..Quirks::NONE },
 };

@@ -1,6 +1,6 @@
 //! Qwen2 / Qwen2.5: the Llama block with mandatory Q/K/V biases and NeoX RoPE.
 
-use super::{Arch, ArchSpec, Need, Param, Part, SlidingPattern};
+use super::{Quirks, Arch, ArchSpec, Need, Param, Part, SlidingPattern};
 use crate::backend::{Activation, RopeStyle};
 
 pub static SPEC: ArchSpec = ArchSpec {
@@ -34,4 +34,5 @@ pub static SPEC: ArchSpec = ArchSpec {
         (Part::FfnDown, Param::Weight, Need::Required),
     ],
     extra_global_tensors: &[],
+    quirks: Quirks::NONE,
 };

@@ -1,6 +1,6 @@
 //! Qwen3 (dense): no Q/K/V biases, per-head RMSNorm on Q and K (QK-norm), explicit head_dim.
 
-use super::{Arch, ArchSpec, Need, Param, Part, SlidingPattern};
+use super::{Quirks, Arch, ArchSpec, Need, Param, Part, SlidingPattern};
 use crate::backend::{Activation, RopeStyle};
 
 pub static SPEC: ArchSpec = ArchSpec {
@@ -33,4 +33,5 @@ pub static SPEC: ArchSpec = ArchSpec {
         (Part::FfnDown, Param::Weight, Need::Required),
     ],
     extra_global_tensors: &[],
+    quirks: Quirks::NONE,
 };

@@ -920,28 +920,30 @@ pub(crate) fn finish(p: Params, arch: Arch, t: &dyn TensorFacts, errs: &mut Errs
     let o_bias = layer0(Part::AttnOutput, Param::Bias);
     let attn_output_bias = flag(&mut pv, "attn_output_bias", t.has(o_bias), format!("layer 0 output-projection bias {}", if t.has(o_bias) { "present" } else { "absent" }));
     let qk_norm = pv.take("qk_norm", (spec_requires(Part::AttnQNorm, Param::Weight), Source::Default(format!("{arch}"))));
-    let fused_qkv = arch == Arch::Phi3 && (t.has(layer0(Part::AttnQkv, Param::Weight)) || !t.has(layer0(Part::AttnQ, Param::Weight)));
-    let fused_qkv = flag(&mut pv, "fused_qkv", fused_qkv, if arch == Arch::Phi3 { "layer 0 has one Q|K|V tensor".into() } else { format!("{arch} has split Q/K/V") });
-    let fused_gate_up = pv.take("fused_gate_up", (arch == Arch::Phi3, Source::Default(format!("{arch}"))));
+    let quirks = &spec.quirks;
+    let fused_qkv = quirks.fused_qkv && (t.has(layer0(Part::AttnQkv, Param::Weight)) || !t.has(layer0(Part::AttnQ, Param::Weight)));
+    let fused_qkv = flag(&mut pv, "fused_qkv", fused_qkv, if fused_qkv { "layer 0 has one Q|K|V tensor".into() } else { "layer 0 has split Q/K/V".into() });
+    let fused_gate_up = pv.take("fused_gate_up", (quirks.fused_gate_up, Source::Default(format!("{arch}"))));
 
     let embedding_scale = spec.embedding_scale.then(|| {
         pv.take("embedding_scale", ((hidden as f32).sqrt(), Source::Derived(format!("sqrt(hidden_size) = sqrt({hidden})"))))
     });
+    let quirk_scalar = quirks.gguf_query_pre_attn_scalar.and_then(|rule| rule(&crate::arch::Dims { n_layers, hidden, n_heads }));
     let attention_scale = pv.take(
         "attention_scale",
         match p.query_pre_attn_scalar {
             Some((q, src)) => (1.0 / q.sqrt(), Source::Derived(format!("1 / sqrt(query_pre_attn_scalar = {q}) ({src})"))),
-            // llama.cpp's rule for Gemma 2 27B (46 layers): scale by hidden / n_heads.
-            None if arch == Arch::Gemma2 && !p.hf_layout && n_layers == 46 => {
-                let q = (hidden / n_heads) as f32;
-                (1.0 / q.sqrt(), Source::Derived(format!("1 / sqrt(hidden_size / n_heads = {q}) (llama.cpp Gemma 2 27B rule)")))
+            // A GGUF without the key: the architecture's rule for its shape, if it has one.
+            None if !p.hf_layout && quirk_scalar.is_some() => {
+                let (q, rule) = quirk_scalar.expect("matched");
+                (1.0 / q.sqrt(), Source::Derived(format!("1 / sqrt({rule} = {q})")))
             }
             None => (1.0 / (head_dim as f32).sqrt(), Source::Derived(format!("1 / sqrt(head_dim = {head_dim})"))),
         },
     );
-    let gemma2_cap = |v: f32| (arch == Arch::Gemma2).then(|| (v, Source::Default(format!("{v} (Gemma 2)"))));
-    let attn_logit_softcap = p.attn_logit_softcap.or_else(|| gemma2_cap(50.0)).map(|v| pv.take("attn_logit_softcap", v));
-    let final_logit_softcap = p.final_logit_softcap.or_else(|| gemma2_cap(30.0)).map(|v| pv.take("final_logit_softcap", v));
+    let default_cap = |v: Option<f32>| v.map(|v| (v, Source::Default(format!("{v} ({arch})"))));
+    let attn_logit_softcap = p.attn_logit_softcap.or_else(|| default_cap(quirks.default_softcaps.0)).map(|v| pv.take("attn_logit_softcap", v));
+    let final_logit_softcap = p.final_logit_softcap.or_else(|| default_cap(quirks.default_softcaps.1)).map(|v| pv.take("final_logit_softcap", v));
 
     let bos_token_id = p.bos_token_id.map(|v| pv.take("bos_token_id", v));
     let eos_token_id = p.eos_token_id.map(|v| pv.take("eos_token_id", v));

@@ -31,7 +31,7 @@ pub fn report_json(a: &Analysis) -> Json {
         }
     }
     if let Some(c) = &a.config {
-        let prov: Map<String, Json> = c.provenance.iter().map(|(k, s)| ((*k).to_owned(), json!(s.to_string()))).collect();
+        let prov: Map<String, Json> = c.provenance.iter().map(|(k, s)| (k.name().to_owned(), json!(s.to_string()))).collect();
         o.insert("provenance".into(), Json::Object(prov));
     }
     o.insert("format".into(), json!(match a.files.format { Format::Gguf => "gguf", Format::Safetensors => "safetensors" }));
@@ -96,7 +96,7 @@ pub fn report_text(a: &Analysis) -> String {
                     Json::Array(items) if items.len() > 8 => summarize_list(items),
                     other => other.to_string(),
                 };
-                let src = c.provenance.get(k.as_str()).map(|p| p.to_string()).unwrap_or_else(|| "-".into());
+                let src = crate::model::config::Field::from_name(k.as_str()).and_then(|f| c.provenance.get(f)).map(|p| p.to_string()).unwrap_or_else(|| "-".into());
                 let _ = writeln!(s, "  {k:<20} {shown:<24} {src}");
             }
         }

@@ -5,7 +5,7 @@
 
 use strata::arch::{Param, Part, TensorId};
 use strata::model::gguf::{Array, GgufHeader, Value};
-use strata::model::{analyze, Analysis, LayerAttention, ModelFiles, RopeStyle, Source};
+use strata::model::{analyze, Analysis, Field, LayerAttention, ModelFiles, RopeStyle, Source};
 use strata::quant::DType;
 use strata::source::SliceSource;
 use strata::{ErrorKind, Shape};
@@ -80,6 +80,7 @@ pub fn cases() -> Vec<NamedCase> {
         ("quantized_model_and_bf16_native_dtype", quantized_model_and_bf16_native_dtype),
         ("gemma3_layers_and_explicit_head_dim", gemma3_layers_and_explicit_head_dim),
         ("gemma2_default_softcaps_and_the_27b_query_scale", gemma2_default_softcaps_and_the_27b_query_scale),
+        ("every_config_value_names_its_source", every_config_value_names_its_source),
         ("vocab_size_key_must_agree_with_token_list", vocab_size_key_must_agree_with_token_list),
         ("bad_magic", bad_magic),
         ("unsupported_versions", unsupported_versions),
@@ -127,8 +128,8 @@ fn qwen2_without_rope_dimension_count_derives_head_dim_and_rope_dim() -> CaseRes
     check_eq!(c.head_dim_v, 16);
     check_eq!(c.rope_style, RopeStyle::Neox);
     check!(c.attn_bias);
-    check!(matches!(&c.provenance["head_dim"], Source::Derived(d) if d.contains("64 / 4")));
-    check!(matches!(&c.provenance["rope_dim"], Source::Derived(_)));
+    check!(matches!(&c.provenance[Field::HeadDim], Source::Derived(d) if d.contains("64 / 4")));
+    check!(matches!(&c.provenance[Field::RopeDim], Source::Derived(_)));
     Ok(())
 }
 
@@ -138,7 +139,7 @@ fn explicit_key_length_overrides_hidden_over_heads() -> CaseResult {
     let c = valid(&t.gguf())?;
     check_eq!(c.head_dim, 32);
     check_eq!(c.rope_dim, 32);
-    check_eq!(c.provenance["head_dim"], Source::GgufKey("llama.attention.key_length".into()));
+    check_eq!(c.provenance[Field::HeadDim], Source::GgufKey("llama.attention.key_length".into()));
 
     // The same file, but with tensors shaped for the derived 16: every projection is wrong.
     let wrong = Tiny { head_dim: None, ..Tiny::llama() }.gguf().kv("llama.attention.key_length", Value::U32(32));
@@ -175,7 +176,7 @@ fn missing_kv_head_key_defaults_to_n_heads() -> CaseResult {
     let t = Tiny { kv_heads: None, ..Tiny::llama() };
     let c = valid(&t.gguf())?;
     check_eq!(c.n_kv_heads, c.n_heads);
-    check!(matches!(&c.provenance["n_kv_heads"], Source::Derived(_)));
+    check!(matches!(&c.provenance[Field::NKvHeads], Source::Derived(_)));
     Ok(())
 }
 
@@ -343,11 +344,32 @@ fn gemma2_default_softcaps_and_the_27b_query_scale() -> CaseResult {
     check_eq!((c.attn_logit_softcap, c.final_logit_softcap), (Some(20.0), Some(30.0)));
     let c = valid(&gemma2(46).gguf())?;
     check_eq!(c.attention_scale, 1.0 / 16f32.sqrt());
-    check!(matches!(&c.provenance["attention_scale"], Source::Derived(d) if d.contains("27B")));
+    check!(matches!(&c.provenance[Field::AttentionScale], Source::Derived(d) if d.contains("27B")));
     // Other architectures have neither quirk.
     let c = valid(&Tiny { arch: "gemma3", layers: 46, ..Tiny::gemma3() }.gguf())?;
     check_eq!((c.attn_logit_softcap, c.final_logit_softcap), (None, None));
     check_eq!(c.attention_scale, 1.0 / 48f32.sqrt());
+    Ok(())
+}
+
+/// Provenance is keyed by `Field`, one per `ModelConfig` field (as it serialises): every
+/// field but the fixed ones has a `Field`, and every value a load sets names its source.
+fn every_config_value_names_its_source() -> CaseResult {
+    for tiny in [Tiny::llama(), Tiny::qwen2(), Tiny::gemma3()] {
+        let c = valid(&tiny.gguf())?;
+        let serde_json::Value::Object(fields) = serde_json::to_value(&c).map_err(|e| e.to_string())? else { return Err("config is not an object".into()) };
+        for (name, value) in &fields {
+            if ["architecture", "norm", "provenance"].contains(&name.as_str()) {
+                continue;
+            }
+            let field = Field::from_name(name).ok_or_else(|| format!("ModelConfig.{name} has no provenance Field"))?;
+            check!(value.is_null() || c.provenance.get(field).is_some(), "{}: {name} = {value} has no source", tiny.arch);
+        }
+        for &f in Field::ALL {
+            check!(fields.contains_key(f.name()), "Field {f} is not a ModelConfig field");
+        }
+        check_eq!(fields["provenance"]["n_layers"]["detail"], format!("{}.block_count", tiny.arch));
+    }
     Ok(())
 }
 

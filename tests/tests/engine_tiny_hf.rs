@@ -74,16 +74,16 @@ fn gemma3_local_global_layers() {
 /// instead of `rope_theta` / `rope_scaling`: read, never silently defaulted.
 #[test]
 fn rope_parameters_are_read_not_defaulted() {
-    use strata::model::{RopeScaling, Source};
+    use strata::model::{Field, RopeScaling, Source};
     let dir = fixtures::path("tiny");
     let q = strata::model::load(dir.join("qwen2")).unwrap().config;
     assert_eq!(q.rope_base, 1_000_000.0);
-    assert_eq!(q.provenance["rope_base"], Source::ConfigJson("rope_parameters.rope_theta".into()));
+    assert_eq!(q.provenance[Field::RopeBase], Source::ConfigJson("rope_parameters.rope_theta".into()));
     let l = strata::model::load(dir.join("llama")).unwrap().config;
     assert!(matches!(l.rope_scaling, RopeScaling::Llama3 { factor, original_context_length: 16, .. } if factor == 4.0));
     let g = strata::model::load(dir.join("gemma3")).unwrap().config;
     assert_eq!((g.rope_base, g.rope_base_local), (1_000_000.0, Some(10_000.0)));
-    assert_eq!(g.provenance["rope_base_local"], Source::ConfigJson("rope_parameters.sliding_attention.rope_theta".into()));
+    assert_eq!(g.provenance[Field::RopeBaseLocal], Source::ConfigJson("rope_parameters.sliding_attention.rope_theta".into()));
 }
 
 #[test]

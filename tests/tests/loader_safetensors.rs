@@ -2,7 +2,7 @@
 
 use serde_json::json;
 use strata::arch::{Param, Part, TensorId};
-use strata::model::{analyze, Analysis, ModelFiles, RopeStyle, Source};
+use strata::model::{analyze, Analysis, Field, ModelFiles, RopeStyle, Source};
 use strata::quant::DType;
 use strata::source::{ByteSource, SliceSource};
 use strata::ErrorKind;
@@ -61,7 +61,7 @@ fn bf16_weights_stay_bf16() {
 fn tie_word_embeddings_decides_the_head() {
     let tied = run(&Tiny::llama(), "F32").into_model().unwrap();
     assert!(tied.config.tied_embeddings);
-    assert_eq!(tied.config.provenance["tied_embeddings"], Source::ConfigJson("tie_word_embeddings".into()));
+    assert_eq!(tied.config.provenance[Field::TiedEmbeddings], Source::ConfigJson("tie_word_embeddings".into()));
     let head = tied.tensor(TensorId::global(Part::Output, Param::Weight)).unwrap();
     assert_eq!(head.name, "model.embed_tokens.weight");
 
@@ -270,7 +270,7 @@ fn gemma3_multimodal_checkpoint_reads_text_config() {
     assert!(a.is_valid(), "{:#?}", a.errors);
     let c = a.config.unwrap();
     assert_eq!((c.hidden_size, c.head_dim, c.n_layers), (64, 48, 7));
-    assert_eq!(c.provenance["head_dim"], Source::ConfigJson("text_config.head_dim".into()));
+    assert_eq!(c.provenance[Field::HeadDim], Source::ConfigJson("text_config.head_dim".into()));
     assert_eq!(c.eog_token_ids, vec![1, 106]);
     assert_eq!(c.norm_weight_offset, 1.0);
     assert!(a.warnings.iter().any(|w| w.contains("vision_tower")));

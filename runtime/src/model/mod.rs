@@ -22,7 +22,7 @@ use crate::error::{Error, ErrorKind, Result, Shape};
 use crate::quant::DType;
 use crate::source::ByteSource;
 
-pub use config::{Activation, LayerAttention, ModelConfig, NormKind, RopeScaling, RopeStyle, Source};
+pub use config::{Activation, Field, LayerAttention, ModelConfig, NormKind, Provenance, RopeScaling, RopeStyle, Source};
 pub use gguf::GgufHeader;
 pub use tensors::{expected_shape, expected_tensors, TensorSpec};
 pub use validate::{analyze, Analysis};

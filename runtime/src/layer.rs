@@ -16,6 +16,13 @@ pub enum LayoutError {
     Dims { tensor: String, dims: usize },
 }
 
+impl LayoutError {
+    /// Tensor `id` is not in the model (validation should have refused it).
+    pub fn missing(id: TensorId) -> Self {
+        LayoutError::Missing { tensor: id.gguf_name() }
+    }
+}
+
 /// The Q/K/V projections: separate, or one fused tensor (Phi-3).
 #[derive(Clone)]
 pub enum Qkv<W> {
@@ -180,9 +187,8 @@ pub fn layer_ids(cfg: &ModelConfig, l: u32, has: &dyn Fn(TensorId) -> bool) -> R
 
 /// Layer `l`'s tensors of a validated model, each field holding its tensor's entry.
 pub fn layer_entries(m: &LoadedModel, l: u32) -> Result<LayerWeights<&TensorEntry>, LayoutError> {
-    let missing = |id: TensorId| LayoutError::Missing { tensor: id.gguf_name() };
-    let ids = layer_ids(&m.config, l, &|id| m.tensor(id).is_some()).map_err(missing)?;
-    ids.try_map(&mut |id| m.tensor(id).ok_or_else(|| missing(id)))
+    let ids = layer_ids(&m.config, l, &|id| m.tensor(id).is_some()).map_err(LayoutError::missing)?;
+    ids.try_map(&mut |id| m.tensor(id).ok_or_else(|| LayoutError::missing(id)))
 }
 
 /// Layer `l`'s tensors in field order, and the layer's structure with each weight replaced

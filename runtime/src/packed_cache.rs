@@ -293,8 +293,8 @@ impl Mapped {
     }
 
     /// Where tensor `name`'s packed bytes lie in the file.
-    pub fn range(&self, name: &str) -> Option<(&TensorKey, std::ops::Range<u64>)> {
-        self.entries.get(name).map(|(t, r)| (t, r.start as u64..r.end as u64))
+    pub fn range(&self, name: &str) -> Option<std::ops::Range<u64>> {
+        self.entries.get(name).map(|(_, r)| r.start as u64..r.end as u64)
     }
 
     /// The mapping, for streamed layers adopted in place (`streaming::Stage::Mapped`).

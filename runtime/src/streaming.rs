@@ -22,7 +22,7 @@ use crate::backend::{Backend, BackendError, SharedBytes, StageFn};
 use crate::clock::Clock;
 use crate::model::{LoadedModel, TensorEntry};
 use crate::source::ByteSource;
-use crate::layer::{layer_tensors, rows_cols, LayerWeights, LayoutError};
+use crate::layer::{layer_entries, rows_cols, LayerWeights, LayoutError};
 
 /// A streamed layer's structure (weights as indices into `entries`) and its tensors.
 pub type LayerLayout = (LayerWeights<usize>, Vec<TensorEntry>);
@@ -60,7 +60,12 @@ impl StreamPlan {
     /// layer.
     pub fn new(m: &LoadedModel, budget: Option<u64>) -> Result<Self, PlanError> {
         let n = m.config.n_layers;
-        let layer_bytes: Vec<u64> = (0..n).map(|l| Ok(layer_tensors(m, l)?.iter().map(|t| t.nbytes).sum())).collect::<Result<_, LayoutError>>()?;
+        let bytes_of = |l| -> Result<u64, LayoutError> {
+            let mut sum = 0;
+            layer_entries(m, l)?.map(&mut |t| sum += t.nbytes);
+            Ok(sum)
+        };
+        let layer_bytes: Vec<u64> = (0..n).map(bytes_of).collect::<Result<_, _>>()?;
         let total: u64 = m.files.tensors.iter().map(|t| t.nbytes).sum();
         let global_bytes = total - layer_bytes.iter().sum::<u64>();
         let all = StreamPlan { resident: vec![true; n as usize], global_bytes, layer_bytes: layer_bytes.clone(), slots: 0, budget };
@@ -201,7 +206,7 @@ struct Staged {
 fn read_layer(sources: &[Arc<dyn ByteSource>], entries: &[TensorEntry], buf: &mut Staging, stage: &Stage, scratch: &mut Vec<u8>) -> Result<Duration, StreamError> {
     let transform = match stage {
         Stage::Transform(f) => Some(*f),
-        Stage::Mapped(map) => return populate_layer(map.as_ref(), entries, buf),
+        Stage::Mapped(map) => return populate_layer(map.as_ref(), entries),
         Stage::File => None,
     };
     let clock = Clock::start();
@@ -219,10 +224,10 @@ fn read_layer(sources: &[Arc<dyn ByteSource>], entries: &[TensorEntry], buf: &mu
     Ok(clock.elapsed())
 }
 
-/// A mapped layer's "read": its pages brought in; `buf` holds one empty buffer per tensor.
-fn populate_layer(map: &dyn MappedLayers, entries: &[TensorEntry], buf: &mut Staging) -> Result<Duration, StreamError> {
+/// A mapped layer's "read": its pages brought in (nothing is staged: the weights borrow
+/// the mapping).
+fn populate_layer(map: &dyn MappedLayers, entries: &[TensorEntry]) -> Result<Duration, StreamError> {
     let clock = Clock::start();
-    buf.resize_with(entries.len(), Vec::new);
     for t in entries {
         map.populate(t.offset..t.offset + t.nbytes).map_err(|source| StreamError::Read { file: map.name().into(), tensor: t.name.clone(), source })?;
     }

@@ -119,7 +119,7 @@ pub fn load_order(m: &LoadedModel) -> Result<Vec<TensorEntry>, WeightError> {
     let parts = [Some(Part::TokenEmbd), (!m.config.tied_embeddings).then_some(Part::Output), Some(Part::OutputNorm)];
     let mut v = Vec::new();
     for p in parts.into_iter().flatten() {
-        v.push(m.tensor(g(p)).ok_or_else(|| LayoutError::Missing { tensor: g(p).gguf_name() })?.clone());
+        v.push(m.tensor(g(p)).ok_or_else(|| LayoutError::missing(g(p)))?.clone());
     }
     for l in 0..m.config.n_layers {
         v.extend(layer_tensors(m, l)?);
@@ -188,13 +188,14 @@ impl<B: Backend> Weights<B> {
     /// place from the mapping (no repacking and no copy per step: streamed decode is bound
     /// by bringing the pages in).
     #[cfg(any(unix, windows))]
-    fn stream_from_cache(&mut self, m: &LoadedModel, map: &crate::packed_cache::Mapped, plan: &StreamPlan) -> Result<(), WeightError> {
+    /// `layouts`: `streamed_layouts(m, plan)`.
+    fn stream_from_cache(&mut self, layouts: &[Option<LayerLayout>], map: &crate::packed_cache::Mapped, plan: &StreamPlan) -> Result<(), WeightError> {
         if plan.streamed_layers() == 0 {
             return Ok(());
         }
-        let mut layers = streamed_layouts(m, plan)?;
+        let mut layers = layouts.to_vec();
         for t in layers.iter_mut().flatten().flat_map(|(_, entries)| entries.iter_mut()) {
-            let (_, r) = map.range(&t.name).ok_or_else(|| WeightError::NotCached { tensor: t.name.clone() })?;
+            let r = map.range(&t.name).ok_or_else(|| WeightError::NotCached { tensor: t.name.clone() })?;
             (t.file, t.offset, t.nbytes) = (0, r.start, r.end - r.start);
         }
         self.streamer = Some(RefCell::new(Streamer::new(Vec::new(), layers, plan.slots, Stage::Mapped(map.layers()))));
@@ -217,13 +218,14 @@ impl<B: Backend> Weights<B> {
             Err(status) => return plain(progress, status),
         };
         let source = |i: usize| refs.get(i).copied();
-        let streamed: std::collections::HashSet<String> = streamed_layouts(m, plan)?.into_iter().flatten().flat_map(|(_, e)| e).map(|t| t.name).collect();
+        let layouts = streamed_layouts(m, plan)?;
+        let streamed: std::collections::HashSet<&str> = layouts.iter().flatten().flat_map(|(_, e)| e).map(|t| t.name.as_str()).collect();
         let open = |path: &std::path::Path| pc::Mapped::open_streaming(path, &target.key, &target.tensors, &|name| streamed.contains(name));
         let t0 = std::time::Instant::now();
         let rebuilt = match open(&target.path) {
             Ok(Some(map)) => {
                 let verify = t0.elapsed();
-                let loaded = Self::load_inner(b, m, &source, plan, progress, &Via::Mapped(&map)).and_then(|mut w| w.stream_from_cache(m, &map, plan).map(|()| w));
+                let loaded = Self::load_inner(b, m, &source, plan, progress, &Via::Mapped(&map)).and_then(|mut w| w.stream_from_cache(&layouts, &map, plan).map(|()| w));
                 match loaded {
                     Ok(w) => return Ok((w, CacheStatus::Used { path: target.path, verify })),
                     Err(e) => Some(format!("{}: {e}", target.path.display())),
@@ -258,7 +260,7 @@ impl<B: Backend> Weights<B> {
                 _ => None,
             };
             match map {
-                Some(map) => w.stream_from_cache(m, &map, plan)?,
+                Some(map) => w.stream_from_cache(&layouts, &map, plan)?,
                 None => w.stream_from_files(b, m, sources, plan)?,
             }
         }
@@ -340,7 +342,7 @@ impl<B: Backend> Weights<B> {
             Ok(w)
         };
         // Validation guarantees required tensors exist; a missing one here is a bug upstream.
-        let missing = |id: TensorId| WeightError::from(LayoutError::Missing { tensor: id.gguf_name() });
+        let missing = |id: TensorId| WeightError::from(LayoutError::missing(id));
         let req = |id: TensorId| upload(m.tensor(id).ok_or_else(|| missing(id))?);
         let g = |part| TensorId::global(part, Param::Weight);
         let embed = req(g(Part::TokenEmbd))?;

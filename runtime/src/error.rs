@@ -90,6 +90,9 @@ pub enum ErrorKind {
     LayerOutOfRange { tensor: String, layer: u64, n_layers: u32 },
     #[error("invalid config: {message}")]
     InvalidConfig { message: String },
+    /// A valid model strata cannot run yet: what it needs, and the key that says so.
+    #[error("{key} = {value}: {feature} is not supported yet")]
+    UnsupportedFeature { key: String, value: String, feature: String },
 }
 
 /// An error about one file (or model directory). The kind is boxed so that `Result`s in

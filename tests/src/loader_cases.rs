@@ -81,6 +81,7 @@ pub fn cases() -> Vec<NamedCase> {
         ("gemma3_layers_and_explicit_head_dim", gemma3_layers_and_explicit_head_dim),
         ("gemma2_default_softcaps_and_the_27b_query_scale", gemma2_default_softcaps_and_the_27b_query_scale),
         ("every_config_value_names_its_source", every_config_value_names_its_source),
+        ("a_mixture_of_experts_file_is_refused_by_its_expert_count", a_mixture_of_experts_file_is_refused_by_its_expert_count),
         ("vocab_size_key_must_agree_with_token_list", vocab_size_key_must_agree_with_token_list),
         ("bad_magic", bad_magic),
         ("unsupported_versions", unsupported_versions),
@@ -370,6 +371,38 @@ fn every_config_value_names_its_source() -> CaseResult {
         }
         check_eq!(fields["provenance"]["n_layers"]["detail"], format!("{}.block_count", tiny.arch));
     }
+    Ok(())
+}
+
+/// A Mixtral-layout GGUF (the `llama` architecture with `expert_count`, a router and
+/// stacked experts, as llama.cpp's converter writes it) is refused by the key that makes
+/// it MoE, and its expert tensors are known roles, not unknown names; `expert_count = 0` is
+/// a dense model.
+fn a_mixture_of_experts_file_is_refused_by_its_expert_count() -> CaseResult {
+    let t = Tiny::llama();
+    let mut w = t.gguf().kv("llama.expert_count", Value::U32(4)).kv("llama.expert_used_count", Value::U32(2));
+    for l in 0..t.layers {
+        for p in ["gate", "up", "down"] {
+            w = w.remove_tensor(&format!("blk.{l}.ffn_{p}.weight"));
+        }
+        w = w.tensor(&format!("blk.{l}.ffn_gate_inp.weight"), &[4, t.hidden], DType::F32);
+        w = w.tensor(&format!("blk.{l}.ffn_gate_exps.weight"), &[4, t.ff, t.hidden], DType::F32);
+        w = w.tensor(&format!("blk.{l}.ffn_up_exps.weight"), &[4, t.ff, t.hidden], DType::F32);
+        w = w.tensor(&format!("blk.{l}.ffn_down_exps.weight"), &[4, t.hidden, t.ff], DType::F32);
+    }
+    let a = analyze_bytes(w.build())?;
+    check!(!a.is_valid());
+    let refused = kinds(&a).into_iter().find_map(|k| match k {
+        ErrorKind::UnsupportedFeature { key, value, feature } => Some((key.clone(), value.clone(), feature.clone())),
+        _ => None,
+    });
+    let (key, value, feature) = refused.ok_or_else(|| format!("no UnsupportedFeature error: {:#?}", a.errors))?;
+    check_eq!((key.as_str(), value.as_str()), ("gguf key llama.expert_count", "4"));
+    check!(feature.contains("mixture-of-experts"), "{feature}");
+    check!(!a.warnings.iter().any(|w| w.contains("is not used by llama and")), "expert tensors are known roles: {:?}", a.warnings);
+    let c = valid(&t.gguf().kv("llama.expert_count", Value::U32(0)))?;
+    check_eq!(c.n_experts, 0);
+    check!(matches!(&c.provenance[Field::NExperts], Source::Default(_)));
     Ok(())
 }
 

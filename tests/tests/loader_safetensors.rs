@@ -275,3 +275,39 @@ fn gemma3_multimodal_checkpoint_reads_text_config() {
     assert_eq!(c.norm_weight_offset, 1.0);
     assert!(a.warnings.iter().any(|w| w.contains("vision_tower")));
 }
+
+/// A Qwen-MoE-layout checkpoint (`num_experts`, `mlp.gate`, one tensor per expert
+/// `mlp.experts.E.*_proj`) is refused by the field that makes it MoE, with its expert
+/// tensors known roles; Mixtral's `num_local_experts` names itself; 0 experts is dense.
+#[test]
+fn a_mixture_of_experts_checkpoint_is_refused_by_its_expert_count() {
+    let t = Tiny::qwen2();
+    let mut cfg = t.config_json();
+    cfg["num_experts"] = json!(4);
+    cfg["num_experts_per_tok"] = json!(2);
+    let mut tensors: Vec<_> = t.hf_tensors("F32").into_iter().filter(|(n, _, _)| !n.contains(".mlp.")).collect();
+    for l in 0..t.layers {
+        tensors.push((format!("model.layers.{l}.mlp.gate.weight"), "F32", vec![4, t.hidden]));
+        for e in 0..4 {
+            for (p, shape) in [("gate_proj", vec![t.ff, t.hidden]), ("up_proj", vec![t.ff, t.hidden]), ("down_proj", vec![t.hidden, t.ff])] {
+                tensors.push((format!("model.layers.{l}.mlp.experts.{e}.{p}.weight"), "F32", shape));
+            }
+        }
+    }
+    let a = analyze(files(&cfg, &tensors).unwrap());
+    assert!(
+        kinds(&a).iter().any(|k| matches!(k, ErrorKind::UnsupportedFeature { key, value, .. } if key == "config.json num_experts" && value == "4")),
+        "{:#?}",
+        a.errors
+    );
+    assert!(!a.warnings.iter().any(|w| w.contains("is not used by qwen2 and")), "expert tensors are known roles: {:?}", a.warnings);
+    let mut cfg = Tiny::llama().config_json();
+    cfg["num_local_experts"] = json!(8);
+    let a = analyze(files(&cfg, &Tiny::llama().hf_tensors("F32")).unwrap());
+    assert!(kinds(&a).iter().any(|k| matches!(k, ErrorKind::UnsupportedFeature { key, .. } if key == "config.json num_local_experts")));
+    let mut cfg = Tiny::llama().config_json();
+    cfg["num_experts"] = json!(0);
+    let a = analyze(files(&cfg, &Tiny::llama().hf_tensors("F32")).unwrap());
+    assert!(a.is_valid(), "{:#?}", a.errors);
+    assert_eq!(a.config.unwrap().n_experts, 0);
+}

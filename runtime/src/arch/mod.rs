@@ -190,6 +190,15 @@ pub enum Part {
     FfnDown,
     /// Gemma's norm after the FFN.
     FfnPostNorm,
+    /// A mixture-of-experts layer's router: `[n_experts, hidden]`.
+    FfnGateInp,
+    /// The experts' gate, up and down projections. GGUF stacks a layer's experts in one
+    /// tensor (`[n_experts, rows, cols]`, `blk.L.ffn_gate_exps.weight`); Hugging Face (and
+    /// GGUFs from before llama.cpp stacked them) keep one tensor per expert. Either way
+    /// expert `e` is `TensorId::expert(layer, e, part, param)` (see `LoadedModel::expert`).
+    FfnGateExps,
+    FfnUpExps,
+    FfnDownExps,
 }
 
 impl Part {
@@ -206,6 +215,22 @@ impl Part {
             self,
             Part::OutputNorm | Part::AttnNorm | Part::AttnQNorm | Part::AttnKNorm | Part::AttnPostNorm | Part::FfnNorm | Part::FfnPostNorm
         )
+    }
+
+    /// A layer's experts' projections (stacked, or one tensor per expert).
+    pub fn is_expert(self) -> bool {
+        matches!(self, Part::FfnGateExps | Part::FfnUpExps | Part::FfnDownExps)
+    }
+
+    /// The GGUF name of one expert's own tensor (`blk.L.ffn_gate.E.weight`, the layout
+    /// llama.cpp wrote before it stacked experts).
+    fn gguf_expert_name(self) -> Option<&'static str> {
+        match self {
+            Part::FfnGateExps => Some("ffn_gate"),
+            Part::FfnUpExps => Some("ffn_up"),
+            Part::FfnDownExps => Some("ffn_down"),
+            _ => None,
+        }
     }
 
     pub fn is_rope_factors(self) -> bool {
@@ -234,11 +259,17 @@ impl Part {
             Part::FfnUp => "ffn_up",
             Part::FfnDown => "ffn_down",
             Part::FfnPostNorm => "post_ffw_norm",
+            Part::FfnGateInp => "ffn_gate_inp",
+            Part::FfnGateExps => "ffn_gate_exps",
+            Part::FfnUpExps => "ffn_up_exps",
+            Part::FfnDownExps => "ffn_down_exps",
         }
     }
 
     /// The Hugging Face module name (without `model.layers.N.`): the architecture's own
-    /// (`Quirks::hf_names`), else the Llama family's.
+    /// (`Quirks::hf_names`), else the Llama family's. An expert part's name has a `*` where
+    /// the expert's index goes (`mlp.experts.*.gate_proj`: Hugging Face stores each expert
+    /// as its own tensor).
     pub fn hf_name(self, arch: Arch) -> Option<&'static str> {
         if let Some(&(_, name)) = arch.spec().quirks.hf_names.iter().find(|(p, _)| *p == self) {
             return name;
@@ -263,6 +294,12 @@ impl Part {
             Part::FfnUp => "mlp.up_proj",
             Part::FfnDown => "mlp.down_proj",
             Part::FfnPostNorm => return None,
+            // Qwen2-MoE / Qwen3-MoE / OLMoE names (Mixtral's `block_sparse_moe.*` would be
+            // its architecture's quirk).
+            Part::FfnGateInp => "mlp.gate",
+            Part::FfnGateExps => "mlp.experts.*.gate_proj",
+            Part::FfnUpExps => "mlp.experts.*.up_proj",
+            Part::FfnDownExps => "mlp.experts.*.down_proj",
         })
     }
 }
@@ -271,7 +308,8 @@ pub const ALL_PARTS: &[Part] = &[
     Part::TokenEmbd, Part::OutputNorm, Part::Output, Part::RopeFreqs, Part::RopeFactorsLong,
     Part::RopeFactorsShort, Part::AttnNorm, Part::AttnQ, Part::AttnK, Part::AttnV, Part::AttnQkv,
     Part::AttnOutput, Part::AttnQNorm, Part::AttnKNorm, Part::AttnPostNorm, Part::FfnNorm,
-    Part::FfnGate, Part::FfnUp, Part::FfnDown, Part::FfnPostNorm,
+    Part::FfnGate, Part::FfnUp, Part::FfnDown, Part::FfnPostNorm, Part::FfnGateInp,
+    Part::FfnGateExps, Part::FfnUpExps, Part::FfnDownExps,
 ];
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -289,32 +327,55 @@ impl Param {
     }
 }
 
-/// A canonical tensor role: the same id for the GGUF and the HF name of a tensor.
+/// A canonical tensor role: the same id for the GGUF and the HF name of a tensor. Its
+/// dimensions are the layer and, for an expert part, the expert: `expert: None` is a
+/// layer's stacked experts (`[n_experts, rows, cols]`), `Some(e)` expert `e` alone.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct TensorId {
     pub layer: Option<u32>,
+    pub expert: Option<u32>,
     pub part: Part,
     pub param: Param,
 }
 
 impl TensorId {
     pub fn global(part: Part, param: Param) -> Self {
-        TensorId { layer: None, part, param }
+        TensorId { layer: None, expert: None, part, param }
     }
 
+    /// A layer's tensor (for an expert part: all its experts, stacked).
     pub fn layer(layer: u32, part: Part, param: Param) -> Self {
-        TensorId { layer: Some(layer), part, param }
+        TensorId { layer: Some(layer), expert: None, part, param }
+    }
+
+    /// Expert `expert` of an expert part in `layer`.
+    pub fn expert(layer: u32, expert: u32, part: Part, param: Param) -> Self {
+        TensorId { layer: Some(layer), expert: Some(expert), part, param }
+    }
+
+    /// The stacked tensor this expert is a slice of (itself when not an expert).
+    pub fn stacked(self) -> Self {
+        TensorId { expert: None, ..self }
     }
 
     pub fn gguf_name(&self) -> String {
-        match self.layer {
-            Some(l) => format!("blk.{l}.{}.{}", self.part.gguf_name(), self.param.suffix()),
-            None => format!("{}.{}", self.part.gguf_name(), self.param.suffix()),
+        let p = self.param.suffix();
+        match (self.layer, self.expert.zip(self.part.gguf_expert_name())) {
+            (Some(l), Some((e, base))) => format!("blk.{l}.{base}.{e}.{p}"),
+            (Some(l), None) => format!("blk.{l}.{}.{p}", self.part.gguf_name()),
+            (None, _) => format!("{}.{p}", self.part.gguf_name()),
         }
     }
 
+    /// `None` where the architecture's checkpoints have no such tensor (HF keeps no
+    /// stacked experts).
     pub fn hf_name(&self, arch: Arch) -> Option<String> {
         let module = self.part.hf_name(arch)?;
+        let module = match (module.contains('*'), self.expert) {
+            (true, Some(e)) => module.replacen('*', &e.to_string(), 1),
+            (true, None) => return None,
+            (false, _) => module.to_owned(),
+        };
         Some(match self.layer {
             Some(l) => format!("model.layers.{l}.{module}.{}", self.param.suffix()),
             None => format!("{module}.{}", self.param.suffix()),
@@ -347,13 +408,19 @@ fn parse_layer(s: &str) -> Result<u32, NameError> {
     s.parse().map_err(|_| NameError::BadLayer)
 }
 
-/// Resolves a GGUF tensor name (`blk.3.attn_q.weight`, `token_embd.weight`).
+/// Resolves a GGUF tensor name (`blk.3.attn_q.weight`, `token_embd.weight`; an expert's
+/// own tensor `blk.3.ffn_gate.5.weight`).
 pub fn parse_gguf_name(name: &str) -> Result<TensorId, NameError> {
     let (stem, param) = split_param(name).ok_or(NameError::Unknown)?;
     if let Some(rest) = stem.strip_prefix("blk.") {
         let (layer, part) = rest.split_once('.').ok_or(NameError::Unknown)?;
+        let layer = parse_layer(layer)?;
+        if let Some((base, e)) = part.split_once('.') {
+            let part = ALL_PARTS.iter().copied().find(|p| p.gguf_expert_name() == Some(base)).ok_or(NameError::Unknown)?;
+            return Ok(TensorId::expert(layer, parse_layer(e)?, part, param));
+        }
         let part = ALL_PARTS.iter().copied().find(|p| p.is_layer() && p.gguf_name() == part).ok_or(NameError::Unknown)?;
-        return Ok(TensorId::layer(parse_layer(layer)?, part, param));
+        return Ok(TensorId::layer(layer, part, param));
     }
     let part = ALL_PARTS.iter().copied().find(|p| !p.is_layer() && p.gguf_name() == stem).ok_or(NameError::Unknown)?;
     Ok(TensorId::global(part, param))
@@ -370,12 +437,20 @@ pub fn parse_hf_name(arch: Arch, name: &str) -> Result<TensorId, NameError> {
     let (stem, param) = split_param(&name).ok_or(NameError::Unknown)?;
     if let Some(rest) = stem.strip_prefix("model.layers.") {
         let (layer, module) = rest.split_once('.').ok_or(NameError::Unknown)?;
-        let part = ALL_PARTS
-            .iter()
-            .copied()
-            .find(|p| p.is_layer() && p.hf_name(arch) == Some(module))
-            .ok_or(NameError::Unknown)?;
-        return Ok(TensorId::layer(parse_layer(layer)?, part, param));
+        let layer = parse_layer(layer)?;
+        for &part in ALL_PARTS.iter().filter(|p| p.is_layer()) {
+            let Some(name) = part.hf_name(arch) else { continue };
+            match name.split_once('*') {
+                None if name == module => return Ok(TensorId::layer(layer, part, param)),
+                Some((before, after)) => {
+                    if let Some(e) = module.strip_prefix(before).and_then(|m| m.strip_suffix(after)) {
+                        return Ok(TensorId::expert(layer, parse_layer(e)?, part, param));
+                    }
+                }
+                None => {}
+            }
+        }
+        return Err(NameError::Unknown);
     }
     let part = ALL_PARTS
         .iter()
@@ -420,10 +495,15 @@ mod tests {
         for &arch in ALL_ARCHS {
             for &part in ALL_PARTS {
                 for param in [Param::Weight, Param::Bias] {
-                    let id = if part.is_layer() { TensorId::layer(7, part, param) } else { TensorId::global(part, param) };
-                    assert_eq!(parse_gguf_name(&id.gguf_name()), Ok(id));
-                    if let Some(hf) = id.hf_name(arch) {
-                        assert_eq!(parse_hf_name(arch, &hf), Ok(id), "{arch} {hf}");
+                    let mut ids = vec![if part.is_layer() { TensorId::layer(7, part, param) } else { TensorId::global(part, param) }];
+                    if part.is_expert() {
+                        ids.push(TensorId::expert(7, 12, part, param));
+                    }
+                    for id in ids {
+                        assert_eq!(parse_gguf_name(&id.gguf_name()), Ok(id));
+                        if let Some(hf) = id.hf_name(arch) {
+                            assert_eq!(parse_hf_name(arch, &hf), Ok(id), "{arch} {hf}");
+                        }
                     }
                 }
             }
@@ -439,5 +519,24 @@ mod tests {
             parse_hf_name(Arch::Gemma3, "model.language_model.layers.2.self_attn.q_norm.weight"),
             Ok(TensorId::layer(2, Part::AttnQNorm, Param::Weight))
         );
+    }
+
+    /// Expert tensors by the names llama.cpp and transformers write (llama.cpp's
+    /// `LLM_TENSOR_FFN_*_EXPS` and the legacy per-expert `ffn_gate.%d`; Qwen-MoE's
+    /// `mlp.experts.N.*_proj`).
+    #[test]
+    fn expert_tensors_resolve_by_layer_and_expert() {
+        let (w, up) = (Param::Weight, Part::FfnUpExps);
+        assert_eq!(parse_gguf_name("blk.3.ffn_up_exps.weight"), Ok(TensorId::layer(3, up, w)));
+        assert_eq!(parse_gguf_name("blk.3.ffn_up.5.weight"), Ok(TensorId::expert(3, 5, up, w)));
+        assert_eq!(parse_gguf_name("blk.3.ffn_gate_inp.weight"), Ok(TensorId::layer(3, Part::FfnGateInp, w)));
+        assert_eq!(parse_hf_name(Arch::Qwen3, "model.layers.3.mlp.experts.5.up_proj.weight"), Ok(TensorId::expert(3, 5, up, w)));
+        assert_eq!(parse_hf_name(Arch::Qwen3, "model.layers.3.mlp.gate.weight"), Ok(TensorId::layer(3, Part::FfnGateInp, w)));
+        assert_eq!(parse_hf_name(Arch::Qwen3, "model.layers.3.mlp.experts.x.up_proj.weight"), Err(NameError::BadLayer));
+        assert_eq!(parse_gguf_name("blk.3.ffn_up.-1.weight"), Err(NameError::BadLayer));
+        assert_eq!(parse_gguf_name("blk.3.attn_q.5.weight"), Err(NameError::Unknown));
+        assert_eq!(TensorId::expert(3, 5, up, w).stacked(), TensorId::layer(3, up, w));
+        // Hugging Face has no stacked-experts name.
+        assert_eq!(TensorId::layer(3, up, w).hf_name(Arch::Qwen3), None);
     }
 }

@@ -7,6 +7,7 @@
 //! error.
 
 pub mod config;
+pub mod experts;
 pub mod gguf;
 mod reader;
 pub mod safetensors;
@@ -22,6 +23,7 @@ use crate::error::{Error, ErrorKind, Result, Shape};
 use crate::quant::DType;
 use crate::source::ByteSource;
 
+pub use experts::ExpertError;
 pub use config::{Activation, Field, LayerAttention, ModelConfig, NormKind, Provenance, RopeScaling, RopeStyle, Source};
 pub use gguf::GgufHeader;
 pub use tensors::{expected_shape, expected_tensors, TensorSpec};

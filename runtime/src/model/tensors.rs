@@ -41,11 +41,15 @@ pub fn expected_shape(cfg: &ModelConfig, part: Part, param: Param) -> (Vec<u64>,
         Part::FfnGate => (ff, Some(h), "intermediate_size", "hidden_size"),
         Part::FfnUp if cfg.fused_gate_up => (ff.saturating_mul(2), Some(h), "2 * intermediate_size (fused gate|up)", "hidden_size"),
         Part::FfnUp => (ff, Some(h), "intermediate_size", "hidden_size"),
-        Part::FfnDown => (h, Some(ff), "hidden_size", "intermediate_size"),
+        Part::FfnDown | Part::FfnDownExps => (h, Some(ff), "hidden_size", "intermediate_size"),
+        Part::FfnGateInp => (u64::from(cfg.n_experts), Some(h), "n_experts", "hidden_size"),
+        Part::FfnGateExps | Part::FfnUpExps => (ff, Some(h), "intermediate_size", "hidden_size"),
     };
+    // An expert part's tensor stacks the experts (one expert is the 2-D slice).
+    let (stack, why_stack) = if part.is_expert() { (vec![u64::from(cfg.n_experts)], "n_experts, ") } else { (vec![], "") };
     match (param, inp) {
-        (Param::Weight, Some(inp)) => (vec![out, inp], format!("[{why_out}, {why_in}]")),
-        _ => (vec![out], format!("[{why_out}]")),
+        (Param::Weight, Some(inp)) => ([stack, vec![out, inp]].concat(), format!("[{why_stack}{why_out}, {why_in}]")),
+        _ => ([stack, vec![out]].concat(), format!("[{why_stack}{why_out}]")),
     }
 }
 

@@ -15,27 +15,25 @@ pub(crate) trait TensorFacts {
     fn count(&self) -> usize;
 }
 
-/// Records a value and where it came from.
-struct Prov(Provenance);
-
-impl Prov {
-    fn take<T>(&mut self, field: Field, v: (T, Source)) -> T {
-        self.0.insert(field, v.1);
-        v.0
-    }
-}
-
 /// Derives, overrides and validates. Returns `None` when a required value is missing or
 /// invalid (every reason is in `errs`).
 pub(crate) fn finish(p: Params, arch: Arch, t: &dyn TensorFacts, errs: &mut Errs) -> Option<ModelConfig> {
     use crate::arch::{Param, Part, TensorId};
     let spec = arch.spec();
-    let mut pv = Prov(Provenance::default());
+    let mut pv = Provenance::default();
     let bad = |errs: &mut Errs, message: String| errs.push(ErrorKind::InvalidConfig { message });
 
     let n_layers = pv.take(Field::NLayers, p.n_layers?);
     let hidden = pv.take(Field::HiddenSize, p.hidden_size?);
     let ff = pv.take(Field::IntermediateSize, p.intermediate_size?);
+    let n_experts = match p.n_experts {
+        Some((n, source)) => {
+            // Refused by name, not by the dense tensors a MoE file lacks.
+            errs.push(ErrorKind::UnsupportedFeature { key: source.to_string(), value: n.to_string(), feature: "a mixture-of-experts feed-forward block".into() });
+            pv.take(Field::NExperts, (n, source))
+        }
+        None => pv.take(Field::NExperts, (0, Source::Default("0: a dense feed-forward block".into()))),
+    };
     let n_heads = pv.take(Field::NHeads, p.n_heads?);
     let context_length = pv.take(Field::ContextLength, p.context_length?);
     let layer0 = |part, param| TensorId::layer(0, part, param);
@@ -203,7 +201,7 @@ pub(crate) fn finish(p: Params, arch: Arch, t: &dyn TensorFacts, errs: &mut Errs
         },
     );
 
-    let flag = |pv: &mut Prov, field: Field, on: bool, why: String| pv.take(field, (on, Source::Tensor(why)));
+    let flag = |pv: &mut Provenance, field: Field, on: bool, why: String| pv.take(field, (on, Source::Tensor(why)));
     let q_bias = layer0(Part::AttnQ, Param::Bias);
     let qkv_bias = layer0(Part::AttnQkv, Param::Bias);
     let spec_requires = |part, param| spec.layer_tensors.iter().any(|&(p2, q2, n)| p2 == part && q2 == param && n == crate::arch::Need::Required);
@@ -249,7 +247,7 @@ pub(crate) fn finish(p: Params, arch: Arch, t: &dyn TensorFacts, errs: &mut Errs
     if !p.eog_token_ids.is_empty() {
         let mut sources: Vec<String> = p.eog_token_ids.iter().map(|(_, s)| s.to_string()).collect();
         sources.dedup();
-        pv.0.insert(Field::EogTokenIds, Source::Derived(sources.join("; ")));
+        pv.insert(Field::EogTokenIds, Source::Derived(sources.join("; ")));
     }
     for (name, id) in [("bos_token_id", bos_token_id), ("eos_token_id", eos_token_id)] {
         if let Some(id) = id.filter(|&id| id >= vocab_size) {
@@ -273,6 +271,7 @@ pub(crate) fn finish(p: Params, arch: Arch, t: &dyn TensorFacts, errs: &mut Errs
         n_layers,
         hidden_size: hidden,
         intermediate_size: ff,
+        n_experts,
         n_heads,
         n_kv_heads,
         head_dim,
@@ -305,6 +304,6 @@ pub(crate) fn finish(p: Params, arch: Arch, t: &dyn TensorFacts, errs: &mut Errs
         eog_token_ids,
         native_dtype,
         declared_dtype,
-        provenance: pv.0,
+        provenance: pv,
     })
 }

@@ -114,6 +114,11 @@ pub(crate) fn from_gguf(h: &GgufHeader, arch_key: &str, errs: &mut Errs) -> Para
     p.n_layers = k.required(&k.key("block_count"));
     p.hidden_size = k.required(&k.key("embedding_length"));
     p.intermediate_size = k.required(&k.key("feed_forward_length"));
+    // llama.cpp writes expert_count only for MoE models; 0 means dense too.
+    let experts = k.key("expert_count");
+    if h.get(&experts).and_then(Value::as_u64) != Some(0) {
+        p.n_experts = k.positive(&experts);
+    }
     p.n_heads = k.required(&k.key("attention.head_count"));
     p.context_length = k.required(&k.key("context_length"));
     p.n_kv_heads = k.positive(&k.key("attention.head_count_kv"));

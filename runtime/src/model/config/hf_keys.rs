@@ -225,6 +225,10 @@ pub(crate) fn from_hf(config: &Json, generation: Option<&Json>, arch: Arch, errs
     p.n_layers = k.required("num_hidden_layers");
     p.hidden_size = k.required("hidden_size");
     p.intermediate_size = k.required("intermediate_size");
+    // Mixtral and gpt-oss: num_local_experts; Qwen-MoE and OLMoE: num_experts (0: dense).
+    if let Some(field) = ["num_local_experts", "num_experts"].into_iter().find(|f| k.get(f).is_some_and(|(v, _)| v.as_u64() != Some(0))) {
+        p.n_experts = k.positive(field);
+    }
     p.n_heads = k.required("num_attention_heads");
     p.vocab_size = k.required("vocab_size");
     p.context_length = k.required("max_position_embeddings");

@@ -95,6 +95,9 @@ pub struct ModelConfig {
     pub hidden_size: u32,
     /// FFN width (per branch; a fused gate|up tensor is twice this).
     pub intermediate_size: u32,
+    /// Experts per mixture-of-experts FFN; 0: a dense FFN. The loader refuses MoE models
+    /// until their FFN block runs (it names the key), rather than a missing dense tensor.
+    pub n_experts: u32,
     pub n_heads: u32,
     pub n_kv_heads: u32,
     /// Query/key head dimension.
@@ -156,6 +159,7 @@ pub enum Field {
     NLayers,
     HiddenSize,
     IntermediateSize,
+    NExperts,
     NHeads,
     NKvHeads,
     HeadDim,
@@ -190,7 +194,7 @@ pub enum Field {
 }
 
 impl Field {
-    pub const ALL: &'static [Field] = &[Field::NLayers, Field::HiddenSize, Field::IntermediateSize, Field::NHeads, Field::NKvHeads, Field::HeadDim, Field::HeadDimV, Field::RopeDim, Field::RopeStyle, Field::RopeBase, Field::RopeBaseLocal, Field::RopeScaling, Field::SlidingWindow, Field::LayerAttention, Field::NormEps, Field::NormWeightOffset, Field::Activation, Field::VocabSize, Field::ContextLength, Field::TiedEmbeddings, Field::AttnBias, Field::AttnOutputBias, Field::QkNorm, Field::FusedQkv, Field::FusedGateUp, Field::EmbeddingScale, Field::AttentionScale, Field::AttnLogitSoftcap, Field::FinalLogitSoftcap, Field::BosTokenId, Field::EosTokenId, Field::EogTokenIds, Field::NativeDtype, Field::DeclaredDtype];
+    pub const ALL: &'static [Field] = &[Field::NLayers, Field::HiddenSize, Field::IntermediateSize, Field::NExperts, Field::NHeads, Field::NKvHeads, Field::HeadDim, Field::HeadDimV, Field::RopeDim, Field::RopeStyle, Field::RopeBase, Field::RopeBaseLocal, Field::RopeScaling, Field::SlidingWindow, Field::LayerAttention, Field::NormEps, Field::NormWeightOffset, Field::Activation, Field::VocabSize, Field::ContextLength, Field::TiedEmbeddings, Field::AttnBias, Field::AttnOutputBias, Field::QkNorm, Field::FusedQkv, Field::FusedGateUp, Field::EmbeddingScale, Field::AttentionScale, Field::AttnLogitSoftcap, Field::FinalLogitSoftcap, Field::BosTokenId, Field::EosTokenId, Field::EogTokenIds, Field::NativeDtype, Field::DeclaredDtype];
 
     /// The field's name in `ModelConfig` (and in `strata inspect --json`).
     pub fn name(self) -> &'static str {
@@ -198,6 +202,7 @@ impl Field {
             Field::NLayers => "n_layers",
             Field::HiddenSize => "hidden_size",
             Field::IntermediateSize => "intermediate_size",
+            Field::NExperts => "n_experts",
             Field::NHeads => "n_heads",
             Field::NKvHeads => "n_kv_heads",
             Field::HeadDim => "head_dim",
@@ -272,6 +277,12 @@ impl Provenance {
     pub(crate) fn insert(&mut self, field: Field, source: Source) {
         self.0.insert(field, source);
     }
+
+    /// Records where `v`'s value came from and returns the value.
+    pub(crate) fn take<T>(&mut self, field: Field, v: (T, Source)) -> T {
+        self.insert(field, v.1);
+        v.0
+    }
 }
 
 impl std::ops::Index<Field> for Provenance {
@@ -308,6 +319,8 @@ pub struct Params {
     pub n_layers: Sourced<u32>,
     pub hidden_size: Sourced<u32>,
     pub intermediate_size: Sourced<u32>,
+    /// Experts per MoE layer (absent or 0: dense).
+    pub n_experts: Sourced<u32>,
     pub n_heads: Sourced<u32>,
     pub n_kv_heads: Sourced<u32>,
     pub head_dim: Sourced<u32>,

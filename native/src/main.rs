@@ -18,7 +18,10 @@ use strata::packed_cache::CacheStatus;
 use strata::source::{ByteSource, FileSource};
 
 mod demo_model;
+mod error;
 mod serve;
+
+use error::CliError;
 
 #[derive(Parser)]
 #[command(name = "strata", version, about = "strata: LLM inference for the browser and native")]
@@ -127,12 +130,12 @@ impl PromptArgs {
         let Some(path) = &self.file else { return Ok(self.prompt.clone().unwrap_or_default()) };
         let bytes = if path.as_os_str() == "-" {
             let mut b = Vec::new();
-            std::io::Read::read_to_end(&mut std::io::stdin().lock(), &mut b).map_err(|e| format!("-f -: cannot read standard input: {e}"))?;
+            std::io::Read::read_to_end(&mut std::io::stdin().lock(), &mut b).map_err(CliError::Stdin)?;
             b
         } else {
-            std::fs::read(path).map_err(|e| format!("-f {}: {e}", path.display()))?
+            std::fs::read(path).map_err(|source| CliError::PromptFile { file: path.clone(), source })?
         };
-        let mut text = String::from_utf8(bytes).map_err(|e| format!("-f {}: not UTF-8 text (invalid byte at offset {})", path.display(), e.utf8_error().valid_up_to()))?;
+        let mut text = String::from_utf8(bytes).map_err(|e| CliError::PromptNotUtf8 { file: path.clone(), offset: e.utf8_error().valid_up_to() })?;
         // The file's final line break is not part of the prompt (as llama.cpp's -f).
         if text.ends_with('\n') {
             text.pop();
@@ -141,14 +144,6 @@ impl PromptArgs {
             }
         }
         Ok(text)
-    }
-}
-
-/// An engine error as the CLI says it; a prompt that encodes to no tokens gets a hint.
-fn empty_prompt_hint(e: EngineError) -> Fail {
-    match e {
-        EngineError::Session(strata::session::SessionError::EmptyPrompt) => format!("{e}: give the prompt text as the PROMPT argument or with -f FILE (-f - reads standard input)"),
-        e => e.to_string(),
     }
 }
 
@@ -226,8 +221,8 @@ struct ServeArgs {
 }
 
 /// `strata::settings::parse_size`: `40M`, `40MiB`, `40MB`, `1.5G`, `1.5GiB`.
-fn parse_size(s: &str) -> Result<u64, String> {
-    strata::settings::parse_size(s).map_err(|e| e.with_name("--max-memory"))
+fn parse_size(s: &str) -> Result<u64, strata::settings::NamedSetting> {
+    strata::settings::parse_size(s).map_err(|e| e.named("--max-memory"))
 }
 
 #[derive(Args)]
@@ -269,7 +264,7 @@ impl SamplingArgs {
             seed: self.seed,
         };
         config.validate().map_err(|e| {
-            e.with_name(match e.setting {
+            let name = match e.setting {
                 Setting::Temperature => "--temp",
                 Setting::TopP => "--top-p",
                 Setting::MinP => "--min-p",
@@ -278,7 +273,8 @@ impl SamplingArgs {
                 Setting::FrequencyPenalty => "--frequency-penalty",
                 Setting::Context => "--ctx",
                 Setting::MaxMemory => "--max-memory",
-            })
+            };
+            e.named(name)
         })?;
         Ok(Sampler::new(config))
     }
@@ -297,11 +293,11 @@ macro_rules! on_backend {
     };
 }
 
-type Fail = String;
+type Fail = CliError;
 
 /// The model and sampling arguments checked by the runtime's rules.
 fn checked(model: &ModelArgs, sampling: Option<&SamplingArgs>) -> Result<(), Fail> {
-    strata::settings::check_context(model.ctx).map_err(|e| e.with_name("--ctx"))?;
+    strata::settings::check_context(model.ctx).map_err(|e| e.named("--ctx"))?;
     sampling.map_or(Ok(()), |s| s.sampler().map(drop))
 }
 
@@ -340,7 +336,7 @@ fn out(text: &str) {
 fn model_path(p: &Option<PathBuf>) -> Result<PathBuf, Fail> {
     match p {
         Some(p) => Ok(p.clone()),
-        None => demo_model::path(),
+        None => Ok(demo_model::path()?),
     }
 }
 
@@ -352,11 +348,11 @@ enum Chosen {
 }
 
 fn open_wgpu(args: &ModelArgs) -> Result<WgpuBackend, Fail> {
-    pollster::block_on(WgpuBackend::new(WgpuOptions { adapter: args.adapter, ..Default::default() }.with_env())).map_err(|e| format!("--backend wgpu: {e}"))
+    pollster::block_on(WgpuBackend::new(WgpuOptions { adapter: args.adapter, ..Default::default() }.with_env())).map_err(|source| CliError::Backend { backend: "wgpu", source, hint: "" })
 }
 
 fn open_cuda(args: &ModelArgs) -> Result<CudaBackend, Fail> {
-    CudaBackend::new(CudaOptions { device: args.adapter.unwrap_or(0), ..Default::default() }.with_env()).map_err(|e| format!("--backend cuda: {e} (`strata devices` lists what is available)"))
+    CudaBackend::new(CudaOptions { device: args.adapter.unwrap_or(0), ..Default::default() }.with_env()).map_err(|source| CliError::Backend { backend: "cuda", source, hint: " (`strata devices` lists what is available)" })
 }
 
 fn open_cpu(args: &ModelArgs) -> Result<FastCpuBackend, Fail> {
@@ -364,7 +360,7 @@ fn open_cpu(args: &ModelArgs) -> Result<FastCpuBackend, Fail> {
         Some(t) => FastCpuBackend::with_threads(t),
         None => FastCpuBackend::new(),
     }
-    .map_err(|e| format!("--backend cpu: {e}"))
+    .map_err(|source| CliError::Backend { backend: "cpu", source, hint: "" })
 }
 
 fn open_backend(args: &ModelArgs) -> Result<Chosen, Fail> {
@@ -397,7 +393,7 @@ fn devices(json: bool) -> Result<(), Fail> {
     if json {
         let cuda = match &cuda {
             Ok(d) => serde_json::json!({"devices": d}),
-            Err(e) => serde_json::json!({"devices": [], "error": e}),
+            Err(e) => serde_json::json!({"devices": [], "error": e.to_string()}),
         };
         out(&serde_json::json!({"wgpu": adapters, "cuda": cuda, "cpu": cpu}).to_string());
         return Ok(());
@@ -487,7 +483,7 @@ fn load<B: Backend>(backend: B, args: &ModelArgs) -> Result<Loaded<B>, Fail> {
     let mut bar = Progress::new("loading weights");
     let packed_cache = if args.no_cache { None } else { strata::packed_cache::default_dir() };
     let opts = EngineOptions { context: args.ctx, max_memory: args.max_memory, packed_cache };
-    let engine = Engine::open(backend, &path, opts, &mut |done, total| bar.update(done, total)).map_err(|e| e.to_string())?;
+    let engine = Engine::open(backend, &path, opts, &mut |done, total| bar.update(done, total))?;
     bar.finish();
     match engine.packed_cache() {
         Some(s @ CacheStatus::Failed(_)) => eprintln!("warning: {}", s.describe()),
@@ -544,7 +540,7 @@ impl Progress {
 }
 
 fn run<B: Backend>(mut m: Loaded<B>, sampling: &SamplingArgs, n: usize, json: bool, prompt: &str) -> Result<(), Fail> {
-    let ids = m.engine.encode_prompt(prompt).map_err(|e| e.to_string())?;
+    let ids = m.engine.encode_prompt(prompt)?;
     let mut sampler = sampling.sampler()?;
     let mut stdout = std::io::stdout();
     let before = m.engine.stream_stats().unwrap_or_default();
@@ -564,7 +560,7 @@ fn run<B: Backend>(mut m: Loaded<B>, sampling: &SamplingArgs, n: usize, json: bo
         if !json && !ids.is_empty() {
             out(""); // end the text line before the error
         }
-        empty_prompt_hint(e)
+        CliError::engine(e)
     })?;
     let (pp, tg) = (g.prefill.as_secs_f64(), g.decode.as_secs_f64());
     if m.profile {
@@ -607,8 +603,8 @@ fn run<B: Backend>(mut m: Loaded<B>, sampling: &SamplingArgs, n: usize, json: bo
 fn chat<B: Backend>(mut m: Loaded<B>, sampling: &SamplingArgs, n: usize) -> Result<(), Fail> {
     // A missing or broken template is reported before the first line.
     match m.engine.chat_template() {
-        None => return Err(EngineError::NoChatTemplate.to_string()),
-        Some(Err(e)) => return Err(e.to_string()),
+        None => return Err(EngineError::NoChatTemplate.into()),
+        Some(Err(e)) => return Err(EngineError::Template(e.clone()).into()),
         Some(Ok(_)) => {}
     }
     let mut sampler = sampling.sampler()?;
@@ -620,7 +616,7 @@ fn chat<B: Backend>(mut m: Loaded<B>, sampling: &SamplingArgs, n: usize) -> Resu
         let _ = write!(stdout, "> ");
         let _ = stdout.flush();
         let mut bytes = Vec::new();
-        if stdin.lock().read_until(b'\n', &mut bytes).map_err(|e| e.to_string())? == 0 {
+        if stdin.lock().read_until(b'\n', &mut bytes).map_err(|source| CliError::Read { what: "standard input", source })? == 0 {
             return Ok(());
         }
         // A line that is not UTF-8 (a terminal in another encoding, a binary paste) is
@@ -636,21 +632,20 @@ fn chat<B: Backend>(mut m: Loaded<B>, sampling: &SamplingArgs, n: usize) -> Resu
             return Ok(());
         }
         messages.push(Message::new("user", line.trim_end()));
-        let ids = m.engine.encode_chat(&messages).map_err(|e| e.to_string())?;
+        let ids = m.engine.encode_chat(&messages)?;
         let g = pollster::block_on(m.engine.generate(&ids, n, &mut sampler, &mut |piece| {
             let _ = write!(stdout, "{piece}");
             let _ = stdout.flush();
             true
-        }))
-        .map_err(|e| e.to_string())?;
+        }))?;
         out("");
         messages.push(Message::new("assistant", g.text.trim()));
     }
 }
 
 fn logits<B: Backend>(mut m: Loaded<B>, top: usize, json: bool, prompt: &str) -> Result<(), Fail> {
-    let ids = m.engine.encode_prompt(prompt).map_err(|e| e.to_string())?;
-    let l = pollster::block_on(m.engine.session_mut().prefill(&ids)).map_err(|e| empty_prompt_hint(e.into()))?;
+    let ids = m.engine.encode_prompt(prompt)?;
+    let l = pollster::block_on(m.engine.session_mut().prefill(&ids))?;
     let order = strata::backend::top_k(&l, top);
     if json {
         let top: Vec<_> = order.iter().map(|&i| serde_json::json!({"id": i, "logit": l[i]})).collect();
@@ -702,7 +697,7 @@ fn bench<B: Backend>(mut m: Loaded<B>, p: usize, n: usize, json: bool) -> Result
     let before = stats(&m);
     let t = Instant::now();
     let session = m.engine.session_mut();
-    pollster::block_on(session.prefill(&prompt)).map_err(|e| e.to_string())?;
+    pollster::block_on(session.prefill(&prompt))?;
     let pp = t.elapsed().as_secs_f64();
     if m.profile {
         print_profile(&m.engine, &before, 1, t.elapsed(), &format!("pp{p} (one forward pass)"));
@@ -715,8 +710,8 @@ fn bench<B: Backend>(mut m: Loaded<B>, p: usize, n: usize, json: bool) -> Result
     let t = Instant::now();
     for _ in 0..n {
         let session = m.engine.session_mut();
-        let l = session.forward_last(&[tok]).map_err(|e| e.to_string())?;
-        tok = pollster::block_on(session.pick(&l, &mut greedy, &[])).map_err(|e| e.to_string())?;
+        let l = session.forward_last(&[tok])?;
+        tok = pollster::block_on(session.pick(&l, &mut greedy, &[]))?;
     }
     let tg = t.elapsed().as_secs_f64();
     if m.profile {
@@ -762,10 +757,10 @@ fn packed_cache_probe(analysis: &strata::model::Analysis) -> Option<(&'static st
 
 /// `inspect --deep`: every tensor's floats, with a progress bar.
 fn deep_scan(files: &strata::model::ModelFiles) -> Result<strata::inspect::DeepScan, Fail> {
-    let sources: Vec<FileSource> = files.files.iter().map(FileSource::open).collect::<Result<_, _>>().map_err(|e| e.to_string())?;
+    let sources: Vec<FileSource> = files.files.iter().map(FileSource::open).collect::<Result<_, _>>()?;
     let refs: Vec<&dyn ByteSource> = sources.iter().map(|s| s as &dyn ByteSource).collect();
     let mut bar = Progress::new("scanning tensors");
-    let scan = strata::inspect::deep_scan(files, &refs, &mut |done, total| bar.update(done, total)).map_err(|e| e.to_string());
+    let scan = strata::inspect::deep_scan(files, &refs, &mut |done, total| bar.update(done, total)).map_err(CliError::from);
     bar.finish();
     scan
 }
@@ -795,7 +790,7 @@ fn inspect(path: &Path, json: bool, deep: bool) -> ExitCode {
         }
         match &scan {
             Some(Ok(d)) => report["deep"] = strata::inspect::deep_json(d),
-            Some(Err(e)) => report["deep"] = serde_json::json!({"error": e}),
+            Some(Err(e)) => report["deep"] = serde_json::json!({"error": e.to_string()}),
             None => {}
         }
         out(&serde_json::to_string_pretty(&report).unwrap_or_default());
@@ -838,7 +833,7 @@ fn inspect(path: &Path, json: bool, deep: bool) -> ExitCode {
 
 fn serve_cmd(mut model: ModelArgs, args: ServeArgs) -> Result<(), Fail> {
     if args.parallel == 0 || args.batch_tokens == 0 {
-        return Err("--parallel and --batch-tokens: at least 1".into());
+        return Err(CliError::Flags { flags: "--parallel and --batch-tokens", expected: "at least 1" });
     }
     let path = model_path(&model.model)?;
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| path.display().to_string());
@@ -858,5 +853,5 @@ fn serve_cmd(mut model: ModelArgs, args: ServeArgs) -> Result<(), Fail> {
     // The slots' caches are the server's: the engine's own single-sequence cache is
     // never used, so it gets one position.
     model.ctx = 1;
-    serve::serve(opts, move |worker| on_backend!(&model, |m| serve::scheduler::run(m.engine, worker)))
+    Ok(serve::serve(opts, move |worker| on_backend!(&model, |m| Ok::<(), CliError>(serve::scheduler::run(m.engine, worker)?)))?)
 }

@@ -53,10 +53,18 @@ impl SettingError {
         SettingError { setting, value: value.to_string(), expected }
     }
 
-    /// The same message with the front end's name for the setting (`--temp`, `topP`).
-    pub fn with_name(&self, name: &str) -> String {
-        format!("{name} = {}: expected {}", self.value, self.expected)
+    /// The same error under the front end's name for the setting (`--temp`, `topP`).
+    pub fn named(self, name: &'static str) -> NamedSetting {
+        NamedSetting { name, error: self }
     }
+}
+
+/// A [`SettingError`] as a front end says it: under its own name for the setting.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+#[error("{name} = {}: expected {}", error.value, error.expected)]
+pub struct NamedSetting {
+    pub name: &'static str,
+    pub error: SettingError,
 }
 
 impl SamplerConfig {
@@ -188,7 +196,7 @@ mod tests {
             assert_eq!(cfg.validate().map_err(|e| e.setting), Err(setting), "{cfg:?}");
         }
         let e = SamplerConfig { repetition_penalty: 0.0, ..ok }.validate().unwrap_err();
-        assert_eq!(e.with_name("--repeat-penalty"), "--repeat-penalty = 0: expected a finite number > 0 (1 is off)");
+        assert_eq!(e.named("--repeat-penalty").to_string(), "--repeat-penalty = 0: expected a finite number > 0 (1 is off)");
         assert_eq!(check_context(0).unwrap_err().setting, Setting::Context);
         assert_eq!(check_context(7), Ok(7));
     }

@@ -37,7 +37,9 @@ fn no_driver_is_a_typed_error() {
     let err = CudaBackend::new(CudaOptions::default()).err().expect("no driver here");
     assert!(matches!(err, strata::backend::BackendError::Device(_)), "{err}");
     assert!(err.to_string().contains("libcuda"), "{err}");
-    assert!(strata_cuda::devices().unwrap_err().contains("no CUDA driver"));
+    let e = strata_cuda::devices().unwrap_err();
+    assert_eq!(e, strata_cuda::DriverError::NoDriver);
+    assert!(e.to_string().contains("no CUDA driver"), "{e}");
 }
 
 /// The default paths: matvec / tiled matmul kernels for the harness's small row counts.

@@ -15,6 +15,7 @@ use wasm_bindgen_futures::future_to_promise;
 use web_sys::{Blob, FileReaderSync};
 
 use crate::engine::Engine;
+use crate::error::WebError;
 use crate::options::{chat_messages, generate_options, load_options};
 use strata::source::ByteSource;
 
@@ -107,8 +108,8 @@ pub async fn load_engine(blob: Blob, name: String, options: String, on_progress:
 
 #[wasm_bindgen(js_class = Engine)]
 impl JsEngine {
-    fn with<T>(&self, f: impl FnOnce(&mut Engine) -> Result<T, String>) -> Result<T, JsValue> {
-        let mut e = self.inner.try_borrow_mut().map_err(|_| err("the engine is busy (a step is running)"))?;
+    fn with<T>(&self, f: impl FnOnce(&mut Engine) -> Result<T, WebError>) -> Result<T, JsValue> {
+        let mut e = self.inner.try_borrow_mut().map_err(|_| err(WebError::Busy))?;
         f(&mut e).map_err(err)
     }
 
@@ -132,7 +133,7 @@ impl JsEngine {
     pub fn step(&self) -> Promise {
         let inner = self.inner.clone();
         future_to_promise(async move {
-            let mut e = inner.try_borrow_mut().map_err(|_| err("the engine is busy (a step is running)"))?;
+            let mut e = inner.try_borrow_mut().map_err(|_| err(WebError::Busy))?;
             match e.step().await.map_err(err)? {
                 Some(piece) => Ok(JsValue::from_str(&piece)),
                 None => Ok(JsValue::UNDEFINED),

@@ -15,6 +15,7 @@ use strata::sampler::Sampler;
 use strata::session::Stepper;
 use strata::source::ByteSource;
 
+use crate::error::{GpuFailure, WebError};
 use crate::options::{BackendChoice, ChatMessage, GenerateOptions, LoadOptions, WASM_RESIDENT_DEFAULT};
 
 /// A model on one backend (the runtime's engine), with the generation in progress.
@@ -28,17 +29,17 @@ impl<B: Backend> OnBackend<B> {
         OnBackend { model, running: None }
     }
 
-    fn begin(&mut self, ids: &[u32], opts: &GenerateOptions) -> Result<(), String> {
+    fn begin(&mut self, ids: &[u32], opts: &GenerateOptions) -> Result<(), WebError> {
         self.running = None;
         let sampler = Sampler::new(opts.sampler()?);
-        let stepper = self.model.begin(ids, opts.max_tokens).map_err(|e| e.to_string())?;
+        let stepper = self.model.begin(ids, opts.max_tokens)?;
         self.running = Some((stepper, sampler));
         Ok(())
     }
 
-    async fn step(&mut self) -> Result<Option<String>, String> {
+    async fn step(&mut self) -> Result<Option<String>, WebError> {
         let Some((g, sampler)) = self.running.as_mut() else { return Ok(None) };
-        self.model.step(g, sampler).await.map_err(|e| e.to_string())
+        Ok(self.model.step(g, sampler).await?)
     }
 
     fn cancel(&mut self) {
@@ -63,12 +64,12 @@ impl<B: Backend> OnBackend<B> {
         })
     }
 
-    fn encode_prompt(&self, prompt: &str) -> Result<Vec<u32>, String> {
-        self.model.encode_prompt(prompt).map_err(|e| e.to_string())
+    fn encode_prompt(&self, prompt: &str) -> Result<Vec<u32>, WebError> {
+        Ok(self.model.encode_prompt(prompt)?)
     }
 
-    fn encode_chat(&self, messages: &[Message]) -> Result<Vec<u32>, String> {
-        self.model.encode_chat(messages).map_err(|e| e.to_string())
+    fn encode_chat(&self, messages: &[Message]) -> Result<Vec<u32>, WebError> {
+        Ok(self.model.encode_chat(messages)?)
     }
 
     /// `{deviceBytes, streamedLayers, layers}`.
@@ -106,8 +107,8 @@ pub type Progress<'a> = &'a mut dyn FnMut(u64, u64);
 impl Engine {
     /// Reads the GGUF header and tokenizer from `src`, then its weights tensor by tensor
     /// onto the chosen backend (a tensor at a time passes through memory, never the file).
-    pub async fn load(src: Arc<dyn ByteSource>, opts: &LoadOptions, progress: Progress<'_>) -> Result<Engine, String> {
-        let (model, tokenizer) = Model::<FastCpuBackend>::read_gguf(src.as_ref()).map_err(|e| e.to_string())?;
+    pub async fn load(src: Arc<dyn ByteSource>, opts: &LoadOptions, progress: Progress<'_>) -> Result<Engine, WebError> {
+        let (model, tokenizer) = Model::<FastCpuBackend>::read_gguf(src.as_ref())?;
         let file_bytes = src.len();
         let cfg = &model.config;
         let has_template = model.files.gguf.as_ref().is_some_and(|h| h.get("tokenizer.chat_template").is_some());
@@ -127,9 +128,9 @@ impl Engine {
                 Ok(b) => {
                     let adapter = serde_json::to_value(b.adapter()).unwrap_or(Value::Null);
                     let eo = EngineOptions { context: opts.context_length, max_memory: budget, packed_cache: None };
-                    Model::new(b, model.clone(), vec![src.clone()], tokenizer.clone(), eo, progress).map(|m| (m, adapter)).map_err(|e| e.to_string())
+                    Model::new(b, model.clone(), vec![src.clone()], tokenizer.clone(), eo, progress).map(|m| (m, adapter)).map_err(GpuFailure::Load)
                 }
-                Err(e) => Err(e.to_string()),
+                Err(e) => Err(GpuFailure::Adapter(e)),
             };
             match gpu {
                 Ok((m, adapter)) => {
@@ -137,15 +138,15 @@ impl Engine {
                     let info = json!({ "backend": "webgpu", "backendName": m.model.backend_name(), "adapter": adapter, "fallbackReason": null, "model": model_info, "memory": m.memory() });
                     return Ok(Engine { loaded: Loaded::Gpu(m), info });
                 }
-                Err(e) if opts.backend == BackendChoice::Webgpu => return Err(format!("WebGPU: {e}")),
-                Err(e) => fallback = Some(format!("WebGPU: {e}")),
+                Err(e) if opts.backend == BackendChoice::Webgpu => return Err(WebError::WebGpu(e)),
+                Err(e) => fallback = Some(WebError::WebGpu(e).to_string()),
             }
         }
         // The wasm heap stops at 4 GiB: past the default budget, layers stream from the file.
         let budget = budget.or((file_bytes > WASM_RESIDENT_DEFAULT).then_some(WASM_RESIDENT_DEFAULT));
-        let cpu = FastCpuBackend::new().map_err(|e| e.to_string())?;
+        let cpu = FastCpuBackend::new()?;
         let eo = EngineOptions { context: opts.context_length, max_memory: budget, packed_cache: None };
-        let m = OnBackend::new(Model::new(cpu, model, vec![src], tokenizer, eo, progress).map_err(|e| e.to_string())?);
+        let m = OnBackend::new(Model::new(cpu, model, vec![src], tokenizer, eo, progress)?);
         let info = json!({ "backend": "wasm", "backendName": m.model.backend_name(), "adapter": null, "fallbackReason": fallback, "model": model_info, "memory": m.memory() });
         Ok(Engine { loaded: Loaded::Cpu(m), info })
     }
@@ -156,18 +157,18 @@ impl Engine {
     }
 
     /// Starts a completion of `prompt` (BOS added as the model wants; a fresh context).
-    pub fn begin(&mut self, prompt: &str, opts: &GenerateOptions) -> Result<(), String> {
+    pub fn begin(&mut self, prompt: &str, opts: &GenerateOptions) -> Result<(), WebError> {
         on!(&mut self.loaded, |m| m.encode_prompt(prompt).and_then(|ids| m.begin(&ids, opts)))
     }
 
     /// Starts the assistant's reply to `messages`, rendered with the model's chat template.
-    pub fn begin_chat(&mut self, messages: &[ChatMessage], opts: &GenerateOptions) -> Result<(), String> {
+    pub fn begin_chat(&mut self, messages: &[ChatMessage], opts: &GenerateOptions) -> Result<(), WebError> {
         let messages: Vec<Message> = messages.iter().map(|m| Message::new(&m.role, &m.content)).collect();
         on!(&mut self.loaded, |m| m.encode_chat(&messages).and_then(|ids| m.begin(&ids, opts)))
     }
 
     /// The next piece of text (possibly empty: part of a character), `None` when done.
-    pub async fn step(&mut self) -> Result<Option<String>, String> {
+    pub async fn step(&mut self) -> Result<Option<String>, WebError> {
         on!(&mut self.loaded, |m| m.step().await)
     }
 

@@ -5,6 +5,7 @@
 //! `Error`s with the runtime's message.
 
 pub mod engine;
+pub mod error;
 pub mod options;
 
 #[cfg(target_arch = "wasm32")]

@@ -5,6 +5,8 @@ use serde::Deserialize;
 use strata::sampler::SamplerConfig;
 use strata::settings::{self, Setting, SettingError};
 
+use crate::error::WebError;
+
 /// Which backend runs the model.
 #[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
@@ -60,7 +62,7 @@ fn default_max_tokens() -> usize {
 
 impl GenerateOptions {
     /// llama.cpp's defaults, overridden by what was given.
-    pub fn sampler(&self) -> Result<SamplerConfig, String> {
+    pub fn sampler(&self) -> Result<SamplerConfig, WebError> {
         let d = SamplerConfig::default();
         let c = SamplerConfig {
             temperature: self.temperature.unwrap_or(d.temperature),
@@ -73,9 +75,15 @@ impl GenerateOptions {
             frequency_penalty: self.frequency_penalty.unwrap_or(d.frequency_penalty),
             seed: self.seed.unwrap_or(d.seed),
         };
-        c.validate().map_err(|e| e.with_name(js_name(e.setting)))?;
+        c.validate().map_err(|e| WebError::Setting { error: named(e), load: false })?;
         Ok(c)
     }
+}
+
+/// `e` under the JavaScript name of its option.
+fn named(e: SettingError) -> settings::NamedSetting {
+    let name = js_name(e.setting);
+    e.named(name)
 }
 
 /// The JavaScript option that sets `s` (the runtime's rules, this API's names).
@@ -92,22 +100,22 @@ fn js_name(s: Setting) -> &'static str {
     }
 }
 
-fn parse<T: for<'de> Deserialize<'de>>(what: &str, json: &str) -> Result<T, String> {
+fn parse<T: for<'de> Deserialize<'de>>(what: &'static str, json: &str) -> Result<T, WebError> {
     let json = if json.trim().is_empty() { "{}" } else { json };
-    serde_json::from_str(json).map_err(|e| format!("{what} options: {e}"))
+    serde_json::from_str(json).map_err(|e| WebError::Options { what, message: e.to_string() })
 }
 
-pub fn load_options(json: &str) -> Result<LoadOptions, String> {
+pub fn load_options(json: &str) -> Result<LoadOptions, WebError> {
     let o: LoadOptions = parse("load", json)?;
-    let named = |e: SettingError| format!("load options: {}", e.with_name(js_name(e.setting)));
-    settings::check_context(o.context_length).map_err(named)?;
+    let refused = |e: SettingError| WebError::Setting { error: named(e), load: true };
+    settings::check_context(o.context_length).map_err(refused)?;
     if let Some(m) = o.max_memory {
-        settings::check_bytes(m).map_err(named)?;
+        settings::check_bytes(m).map_err(refused)?;
     }
     Ok(o)
 }
 
-pub fn generate_options(json: &str) -> Result<GenerateOptions, String> {
+pub fn generate_options(json: &str) -> Result<GenerateOptions, WebError> {
     let o: GenerateOptions = parse("generate", json)?;
     o.sampler()?;
     Ok(o)
@@ -121,10 +129,10 @@ pub struct ChatMessage {
     pub content: String,
 }
 
-pub fn chat_messages(json: &str) -> Result<Vec<ChatMessage>, String> {
-    let m: Vec<ChatMessage> = serde_json::from_str(json).map_err(|e| format!("chat messages: {e} (expected [{{role, content}}, ...])"))?;
+pub fn chat_messages(json: &str) -> Result<Vec<ChatMessage>, WebError> {
+    let m: Vec<ChatMessage> = serde_json::from_str(json).map_err(|e| WebError::Messages { message: e.to_string() })?;
     if m.is_empty() {
-        return Err("chat messages: the list is empty".into());
+        return Err(WebError::NoMessages);
     }
     Ok(m)
 }
@@ -147,20 +155,22 @@ mod tests {
 
     #[test]
     fn typos_and_bad_values_are_named() {
-        let e = generate_options(r#"{"maxToken":8}"#).unwrap_err();
+        let e = generate_options(r#"{"maxToken":8}"#).unwrap_err().to_string();
         assert!(e.contains("unknown field `maxToken`"), "{e}");
-        let e = load_options(r#"{"backend":"cuda"}"#).unwrap_err();
+        let e = load_options(r#"{"backend":"cuda"}"#).unwrap_err().to_string();
         assert!(e.contains("unknown variant `cuda`"), "{e}");
-        let e = generate_options(r#"{"topP":0}"#).unwrap_err();
+        let e = generate_options(r#"{"topP":0}"#).unwrap_err().to_string();
         assert!(e.contains("topP = 0"), "{e}");
         let e = generate_options(r#"{"repetitionPenalty":0}"#).unwrap_err();
+        assert!(matches!(&e, WebError::Setting { error, load: false } if error.name == "repetitionPenalty"), "{e:?}");
+        let e = e.to_string();
         assert_eq!(e, "repetitionPenalty = 0: expected a finite number > 0 (1 is off)");
-        let e = load_options(r#"{"contextLength":0}"#).unwrap_err();
+        let e = load_options(r#"{"contextLength":0}"#).unwrap_err().to_string();
         assert_eq!(e, "load options: contextLength = 0: expected at least 1 position");
-        let e = load_options(r#"{"maxMemory":-1}"#).unwrap_err();
+        let e = load_options(r#"{"maxMemory":-1}"#).unwrap_err().to_string();
         assert!(e.contains("maxMemory"), "{e}");
-        let e = chat_messages(r#"[{"role":"user"}]"#).unwrap_err();
+        let e = chat_messages(r#"[{"role":"user"}]"#).unwrap_err().to_string();
         assert!(e.contains("missing field `content`"), "{e}");
-        assert!(chat_messages("[]").is_err());
+        assert!(matches!(chat_messages("[]"), Err(WebError::NoMessages)));
     }
 }

@@ -130,7 +130,7 @@ impl CudaBackend {
         if !kernels::nvrtc_present() {
             return Err(BackendError::Device(kernels::KernelError::NoNvrtc.to_string()));
         }
-        let report = device_report(opts.device).map_err(BackendError::Device)?;
+        let report = device_report(opts.device).map_err(|e| BackendError::Device(e.to_string()))?;
         let ctx = CudaContext::new(opts.device).map_err(|e| dev("creating a CUDA context", e))?;
         // One compute stream, ordered by hand: cudarc's per-buffer event tracking would
         // record events around every launch.

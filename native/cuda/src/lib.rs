@@ -41,34 +41,46 @@ pub fn cublas_present() -> bool {
 /// The error for a machine without the driver library.
 pub const NO_DRIVER: &str = "no CUDA driver: libcuda.so was not found (install the NVIDIA driver)";
 
+/// Why the driver or a device could not be asked.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum DriverError {
+    #[error("{NO_DRIVER}")]
+    NoDriver,
+    /// A driver call that failed, with the driver's code.
+    #[error("{call}: {code}")]
+    Call { call: &'static str, code: String },
+    #[error("no CUDA device #{index} (found {count})")]
+    NoDevice { index: usize, count: i32 },
+}
+
 /// The driver loaded and initialised, or why not (cudarc would panic without the library).
-fn init_driver() -> Result<(), String> {
+fn init_driver() -> Result<(), DriverError> {
     if !driver_present() {
-        return Err(NO_DRIVER.into());
+        return Err(DriverError::NoDriver);
     }
-    result::init().map_err(|e| err("cuInit failed (no usable NVIDIA GPU, or the driver does not match the kernel module)", e))
+    result::init().map_err(err("cuInit failed (no usable NVIDIA GPU, or the driver does not match the kernel module)"))
 }
 
-fn err(what: &str, e: impl std::fmt::Debug) -> String {
-    format!("{what}: {e:?}")
+fn err<E: std::fmt::Debug>(call: &'static str) -> impl FnOnce(E) -> DriverError {
+    move |e| DriverError::Call { call, code: format!("{e:?}") }
 }
 
-fn attribute(d: sys::CUdevice, a: sys::CUdevice_attribute) -> Result<i32, String> {
+fn attribute(d: sys::CUdevice, a: sys::CUdevice_attribute) -> Result<i32, DriverError> {
     // SAFETY: `d` came from cuDeviceGet.
-    unsafe { result::device::get_attribute(d, a) }.map_err(|e| err("cuDeviceGetAttribute", e))
+    unsafe { result::device::get_attribute(d, a) }.map_err(err("cuDeviceGetAttribute"))
 }
 
 /// Device `index`'s report.
-pub fn device_report(index: usize) -> Result<DeviceReport, String> {
+pub fn device_report(index: usize) -> Result<DeviceReport, DriverError> {
     init_driver()?;
-    let count = result::device::get_count().map_err(|e| err("cuDeviceGetCount", e))?;
+    let count = result::device::get_count().map_err(err("cuDeviceGetCount"))?;
     if index >= count as usize {
-        return Err(format!("no CUDA device #{index} (found {count})"));
+        return Err(DriverError::NoDevice { index, count });
     }
-    let d = result::device::get(index as i32).map_err(|e| err("cuDeviceGet", e))?;
-    let name = result::device::get_name(d).map_err(|e| err("cuDeviceGetName", e))?;
+    let d = result::device::get(index as i32).map_err(err("cuDeviceGet"))?;
+    let name = result::device::get_name(d).map_err(err("cuDeviceGetName"))?;
     // SAFETY: as above.
-    let total = unsafe { result::device::total_mem(d) }.map_err(|e| err("cuDeviceTotalMem", e))?;
+    let total = unsafe { result::device::total_mem(d) }.map_err(err("cuDeviceTotalMem"))?;
     use sys::CUdevice_attribute::*;
     let major = attribute(d, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR)?;
     let minor = attribute(d, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR)?;
@@ -91,8 +103,8 @@ pub fn device_report(index: usize) -> Result<DeviceReport, String> {
 }
 
 /// Every CUDA device, or why there are none (no driver, no GPU, driver mismatch).
-pub fn devices() -> Result<Vec<DeviceReport>, String> {
+pub fn devices() -> Result<Vec<DeviceReport>, DriverError> {
     init_driver()?;
-    let count = result::device::get_count().map_err(|e| err("cuDeviceGetCount", e))?;
+    let count = result::device::get_count().map_err(err("cuDeviceGetCount"))?;
     (0..count as usize).map(device_report).collect()
 }

@@ -66,15 +66,30 @@ fn gone() -> ApiError {
     ApiError::new(503, "server_error", None, "the engine has stopped")
 }
 
+/// Why the server could not start or stopped early (a request's failure is an
+/// [`ApiError`] answer, never this).
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("cannot {what}: {source}")]
+    Io { what: String, source: std::io::Error },
+}
+
+impl ServeError {
+    fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> ServeError {
+        let what = what.into();
+        move |source| ServeError::Io { what, source }
+    }
+}
+
 /// Binds, then loads the model on the engine's thread (`load` runs there: `/health`
-/// answers 503 until it is done) and serves until SIGTERM or Ctrl-C, letting the requests
-/// in flight finish.
-pub fn serve(opts: ServeOptions, load: impl FnOnce(Worker) -> Result<(), String> + Send + 'static) -> Result<(), String> {
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().map_err(|e| format!("cannot start the server's runtime: {e}"))?;
+/// answers 503 until it is done; a load that fails ends the process with its error) and
+/// serves until SIGTERM or Ctrl-C, letting the requests in flight finish.
+pub fn serve<E: std::fmt::Display>(opts: ServeOptions, load: impl FnOnce(Worker) -> Result<(), E> + Send + 'static) -> Result<(), ServeError> {
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().map_err(ServeError::io("start the server's runtime"))?;
     rt.block_on(async move {
         let addr = format!("{}:{}", opts.host, opts.port);
-        let listener = tokio::net::TcpListener::bind(&addr).await.map_err(|e| format!("cannot listen on {addr}: {e}"))?;
-        let local: SocketAddr = listener.local_addr().map_err(|e| e.to_string())?;
+        let listener = tokio::net::TcpListener::bind(&addr).await.map_err(ServeError::io(format!("listen on {addr}")))?;
+        let local: SocketAddr = listener.local_addr().map_err(ServeError::io("read the listening address"))?;
         eprintln!("strata serve: listening on http://{local}");
         let (tx, rx) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared::default());
@@ -88,7 +103,7 @@ pub fn serve(opts: ServeOptions, load: impl FnOnce(Worker) -> Result<(), String>
                     std::process::exit(1);
                 }
             })
-            .map_err(|e| e.to_string())?;
+            .map_err(ServeError::io("start the engine's thread"))?;
         let max_body = opts.max_body;
         let app = Arc::new(App { tx, shared, opts, created: now() });
         let router = Router::new()
@@ -104,7 +119,7 @@ pub fn serve(opts: ServeOptions, load: impl FnOnce(Worker) -> Result<(), String>
             .layer(axum::middleware::from_fn_with_state(app.clone(), count))
             .layer(DefaultBodyLimit::max(max_body))
             .with_state(app);
-        axum::serve(listener, router).with_graceful_shutdown(shutdown()).await.map_err(|e| e.to_string())?;
+        axum::serve(listener, router).with_graceful_shutdown(shutdown()).await.map_err(ServeError::io("serve"))?;
         eprintln!("strata serve: stopped");
         Ok(())
     })

@@ -121,10 +121,10 @@ fn encode_error(e: EngineError) -> ApiError {
 }
 
 /// Serves until the HTTP side hangs up.
-pub fn run<B: Backend>(engine: Engine<B>, w: Worker) -> Result<(), String> {
+pub fn run<B: Backend>(engine: Engine<B>, w: Worker) -> Result<(), EngineError> {
     let Worker { mut rx, shared, options } = w;
     let session = engine.session();
-    let mut seqs: Vec<Sequence<B>> = (0..options.slots).map(|_| session.new_sequence(options.context)).collect::<Result<_, _>>().map_err(|e| e.to_string())?;
+    let mut seqs: Vec<Sequence<B>> = (0..options.slots).map(|_| session.new_sequence(options.context)).collect::<Result<_, _>>()?;
     let context = seqs[0].context();
     let mut lives: Vec<Option<Live>> = (0..options.slots).map(|_| None).collect();
     let mut waiting: VecDeque<Job> = VecDeque::new();

@@ -399,6 +399,8 @@ fn a_mixture_of_experts_file_is_refused_by_its_expert_count() -> CaseResult {
     let (key, value, feature) = refused.ok_or_else(|| format!("no UnsupportedFeature error: {:#?}", a.errors))?;
     check_eq!((key.as_str(), value.as_str()), ("gguf key llama.expert_count", "4"));
     check!(feature.contains("mixture-of-experts"), "{feature}");
+    // Refused once, by that key: not also for the dense FFN tensors it does not have.
+    check!(!kinds(&a).iter().any(|k| matches!(k, ErrorKind::MissingTensor { .. })), "{:#?}", a.errors);
     check!(!a.warnings.iter().any(|w| w.contains("is not used by llama and")), "expert tensors are known roles: {:?}", a.warnings);
     let c = valid(&t.gguf().kv("llama.expert_count", Value::U32(0)))?;
     check_eq!(c.n_experts, 0);

@@ -301,6 +301,7 @@ fn a_mixture_of_experts_checkpoint_is_refused_by_its_expert_count() {
         a.errors
     );
     assert!(!a.warnings.iter().any(|w| w.contains("is not used by qwen2 and")), "expert tensors are known roles: {:?}", a.warnings);
+    assert!(!kinds(&a).iter().any(|k| matches!(k, ErrorKind::MissingTensor { .. })), "refused once, by its key: {:#?}", a.errors);
     let mut cfg = Tiny::llama().config_json();
     cfg["num_local_experts"] = json!(8);
     let a = analyze(files(&cfg, &Tiny::llama().hf_tensors("F32")).unwrap());

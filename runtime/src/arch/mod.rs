@@ -350,6 +350,7 @@ impl TensorId {
 
     /// Expert `expert` of an expert part in `layer`.
     pub fn expert(layer: u32, expert: u32, part: Part, param: Param) -> Self {
+        debug_assert!(part.is_expert(), "{part:?} has no experts");
         TensorId { layer: Some(layer), expert: Some(expert), part, param }
     }
 
@@ -413,14 +414,14 @@ fn parse_layer(s: &str) -> Result<u32, NameError> {
 pub fn parse_gguf_name(name: &str) -> Result<TensorId, NameError> {
     let (stem, param) = split_param(name).ok_or(NameError::Unknown)?;
     if let Some(rest) = stem.strip_prefix("blk.") {
+        // The role first, then the indices: an unknown role is Unknown whatever its index.
         let (layer, part) = rest.split_once('.').ok_or(NameError::Unknown)?;
-        let layer = parse_layer(layer)?;
         if let Some((base, e)) = part.split_once('.') {
             let part = ALL_PARTS.iter().copied().find(|p| p.gguf_expert_name() == Some(base)).ok_or(NameError::Unknown)?;
-            return Ok(TensorId::expert(layer, parse_layer(e)?, part, param));
+            return Ok(TensorId::expert(parse_layer(layer)?, parse_layer(e)?, part, param));
         }
         let part = ALL_PARTS.iter().copied().find(|p| p.is_layer() && p.gguf_name() == part).ok_or(NameError::Unknown)?;
-        return Ok(TensorId::layer(layer, part, param));
+        return Ok(TensorId::layer(parse_layer(layer)?, part, param));
     }
     let part = ALL_PARTS.iter().copied().find(|p| !p.is_layer() && p.gguf_name() == stem).ok_or(NameError::Unknown)?;
     Ok(TensorId::global(part, param))
@@ -437,14 +438,13 @@ pub fn parse_hf_name(arch: Arch, name: &str) -> Result<TensorId, NameError> {
     let (stem, param) = split_param(&name).ok_or(NameError::Unknown)?;
     if let Some(rest) = stem.strip_prefix("model.layers.") {
         let (layer, module) = rest.split_once('.').ok_or(NameError::Unknown)?;
-        let layer = parse_layer(layer)?;
         for &part in ALL_PARTS.iter().filter(|p| p.is_layer()) {
             let Some(name) = part.hf_name(arch) else { continue };
             match name.split_once('*') {
-                None if name == module => return Ok(TensorId::layer(layer, part, param)),
+                None if name == module => return Ok(TensorId::layer(parse_layer(layer)?, part, param)),
                 Some((before, after)) => {
                     if let Some(e) = module.strip_prefix(before).and_then(|m| m.strip_suffix(after)) {
-                        return Ok(TensorId::expert(layer, parse_layer(e)?, part, param));
+                        return Ok(TensorId::expert(parse_layer(layer)?, parse_layer(e)?, part, param));
                     }
                 }
                 None => {}

@@ -88,6 +88,8 @@ pub enum ErrorKind {
     ShapeMismatch { tensor: String, expected: Shape, found: Shape, why: String },
     #[error("tensor {tensor:?} belongs to layer {layer} but the model has {n_layers} layers")]
     LayerOutOfRange { tensor: String, layer: u64, n_layers: u32 },
+    #[error("tensor {tensor:?} is expert {expert} but the model has {n_experts} experts")]
+    ExpertOutOfRange { tensor: String, expert: u32, n_experts: u32 },
     #[error("invalid config: {message}")]
     InvalidConfig { message: String },
     /// A valid model strata cannot run yet: what it needs, and the key that says so.

@@ -5,6 +5,7 @@
 
 use strata::arch::{Param, Part, TensorId};
 use strata::model::gguf::{Array, GgufHeader, Value};
+use strata::model::config::ExpertLayout;
 use strata::model::{analyze, Analysis, Field, LayerAttention, ModelFiles, RopeStyle, Source};
 use strata::quant::DType;
 use strata::source::SliceSource;
@@ -376,34 +377,65 @@ fn every_config_value_names_its_source() -> CaseResult {
 
 /// A Mixtral-layout GGUF (the `llama` architecture with `expert_count`, a router and
 /// stacked experts, as llama.cpp's converter writes it) is refused by the key that makes
-/// it MoE, and its expert tensors are known roles, not unknown names; `expert_count = 0` is
-/// a dense model.
+/// it MoE, and by nothing else when it is well formed: its experts' keys, layout and shapes
+/// are read and checked as llama.cpp's `load_hparams` / `create_tensors` would (a stack of
+/// the wrong size, too many experts used, a missing or surplus expert are each named).
+/// `expert_count = 0` is a dense model.
 fn a_mixture_of_experts_file_is_refused_by_its_expert_count() -> CaseResult {
     let t = Tiny::llama();
-    let mut w = t.gguf().kv("llama.expert_count", Value::U32(4)).kv("llama.expert_used_count", Value::U32(2));
-    for l in 0..t.layers {
-        for p in ["gate", "up", "down"] {
-            w = w.remove_tensor(&format!("blk.{l}.ffn_{p}.weight"));
+    let moe = |stacked: bool, experts: u64| {
+        let mut w = t.gguf().kv("llama.expert_count", Value::U32(4)).kv("llama.expert_used_count", Value::U32(2));
+        for l in 0..t.layers {
+            for p in ["gate", "up", "down"] {
+                w = w.remove_tensor(&format!("blk.{l}.ffn_{p}.weight"));
+            }
+            w = w.tensor(&format!("blk.{l}.ffn_gate_inp.weight"), &[4, t.hidden], DType::F32);
+            for (p, shape) in [("gate", [t.ff, t.hidden]), ("up", [t.ff, t.hidden]), ("down", [t.hidden, t.ff])] {
+                if stacked {
+                    w = w.tensor(&format!("blk.{l}.ffn_{p}_exps.weight"), &[experts, shape[0], shape[1]], DType::F32);
+                } else {
+                    for e in 0..experts {
+                        w = w.tensor(&format!("blk.{l}.ffn_{p}.{e}.weight"), &shape, DType::F32);
+                    }
+                }
+            }
         }
-        w = w.tensor(&format!("blk.{l}.ffn_gate_inp.weight"), &[4, t.hidden], DType::F32);
-        w = w.tensor(&format!("blk.{l}.ffn_gate_exps.weight"), &[4, t.ff, t.hidden], DType::F32);
-        w = w.tensor(&format!("blk.{l}.ffn_up_exps.weight"), &[4, t.ff, t.hidden], DType::F32);
-        w = w.tensor(&format!("blk.{l}.ffn_down_exps.weight"), &[4, t.hidden, t.ff], DType::F32);
-    }
-    let a = analyze_bytes(w.build())?;
-    check!(!a.is_valid());
-    let refused = kinds(&a).into_iter().find_map(|k| match k {
-        ErrorKind::UnsupportedFeature { key, value, feature } => Some((key.clone(), value.clone(), feature.clone())),
-        _ => None,
-    });
-    let (key, value, feature) = refused.ok_or_else(|| format!("no UnsupportedFeature error: {:#?}", a.errors))?;
+        w
+    };
+    let refused_only = |w: &GgufWriter| -> Result<(Analysis, strata::ModelConfig), String> {
+        let a = analyze_bytes(w.build())?;
+        let k = kinds(&a);
+        check!(k.len() == 1 && matches!(k[0], ErrorKind::UnsupportedFeature { .. }), "expected only the MoE refusal: {:#?}", a.errors);
+        let c = a.config.clone().must()?;
+        Ok((a, c))
+    };
+    let (a, c) = refused_only(&moe(true, 4))?;
+    let ErrorKind::UnsupportedFeature { key, value, feature } = kinds(&a)[0] else { return Err("not UnsupportedFeature".into()) };
     check_eq!((key.as_str(), value.as_str()), ("gguf key llama.expert_count", "4"));
     check!(feature.contains("mixture-of-experts"), "{feature}");
-    // Refused once, by that key: not also for the dense FFN tensors it does not have.
-    check!(!kinds(&a).iter().any(|k| matches!(k, ErrorKind::MissingTensor { .. })), "{:#?}", a.errors);
-    check!(!a.warnings.iter().any(|w| w.contains("is not used by llama and")), "expert tensors are known roles: {:?}", a.warnings);
+    check!(!a.warnings.iter().any(|w| w.contains("is not used")), "expert tensors are the model's: {:?}", a.warnings);
+    check_eq!((c.n_experts, c.n_experts_used, c.expert_intermediate_size), (4, Some(2), Some(t.ff as u32)));
+    check_eq!(c.expert_layout, Some(ExpertLayout::Stacked));
+    check!(matches!(&c.provenance[Field::ExpertIntermediateSize], Source::Derived(d) if d.contains("intermediate_size")));
+    // An expert's own width (Qwen-MoE's expert_feed_forward_length) shapes the experts.
+    let a = analyze_bytes(moe(true, 4).kv("llama.expert_feed_forward_length", Value::U32(32)).build())?;
+    check!(kinds(&a).iter().any(|k| matches!(k, ErrorKind::ShapeMismatch { tensor, expected, .. } if tensor == "blk.0.ffn_up_exps.weight" && expected.0 == vec![4, 32, t.hidden])), "{:#?}", a.errors);
+    // A stack of 3 where the file says 4.
+    let a = analyze_bytes(moe(true, 4).reshape("blk.1.ffn_up_exps.weight", &[3, t.ff, t.hidden]).build())?;
+    check!(kinds(&a).iter().any(|k| matches!(k, ErrorKind::ShapeMismatch { tensor, why, .. } if tensor == "blk.1.ffn_up_exps.weight" && why.contains("n_experts"))), "{:#?}", a.errors);
+    let a = analyze_bytes(moe(true, 4).remove_kv("llama.expert_used_count").build())?;
+    check!(kinds(&a).iter().any(|k| matches!(k, ErrorKind::MissingKey { key } if key.contains("llama.expert_used_count"))), "{:#?}", a.errors);
+    let a = analyze_bytes(moe(true, 4).kv("llama.expert_used_count", Value::U32(5)).build())?;
+    check!(kinds(&a).iter().any(|k| matches!(k, ErrorKind::InvalidConfig { message } if message.contains("n_experts_used (5) exceeds n_experts (4)"))), "{:#?}", a.errors);
+    // The per-expert layout llama.cpp wrote before stacking: the same model.
+    let (_, c) = refused_only(&moe(false, 4))?;
+    check_eq!(c.expert_layout, Some(ExpertLayout::PerExpert));
+    let a = analyze_bytes(moe(false, 4).remove_tensor("blk.1.ffn_up.3.weight").build())?;
+    check!(kinds(&a).iter().any(|k| matches!(k, ErrorKind::MissingTensor { tensor, .. } if tensor == "blk.1.ffn_up.3.weight")), "{:#?}", a.errors);
+    let a = analyze_bytes(moe(false, 5).build())?;
+    check!(kinds(&a).iter().any(|k| matches!(k, ErrorKind::ExpertOutOfRange { tensor, expert: 4, n_experts: 4 } if tensor == "blk.0.ffn_gate.4.weight")), "{:#?}", a.errors);
     let c = valid(&t.gguf().kv("llama.expert_count", Value::U32(0)))?;
-    check_eq!(c.n_experts, 0);
+    check_eq!((c.n_experts, c.n_experts_used, c.expert_layout), (0, None, None));
     check!(matches!(&c.provenance[Field::NExperts], Source::Default(_)));
     Ok(())
 }

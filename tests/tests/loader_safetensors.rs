@@ -285,11 +285,12 @@ fn a_mixture_of_experts_checkpoint_is_refused_by_its_expert_count() {
     let mut cfg = t.config_json();
     cfg["num_experts"] = json!(4);
     cfg["num_experts_per_tok"] = json!(2);
+    cfg["moe_intermediate_size"] = json!(32);
     let mut tensors: Vec<_> = t.hf_tensors("F32").into_iter().filter(|(n, _, _)| !n.contains(".mlp.")).collect();
     for l in 0..t.layers {
         tensors.push((format!("model.layers.{l}.mlp.gate.weight"), "F32", vec![4, t.hidden]));
         for e in 0..4 {
-            for (p, shape) in [("gate_proj", vec![t.ff, t.hidden]), ("up_proj", vec![t.ff, t.hidden]), ("down_proj", vec![t.hidden, t.ff])] {
+            for (p, shape) in [("gate_proj", vec![32, t.hidden]), ("up_proj", vec![32, t.hidden]), ("down_proj", vec![t.hidden, 32])] {
                 tensors.push((format!("model.layers.{l}.mlp.experts.{e}.{p}.weight"), "F32", shape));
             }
         }
@@ -301,7 +302,14 @@ fn a_mixture_of_experts_checkpoint_is_refused_by_its_expert_count() {
         a.errors
     );
     assert!(!a.warnings.iter().any(|w| w.contains("is not used by qwen2 and")), "expert tensors are known roles: {:?}", a.warnings);
-    assert!(!kinds(&a).iter().any(|k| matches!(k, ErrorKind::MissingTensor { .. })), "refused once, by its key: {:#?}", a.errors);
+    assert_eq!(a.errors.len(), 1, "refused once, by its key: {:#?}", a.errors);
+    let c = a.config.as_ref().unwrap();
+    assert_eq!((c.n_experts, c.n_experts_used, c.expert_intermediate_size), (4, Some(2), Some(32)));
+    assert_eq!(c.expert_layout, Some(strata::model::config::ExpertLayout::PerExpert));
+    // An expert at the dense width is named against moe_intermediate_size.
+    let wrong: Vec<_> = tensors.iter().cloned().map(|(n, d, s)| if n == "model.layers.1.mlp.experts.3.up_proj.weight" { (n, d, vec![t.ff, t.hidden]) } else { (n, d, s) }).collect();
+    let a = analyze(files(&cfg, &wrong).unwrap());
+    assert!(kinds(&a).iter().any(|k| matches!(k, ErrorKind::ShapeMismatch { tensor, why, .. } if tensor == "model.layers.1.mlp.experts.3.up_proj.weight" && why.contains("expert_intermediate_size"))), "{:#?}", a.errors);
     let mut cfg = Tiny::llama().config_json();
     cfg["num_local_experts"] = json!(8);
     let a = analyze(files(&cfg, &Tiny::llama().hf_tensors("F32")).unwrap());

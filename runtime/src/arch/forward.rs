@@ -114,6 +114,8 @@ pub fn ops_of(model: &LoadedModel) -> Vec<(Op, Option<TensorId>)> {
         let len = rows * cols;
         match (spec.id.part, spec.id.param) {
             (p, _) if p.is_rope_factors() => {}
+            // The MoE FFN's op comes with its block (issue 29); the loader refuses MoE files.
+            (p, _) if p.is_expert() || p == Part::FfnGateInp => {}
             (Part::TokenEmbd, _) => {
                 add(Op::Embed { dtype, vocab: rows, cols, tokens: 1 }, id);
                 if cfg.tied_embeddings {

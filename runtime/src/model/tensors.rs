@@ -15,7 +15,8 @@ pub struct TensorSpec {
     pub required: bool,
 }
 
-/// The row-major shape `part`/`param` must have under `cfg`, with its derivation.
+/// The row-major shape `part`/`param` must have under `cfg`, with its derivation. For an
+/// expert part, the shape of one expert (a stacked tensor is `[n_experts]` + this).
 pub fn expected_shape(cfg: &ModelConfig, part: Part, param: Param) -> (Vec<u64>, String) {
     let h = u64::from(cfg.hidden_size);
     let ff = u64::from(cfg.intermediate_size);
@@ -41,38 +42,64 @@ pub fn expected_shape(cfg: &ModelConfig, part: Part, param: Param) -> (Vec<u64>,
         Part::FfnGate => (ff, Some(h), "intermediate_size", "hidden_size"),
         Part::FfnUp if cfg.fused_gate_up => (ff.saturating_mul(2), Some(h), "2 * intermediate_size (fused gate|up)", "hidden_size"),
         Part::FfnUp => (ff, Some(h), "intermediate_size", "hidden_size"),
-        Part::FfnDown | Part::FfnDownExps => (h, Some(ff), "hidden_size", "intermediate_size"),
+        Part::FfnDown => (h, Some(ff), "hidden_size", "intermediate_size"),
         Part::FfnGateInp => (u64::from(cfg.n_experts), Some(h), "n_experts", "hidden_size"),
-        Part::FfnGateExps | Part::FfnUpExps => (ff, Some(h), "intermediate_size", "hidden_size"),
+        Part::FfnGateExps | Part::FfnUpExps => (eff(cfg), Some(h), "expert_intermediate_size", "hidden_size"),
+        Part::FfnDownExps => (h, Some(eff(cfg)), "hidden_size", "expert_intermediate_size"),
     };
-    // An expert part's tensor stacks the experts (one expert is the 2-D slice).
-    let (stack, why_stack) = if part.is_expert() { (vec![u64::from(cfg.n_experts)], "n_experts, ") } else { (vec![], "") };
     match (param, inp) {
-        (Param::Weight, Some(inp)) => ([stack, vec![out, inp]].concat(), format!("[{why_stack}{why_out}, {why_in}]")),
-        _ => ([stack, vec![out]].concat(), format!("[{why_stack}{why_out}]")),
+        (Param::Weight, Some(inp)) => (vec![out, inp], format!("[{why_out}, {why_in}]")),
+        _ => (vec![out], format!("[{why_out}]")),
     }
 }
+
+/// One expert's FFN width.
+fn eff(cfg: &ModelConfig) -> u64 {
+    u64::from(cfg.expert_intermediate_size.unwrap_or(cfg.intermediate_size))
+}
+
+/// The MoE FFN tensors that replace the dense ones when `cfg.n_experts > 0`: the router,
+/// and each projection's experts, stacked or one tensor per expert as the file keeps them.
+const EXPERT_PARTS: [Part; 3] = [Part::FfnGateExps, Part::FfnUpExps, Part::FfnDownExps];
 
 /// Every tensor `cfg` implies, in a stable order: globals, then layer by layer.
 pub fn expected_tensors(cfg: &ModelConfig) -> Vec<TensorSpec> {
     let spec = cfg.architecture.spec();
     let mut out = Vec::new();
-    let mut push = |id: TensorId, required: bool| {
+    let spec_of = |id: TensorId, required: bool| {
         let (shape, why) = expected_shape(cfg, id.part, id.param);
-        out.push(TensorSpec { id, shape, why, required });
+        TensorSpec { id, shape, why, required }
     };
-    push(TensorId::global(Part::TokenEmbd, Param::Weight), true);
-    push(TensorId::global(Part::OutputNorm, Param::Weight), true);
+    out.push(spec_of(TensorId::global(Part::TokenEmbd, Param::Weight), true));
+    out.push(spec_of(TensorId::global(Part::OutputNorm, Param::Weight), true));
     if !cfg.tied_embeddings {
-        push(TensorId::global(Part::Output, Param::Weight), true);
+        out.push(spec_of(TensorId::global(Part::Output, Param::Weight), true));
     }
     for &(part, param, need) in spec.extra_global_tensors {
-        push(TensorId::global(part, param), need == Need::Required);
+        out.push(spec_of(TensorId::global(part, param), need == Need::Required));
     }
+    let moe = cfg.n_experts > 0;
+    let n = u64::from(cfg.n_experts);
     for layer in 0..cfg.n_layers {
         for &(part, param, need) in spec.layer_tensors {
-            if layer_tensor_needed(cfg, part, need) {
-                push(TensorId::layer(layer, part, param), true);
+            let dense_ffn = matches!(part, Part::FfnGate | Part::FfnUp | Part::FfnDown);
+            if layer_tensor_needed(cfg, part, need) && !(moe && dense_ffn) {
+                out.push(spec_of(TensorId::layer(layer, part, param), true));
+            }
+        }
+        if !moe {
+            continue;
+        }
+        out.push(spec_of(TensorId::layer(layer, Part::FfnGateInp, Param::Weight), true));
+        for part in EXPERT_PARTS {
+            let (shape, why) = expected_shape(cfg, part, Param::Weight);
+            match cfg.expert_layout {
+                Some(crate::model::config::ExpertLayout::PerExpert) => {
+                    for e in 0..cfg.n_experts {
+                        out.push(TensorSpec { id: TensorId::expert(layer, e, part, Param::Weight), shape: shape.clone(), why: why.clone(), required: true });
+                    }
+                }
+                _ => out.push(TensorSpec { id: TensorId::layer(layer, part, Param::Weight), shape: [vec![n], shape].concat(), why: format!("[n_experts, {}", &why[1..]), required: true }),
             }
         }
     }

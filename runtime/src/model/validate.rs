@@ -188,10 +188,7 @@ fn check_tensors(
     let expected = super::expected_tensors(cfg);
     for spec in &expected {
         let Some(&i) = by_id.get(&spec.id) else {
-            // A MoE model is refused by its expert count (`UnsupportedFeature`); the dense
-            // FFN tensors it has in place of experts are not reported missing as well.
-            let moe_ffn = cfg.n_experts > 0 && matches!(spec.id.part, Part::FfnGate | Part::FfnUp | Part::FfnDown);
-            if spec.required && !moe_ffn {
+            if spec.required {
                 let hint = if spec.id.part == Part::Output {
                     " (the config says the output head is not tied to the embeddings)".to_owned()
                 } else {
@@ -210,7 +207,8 @@ fn check_tensors(
                 why: spec.why.clone(),
             });
         }
-        let matrix = spec.shape.len() == 2;
+        // Stacked experts are matrices too.
+        let matrix = spec.shape.len() >= 2;
         let dtype_ok = if matrix { t.dtype.is_supported_weight() } else { t.dtype.is_float() };
         if !dtype_ok {
             let (role, supported) = if matrix {
@@ -246,6 +244,11 @@ fn check_tensors(
                 errs.push(ErrorKind::LayerOutOfRange { tensor: name.clone(), layer: layer.into(), n_layers: cfg.n_layers })
             }
             _ if *id == output && cfg.tied_embeddings => {}
+            Some(_) if cfg.n_experts > 0 && id.expert.is_some_and(|e| e >= cfg.n_experts) => errs.push(ErrorKind::ExpertOutOfRange {
+                tensor: name.clone(),
+                expert: id.expert.unwrap_or_default(),
+                n_experts: cfg.n_experts,
+            }),
             _ => warnings.push(format!("tensor {name:?} is not used by this {} configuration and is ignored", cfg.architecture)),
         }
     }

@@ -201,6 +201,27 @@ pub(crate) fn finish(p: Params, arch: Arch, t: &dyn TensorFacts, errs: &mut Errs
         },
     );
 
+    let (n_experts_used, expert_intermediate_size, expert_layout) = if n_experts > 0 {
+        let used = match p.n_experts_used {
+            Some(v) => Some(pv.take(Field::NExpertsUsed, v)),
+            None => {
+                let key = if p.hf_layout { "config.json field num_experts_per_tok".to_owned() } else { format!("GGUF key {}.expert_used_count", arch.name()) };
+                errs.push(ErrorKind::MissingKey { key });
+                None
+            }
+        };
+        if let Some(u) = used.filter(|&u| u > n_experts) {
+            bad(errs, format!("n_experts_used ({u}) exceeds n_experts ({n_experts})"));
+        }
+        let width = p.expert_intermediate_size.unwrap_or((ff, Source::Derived(format!("= intermediate_size ({ff})"))));
+        let width = pv.take(Field::ExpertIntermediateSize, width);
+        let stacked = t.has(TensorId::layer(0, Part::FfnUpExps, Param::Weight));
+        let (layout, why) = if stacked { (ExpertLayout::Stacked, "layer 0 has stacked experts (ffn_up_exps)") } else { (ExpertLayout::PerExpert, "layer 0 has no stacked experts: one tensor per expert") };
+        (used, Some(width), Some(pv.take(Field::ExpertLayout, (layout, Source::Tensor(why.into())))))
+    } else {
+        (None, None, None)
+    };
+
     let flag = |pv: &mut Provenance, field: Field, on: bool, why: String| pv.take(field, (on, Source::Tensor(why)));
     let q_bias = layer0(Part::AttnQ, Param::Bias);
     let qkv_bias = layer0(Part::AttnQkv, Param::Bias);
@@ -272,6 +293,9 @@ pub(crate) fn finish(p: Params, arch: Arch, t: &dyn TensorFacts, errs: &mut Errs
         hidden_size: hidden,
         intermediate_size: ff,
         n_experts,
+        n_experts_used,
+        expert_intermediate_size,
+        expert_layout,
         n_heads,
         n_kv_heads,
         head_dim,

@@ -118,6 +118,8 @@ pub(crate) fn from_gguf(h: &GgufHeader, arch_key: &str, errs: &mut Errs) -> Para
     let experts = k.key("expert_count");
     if h.get(&experts).and_then(Value::as_u64) != Some(0) {
         p.n_experts = k.positive(&experts);
+        p.n_experts_used = k.positive(&k.key("expert_used_count"));
+        p.expert_intermediate_size = k.positive(&k.key("expert_feed_forward_length"));
     }
     p.n_heads = k.required(&k.key("attention.head_count"));
     p.context_length = k.required(&k.key("context_length"));

@@ -87,6 +87,16 @@ pub enum LayerAttention {
     Local,
 }
 
+/// How a file keeps a MoE layer's experts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExpertLayout {
+    /// One `[n_experts, rows, cols]` tensor per projection (llama.cpp's `ffn_*_exps`).
+    Stacked,
+    /// One tensor per expert (Hugging Face; GGUFs from before llama.cpp stacked them).
+    PerExpert,
+}
+
 /// The hyperparameters of a model: everything the engine needs to know about shapes.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct ModelConfig {
@@ -96,8 +106,16 @@ pub struct ModelConfig {
     /// FFN width (per branch; a fused gate|up tensor is twice this).
     pub intermediate_size: u32,
     /// Experts per mixture-of-experts FFN; 0: a dense FFN. The loader refuses MoE models
-    /// until their FFN block runs (it names the key), rather than a missing dense tensor.
+    /// until their FFN block runs (it names the key), rather than a missing dense tensor;
+    /// their shapes are still checked (`strata inspect` shows every problem).
     pub n_experts: u32,
+    /// Experts each token is routed to (MoE only).
+    pub n_experts_used: Option<u32>,
+    /// One expert's FFN width (MoE only; Qwen-MoE's `moe_intermediate_size`, else
+    /// `intermediate_size`).
+    pub expert_intermediate_size: Option<u32>,
+    /// How the file keeps a layer's experts (MoE only).
+    pub expert_layout: Option<ExpertLayout>,
     pub n_heads: u32,
     pub n_kv_heads: u32,
     /// Query/key head dimension.
@@ -160,6 +178,9 @@ pub enum Field {
     HiddenSize,
     IntermediateSize,
     NExperts,
+    NExpertsUsed,
+    ExpertIntermediateSize,
+    ExpertLayout,
     NHeads,
     NKvHeads,
     HeadDim,
@@ -194,7 +215,7 @@ pub enum Field {
 }
 
 impl Field {
-    pub const ALL: &'static [Field] = &[Field::NLayers, Field::HiddenSize, Field::IntermediateSize, Field::NExperts, Field::NHeads, Field::NKvHeads, Field::HeadDim, Field::HeadDimV, Field::RopeDim, Field::RopeStyle, Field::RopeBase, Field::RopeBaseLocal, Field::RopeScaling, Field::SlidingWindow, Field::LayerAttention, Field::NormEps, Field::NormWeightOffset, Field::Activation, Field::VocabSize, Field::ContextLength, Field::TiedEmbeddings, Field::AttnBias, Field::AttnOutputBias, Field::QkNorm, Field::FusedQkv, Field::FusedGateUp, Field::EmbeddingScale, Field::AttentionScale, Field::AttnLogitSoftcap, Field::FinalLogitSoftcap, Field::BosTokenId, Field::EosTokenId, Field::EogTokenIds, Field::NativeDtype, Field::DeclaredDtype];
+    pub const ALL: &'static [Field] = &[Field::NLayers, Field::HiddenSize, Field::IntermediateSize, Field::NExperts, Field::NExpertsUsed, Field::ExpertIntermediateSize, Field::ExpertLayout, Field::NHeads, Field::NKvHeads, Field::HeadDim, Field::HeadDimV, Field::RopeDim, Field::RopeStyle, Field::RopeBase, Field::RopeBaseLocal, Field::RopeScaling, Field::SlidingWindow, Field::LayerAttention, Field::NormEps, Field::NormWeightOffset, Field::Activation, Field::VocabSize, Field::ContextLength, Field::TiedEmbeddings, Field::AttnBias, Field::AttnOutputBias, Field::QkNorm, Field::FusedQkv, Field::FusedGateUp, Field::EmbeddingScale, Field::AttentionScale, Field::AttnLogitSoftcap, Field::FinalLogitSoftcap, Field::BosTokenId, Field::EosTokenId, Field::EogTokenIds, Field::NativeDtype, Field::DeclaredDtype];
 
     /// The field's name in `ModelConfig` (and in `strata inspect --json`).
     pub fn name(self) -> &'static str {
@@ -203,6 +224,9 @@ impl Field {
             Field::HiddenSize => "hidden_size",
             Field::IntermediateSize => "intermediate_size",
             Field::NExperts => "n_experts",
+            Field::NExpertsUsed => "n_experts_used",
+            Field::ExpertIntermediateSize => "expert_intermediate_size",
+            Field::ExpertLayout => "expert_layout",
             Field::NHeads => "n_heads",
             Field::NKvHeads => "n_kv_heads",
             Field::HeadDim => "head_dim",
@@ -321,6 +345,8 @@ pub struct Params {
     pub intermediate_size: Sourced<u32>,
     /// Experts per MoE layer (absent or 0: dense).
     pub n_experts: Sourced<u32>,
+    pub n_experts_used: Sourced<u32>,
+    pub expert_intermediate_size: Sourced<u32>,
     pub n_heads: Sourced<u32>,
     pub n_kv_heads: Sourced<u32>,
     pub head_dim: Sourced<u32>,

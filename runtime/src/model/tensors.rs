@@ -58,10 +58,6 @@ fn eff(cfg: &ModelConfig) -> u64 {
     u64::from(cfg.expert_intermediate_size.unwrap_or(cfg.intermediate_size))
 }
 
-/// The MoE FFN tensors that replace the dense ones when `cfg.n_experts > 0`: the router,
-/// and each projection's experts, stacked or one tensor per expert as the file keeps them.
-const EXPERT_PARTS: [Part; 3] = [Part::FfnGateExps, Part::FfnUpExps, Part::FfnDownExps];
-
 /// Every tensor `cfg` implies, in a stable order: globals, then layer by layer.
 pub fn expected_tensors(cfg: &ModelConfig) -> Vec<TensorSpec> {
     let spec = cfg.architecture.spec();
@@ -78,20 +74,20 @@ pub fn expected_tensors(cfg: &ModelConfig) -> Vec<TensorSpec> {
     for &(part, param, need) in spec.extra_global_tensors {
         out.push(spec_of(TensorId::global(part, param), need == Need::Required));
     }
-    let moe = cfg.n_experts > 0;
     let n = u64::from(cfg.n_experts);
     for layer in 0..cfg.n_layers {
         for &(part, param, need) in spec.layer_tensors {
-            let dense_ffn = matches!(part, Part::FfnGate | Part::FfnUp | Part::FfnDown);
-            if layer_tensor_needed(cfg, part, need) && !(moe && dense_ffn) {
+            if layer_tensor_needed(cfg, part, need) {
                 out.push(spec_of(TensorId::layer(layer, part, param), true));
             }
         }
-        if !moe {
+        // A MoE layer's FFN: the router, and each projection's experts, stacked or one
+        // tensor per expert as the file keeps them.
+        if n == 0 {
             continue;
         }
         out.push(spec_of(TensorId::layer(layer, Part::FfnGateInp, Param::Weight), true));
-        for part in EXPERT_PARTS {
+        for part in crate::arch::ALL_PARTS.iter().copied().filter(|p| p.is_expert()) {
             let (shape, why) = expected_shape(cfg, part, Param::Weight);
             match cfg.expert_layout {
                 Some(crate::model::config::ExpertLayout::PerExpert) => {
@@ -109,9 +105,13 @@ pub fn expected_tensors(cfg: &ModelConfig) -> Vec<TensorSpec> {
 /// Whether a layer tensor belongs to the model under `cfg`. Optional layer tensors
 /// (biases) are present in all layers or in none, as layer 0 shows: the loader records
 /// that in `cfg.attn_bias` / `cfg.attn_output_bias`, and then every layer must have them.
+/// A MoE model's experts take the place of the dense FFN projections.
 fn layer_tensor_needed(cfg: &ModelConfig, part: Part, need: Need) -> bool {
     let split_qkv = matches!(part, Part::AttnQ | Part::AttnK | Part::AttnV);
     if (part == Part::AttnQkv && !cfg.fused_qkv) || (split_qkv && cfg.fused_qkv) {
+        return false;
+    }
+    if cfg.n_experts > 0 && matches!(part, Part::FfnGate | Part::FfnUp | Part::FfnDown) {
         return false;
     }
     match need {

@@ -239,16 +239,14 @@ fn check_tensors(
     extra.sort();
     for (id, &i) in extra {
         let name = &files.tensors[i].name;
-        match id.layer {
-            Some(layer) if layer >= cfg.n_layers => {
+        match (id.layer, id.expert) {
+            (Some(layer), _) if layer >= cfg.n_layers => {
                 errs.push(ErrorKind::LayerOutOfRange { tensor: name.clone(), layer: layer.into(), n_layers: cfg.n_layers })
             }
             _ if *id == output && cfg.tied_embeddings => {}
-            Some(_) if cfg.n_experts > 0 && id.expert.is_some_and(|e| e >= cfg.n_experts) => errs.push(ErrorKind::ExpertOutOfRange {
-                tensor: name.clone(),
-                expert: id.expert.unwrap_or_default(),
-                n_experts: cfg.n_experts,
-            }),
+            (_, Some(expert)) if cfg.n_experts > 0 && expert >= cfg.n_experts => {
+                errs.push(ErrorKind::ExpertOutOfRange { tensor: name.clone(), expert, n_experts: cfg.n_experts })
+            }
             _ => warnings.push(format!("tensor {name:?} is not used by this {} configuration and is ignored", cfg.architecture)),
         }
     }

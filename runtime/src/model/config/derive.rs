@@ -202,14 +202,8 @@ pub(crate) fn finish(p: Params, arch: Arch, t: &dyn TensorFacts, errs: &mut Errs
     );
 
     let (n_experts_used, expert_intermediate_size, expert_layout) = if n_experts > 0 {
-        let used = match p.n_experts_used {
-            Some(v) => Some(pv.take(Field::NExpertsUsed, v)),
-            None => {
-                let key = if p.hf_layout { "config.json field num_experts_per_tok".to_owned() } else { format!("GGUF key {}.expert_used_count", arch.name()) };
-                errs.push(ErrorKind::MissingKey { key });
-                None
-            }
-        };
+        // The readers require the experts-used key of a MoE model (a MissingKey when absent).
+        let used = p.n_experts_used.map(|v| pv.take(Field::NExpertsUsed, v));
         if let Some(u) = used.filter(|&u| u > n_experts) {
             bad(errs, format!("n_experts_used ({u}) exceeds n_experts ({n_experts})"));
         }

@@ -114,11 +114,14 @@ pub(crate) fn from_gguf(h: &GgufHeader, arch_key: &str, errs: &mut Errs) -> Para
     p.n_layers = k.required(&k.key("block_count"));
     p.hidden_size = k.required(&k.key("embedding_length"));
     p.intermediate_size = k.required(&k.key("feed_forward_length"));
-    // llama.cpp writes expert_count only for MoE models; 0 means dense too.
+    // llama.cpp writes expert_count only for MoE models; 0 means dense too. A MoE model
+    // must say how many experts a token uses.
     let experts = k.key("expert_count");
     if h.get(&experts).and_then(Value::as_u64) != Some(0) {
         p.n_experts = k.positive(&experts);
-        p.n_experts_used = k.positive(&k.key("expert_used_count"));
+    }
+    if p.n_experts.is_some() {
+        p.n_experts_used = k.required(&k.key("expert_used_count"));
         p.expert_intermediate_size = k.positive(&k.key("expert_feed_forward_length"));
     }
     p.n_heads = k.required(&k.key("attention.head_count"));

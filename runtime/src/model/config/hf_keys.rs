@@ -228,7 +228,9 @@ pub(crate) fn from_hf(config: &Json, generation: Option<&Json>, arch: Arch, errs
     // Mixtral and gpt-oss: num_local_experts; Qwen-MoE and OLMoE: num_experts (0: dense).
     if let Some(field) = ["num_local_experts", "num_experts"].into_iter().find(|f| k.get(f).is_some_and(|(v, _)| v.as_u64() != Some(0))) {
         p.n_experts = k.positive(field);
-        p.n_experts_used = k.positive("num_experts_per_tok");
+    }
+    if p.n_experts.is_some() {
+        p.n_experts_used = k.required("num_experts_per_tok");
         p.expert_intermediate_size = k.positive("moe_intermediate_size");
     }
     p.n_heads = k.required("num_attention_heads");
